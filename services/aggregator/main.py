@@ -1,0 +1,31 @@
+"""Aggregator service: verdicts in, alerts out (Postgres first, then the alerts stream)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.aggregator.stream import AlertAggregator
+from watchpost.consumers import stream_worker
+from watchpost.keys import AGGREGATOR_GROUP, Keys
+from watchpost.messages import Verdict
+from watchpost.service import BackgroundLoop, Resources, service_app
+from watchpost.settings import AggregatorSettings
+
+
+def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
+    settings = settings or AggregatorSettings()
+
+    def build(resources: Resources) -> list[BackgroundLoop]:
+        aggregator = AlertAggregator(settings, redis_client=resources.redis, pool=resources.pool)
+        worker = stream_worker(
+            settings,
+            resources.redis,
+            stream=Keys(settings.stream_prefix).verdicts,
+            group=AGGREGATOR_GROUP,
+            expected=Verdict,
+            handle=aggregator.handle,
+            on_idle=aggregator.expire,
+        )
+        return [BackgroundLoop("aggregator", worker.run)]
+
+    return service_app(settings, needs_db=True, build_loops=build, title="Watchpost aggregator")

@@ -1,0 +1,133 @@
+"""Join recognition and liveness verdicts per (camera, track), decide alerts, store them with a
+snapshot in Postgres, then publish them. The verdict is acked only after that (by the worker)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import Counter
+from psycopg_pool import ConnectionPool
+
+from services.aggregator.policy import (
+    AlertDecision,
+    AlertPolicy,
+    Recognition,
+    TrackEvidence,
+    decide_alerts,
+)
+from watchpost.db import alerts
+from watchpost.images import draw_box
+from watchpost.keys import ALERTS_MAXLEN, Keys
+from watchpost.messages import AlertEvent, LivenessVerdict, RecognitionVerdict
+from watchpost.settings import AggregatorSettings
+from watchpost.streams import Delivery, publish
+
+log = logging.getLogger(__name__)
+
+ALERTS = Counter("watchpost_alerts_total", "Alerts stored", ["kind"])
+COLOURS = {
+    "unknown_person": "#d97706",
+    "spoof_attempt": "#dc2626",
+    "identity_mismatch": "#9333ea",
+    "access_granted": "#16a34a",
+}
+
+
+@dataclass
+class _Track:
+    evidence: TrackEvidence
+    snapshot: RecognitionVerdict | None = None
+    snapshot_jpeg: bytes | None = None
+    touched: float = 0.0
+
+
+class AlertAggregator:
+    def __init__(
+        self, settings: AggregatorSettings, *, redis_client: redis.Redis, pool: ConnectionPool
+    ) -> None:
+        self.settings = settings
+        self.redis = redis_client
+        self.pool = pool
+        self.keys = Keys(settings.stream_prefix)
+        self.policy = AlertPolicy()
+        self.tracks: dict[tuple[str, str], _Track] = {}
+
+    def handle(self, delivery: Delivery) -> None:
+        verdict = delivery.message
+        track = self._track(verdict.camera_id, verdict.track_id)
+        if isinstance(verdict, RecognitionVerdict):
+            track.evidence.recognitions.append(
+                Recognition(verdict.identity_id, verdict.display_name, verdict.distance)
+            )
+            if track.snapshot is None or verdict.box.width > track.snapshot.box.width:
+                track.snapshot, track.snapshot_jpeg = verdict, delivery.image
+        elif isinstance(verdict, LivenessVerdict):
+            track.evidence.liveness = verdict.state
+            track.evidence.liveness_reason = verdict.reason
+        for decision in decide_alerts(track.evidence, self.policy):
+            self._raise(track, decision)
+            track.evidence.alerted.add(decision.kind)
+
+    def expire(self) -> None:
+        cutoff = time.monotonic() - self.settings.aggregator_track_timeout_seconds
+        for key in [k for k, t in self.tracks.items() if t.touched < cutoff]:
+            del self.tracks[key]
+
+    def _track(self, camera_id: str, track_id: str) -> _Track:
+        track = self.tracks.setdefault((camera_id, track_id), _Track(TrackEvidence()))
+        track.touched = time.monotonic()
+        return track
+
+    def _raise(self, track: _Track, decision: AlertDecision) -> None:
+        shot = track.snapshot
+        assert (
+            shot is not None and track.snapshot_jpeg is not None
+        )  # policy waits for a recognition
+        identity = shot.identity_id if decision.kind != "unknown_person" else None
+        name = shot.display_name if identity else None
+        label = f"{decision.kind}: {name}" if name else decision.kind
+        snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
+        with self.pool.connection() as conn:
+            row, created = alerts.upsert_alert(
+                conn,
+                kind=decision.kind,
+                camera_id=shot.camera_id,
+                track_id=shot.track_id,
+                captured_at=shot.captured_at,
+                identity_id=identity,
+                display_name=name,
+                distance=shot.distance,
+                liveness=track.evidence.liveness,
+                reason=decision.reason,
+                details={
+                    "box": shot.box.as_tuple(),
+                    "frame_seq": shot.frame_seq,
+                    "runner_up_distance": shot.runner_up_distance,
+                    "threshold": shot.threshold,
+                },
+                snapshot_jpeg=snapshot,
+            )
+        event = AlertEvent(
+            alert_id=row["id"],
+            kind=row["kind"],
+            camera_id=row["camera_id"],
+            track_id=row["track_id"],
+            identity_id=row["identity_id"],
+            display_name=row["display_name"],
+            distance=row["distance"],
+            liveness=row["liveness"],
+            reason=row["reason"],
+            captured_at=row["captured_at"].timestamp(),
+            created_at=row["created_at"].timestamp(),
+        )
+        # Published even when the row existed (a redelivery after a crash between the write and
+        # the publish); consumers de-duplicate on alert_id.
+        publish(self.redis, self.keys.alerts, event, maxlen=ALERTS_MAXLEN)
+        if created:
+            ALERTS.labels(decision.kind).inc()
+            log.info(
+                "alert %s %s on %s/%s", row["id"], decision.kind, shot.camera_id, shot.track_id
+            )

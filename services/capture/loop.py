@@ -1,0 +1,233 @@
+"""Read a camera, find and track faces, publish the frames that contain faces."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+import psycopg
+import redis
+from prometheus_client import Counter, Gauge, Histogram
+from psycopg_pool import ConnectionPool
+
+from services.capture.source import SourceError, VideoSource, open_source
+from watchpost.db import cameras
+from watchpost.keys import FRAMES_MAXLEN, Keys
+from watchpost.messages import Box, Frame, TrackedFace
+from watchpost.settings import CaptureSettings
+from watchpost.streams import publish
+from watchpost.vision.faces import detect_faces
+from watchpost.vision.tracking import FaceTracker
+
+log = logging.getLogger(__name__)
+
+FRAMES_READ = Counter("watchpost_capture_frames_read_total", "Frames decoded", ["camera"])
+FRAMES_SKIPPED = Counter(
+    "watchpost_capture_frames_skipped_total", "Frames skipped to keep up with real time", ["camera"]
+)
+FRAMES_PUBLISHED = Counter(
+    "watchpost_capture_frames_published_total", "Frames with faces sent on", ["camera"]
+)
+FRAMES_DROPPED = Counter(
+    "watchpost_capture_frames_dropped_total",
+    "Frames lost because Redis was unreachable",
+    ["camera"],
+)
+DETECT_SECONDS = Histogram("watchpost_capture_detect_seconds", "Face detection time", ["camera"])
+FPS = Gauge("watchpost_capture_fps", "Frames processed per second", ["camera"])
+
+STATUS_EVERY_S = 2.0
+
+
+class CaptureLoop:
+    def __init__(
+        self,
+        settings: CaptureSettings,
+        *,
+        redis_client: redis.Redis,
+        pool: ConnectionPool | None,
+        source: str,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis_client
+        self.pool = pool
+        self.source = source
+        self.camera = settings.capture_camera_id
+        self.keys = Keys(settings.stream_prefix)
+        self.tracker = FaceTracker()
+        self.status = "starting"
+        self.last_error: str | None = None
+        self.frames_published = 0
+        self._seq = 0
+        self._fps = 0.0
+        self._last_status = 0.0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, burst: bool = False) -> int:
+        """Play the source until `stop`; `burst`: play a file once, unpaced, then return."""
+        self._register()
+        while not stop.is_set():
+            try:
+                video = open_source(self.source)
+            except SourceError as exc:
+                self._set_status("error", error=str(exc))
+                log.error("camera %s: %s", self.camera, exc)
+                if burst:
+                    raise
+                stop.wait(self.settings.capture_reconnect_seconds)
+                continue
+            self._set_status("online")
+            try:
+                ended = self._play(video, stop, paced=self.settings.capture_realtime and not burst)
+            finally:
+                video.close()
+            if burst or (ended and video.is_file and not self.settings.capture_loop):
+                self._set_status("ended" if ended else "stopped")
+                break
+            if ended and not video.is_file:
+                self._set_status("offline", error="stream ended; reconnecting")
+                stop.wait(self.settings.capture_reconnect_seconds)
+        else:
+            self._set_status("stopped")
+        return self.frames_published
+
+    def _play(self, video: VideoSource, stop: threading.Event, *, paced: bool) -> bool:
+        """Returns True when the source ran out, False when asked to stop."""
+        self.tracker.reset()
+        start = time.monotonic()
+        index = 0
+        window_start, window_frames = time.monotonic(), 0
+        while not stop.is_set():
+            if paced and video.is_file:
+                due = int((time.monotonic() - start) * video.fps)
+                if due > index + 1:  # behind real time: skip without decoding
+                    for _ in range(due - index - 1):
+                        if not video.grab():
+                            return True
+                        FRAMES_SKIPPED.labels(self.camera).inc()
+                    index = due - 1
+                else:
+                    wait = (index / video.fps) - (time.monotonic() - start)
+                    if wait > 0:
+                        stop.wait(wait)
+            if not video.grab():
+                return True
+            index += 1
+            bgr = video.retrieve()
+            if bgr is None:
+                return True
+            self.process(
+                bgr, source_time=index / video.fps if video.is_file else time.monotonic() - start
+            )
+            window_frames += 1
+            elapsed = time.monotonic() - window_start
+            if elapsed >= STATUS_EVERY_S:
+                self._fps = window_frames / elapsed
+                FPS.labels(self.camera).set(self._fps)
+                window_start, window_frames = time.monotonic(), 0
+                self._set_status("online", frame_seen=True)
+        return False
+
+    # -- one frame ----------------------------------------------------------------------------
+    def process(self, bgr: np.ndarray, *, source_time: float) -> Frame | None:
+        FRAMES_READ.labels(self.camera).inc()
+        captured_at = time.time()
+        bgr = self._resize(bgr)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        seq = self._seq
+        self._seq += 1
+        detections = None
+        if seq % self.settings.capture_detect_every == 0:
+            with DETECT_SECONDS.labels(self.camera).time():
+                detections = [
+                    b
+                    for b in detect_faces(rgb, upsample=self.settings.capture_upsample)
+                    if min(b[2] - b[0], b[3] - b[1]) >= self.settings.capture_min_face
+                ]
+        tracked = self.tracker.update(rgb, detections)
+        if not tracked:
+            return None
+        h, w = rgb.shape[:2]
+        frame = Frame(
+            camera_id=self.camera,
+            seq=seq,
+            captured_at=captured_at,
+            source_time=source_time,
+            width=w,
+            height=h,
+            faces=[
+                TrackedFace(
+                    track_id=t.track_id,
+                    box=Box(left=t.box[0], top=t.box[1], right=t.box[2], bottom=t.box[3]),
+                    detected=t.detected,
+                )
+                for t in tracked
+            ],
+        )
+        ok, jpeg = cv2.imencode(
+            ".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.settings.capture_jpeg_quality]
+        )
+        if not ok:
+            return None
+        try:
+            publish(self.redis, self.keys.frames, frame, image=jpeg.tobytes(), maxlen=FRAMES_MAXLEN)
+        except redis.RedisError as exc:
+            # Frames are perishable: drop this one and keep the camera going.
+            FRAMES_DROPPED.labels(self.camera).inc()
+            self._note_error(f"redis: {exc}")
+            return None
+        FRAMES_PUBLISHED.labels(self.camera).inc()
+        self.frames_published += 1
+        return frame
+
+    def _resize(self, bgr: np.ndarray) -> np.ndarray:
+        h, w = bgr.shape[:2]
+        if w <= self.settings.capture_max_width:
+            return bgr
+        scale = self.settings.capture_max_width / w
+        return cv2.resize(
+            bgr, (self.settings.capture_max_width, round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+
+    # -- status ---------------------------------------------------------------------------------
+    def _register(self) -> None:
+        if self.pool is None:
+            return
+        try:
+            with self.pool.connection() as conn:
+                cameras.upsert_camera(
+                    conn, camera_id=self.camera, name=self.camera, source=self.source
+                )
+        except psycopg.Error as exc:
+            log.warning("camera %s: could not register: %s", self.camera, exc)
+
+    def _note_error(self, error: str) -> None:
+        if error != self.last_error:
+            log.warning("camera %s: %s", self.camera, error)
+        self.last_error = error
+
+    def _set_status(
+        self, status: str, *, error: str | None = None, frame_seen: bool = False
+    ) -> None:
+        self.status = status
+        if error:
+            self.last_error = error
+        elif status == "online":
+            self.last_error = None
+        if self.pool is None:
+            return
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                cameras.report_status(
+                    conn,
+                    camera_id=self.camera,
+                    status=status,
+                    fps=round(self._fps, 2),
+                    frame_seen=frame_seen,
+                    error=self.last_error,
+                )
+        except psycopg.Error as exc:
+            log.debug("camera status not stored: %s", exc)

@@ -1,0 +1,78 @@
+"""Websocket `/api/v1/alerts/ws`: new alerts as they are decided, and, after a reconnect, the
+ones missed (`?after=<last alert id seen>`), replayed from Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from services.dashboard.api import alert_public
+from watchpost.db import alerts
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _replay(pool, after: int, limit: int) -> list[dict]:
+    with pool.connection() as conn:
+        return alerts.list_alerts(conn, after_id=after, limit=limit)
+
+
+@router.websocket("/alerts/ws")
+async def alerts_ws(websocket: WebSocket, after: int | None = Query(None, ge=0)) -> None:
+    resources = websocket.app.state.resources
+    broadcaster = websocket.app.state.broadcaster
+    # Subscribe before replaying, so nothing decided during the replay falls in between.
+    subscriber = broadcaster.subscribe(asyncio.get_running_loop())
+    if subscriber is None:
+        await websocket.close(code=1013, reason="too many clients")
+        return
+    await websocket.accept()
+    last_sent = after or 0
+    try:
+        if after is not None:
+            rows = await run_in_threadpool(
+                _replay, resources.pool, after, resources.settings.dashboard_replay_limit
+            )
+            for row in rows:
+                await websocket.send_text(
+                    _frame(alert_public(row).model_dump(mode="json"), replay=True)
+                )
+                last_sent = row["id"]
+        receiver = asyncio.create_task(_drain_client(websocket))
+        while True:
+            getter = asyncio.create_task(subscriber.queue.get())
+            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done:
+                getter.cancel()
+                return
+            event = getter.result()
+            if event is None:
+                await websocket.close(code=1013, reason="client too slow; reconnect with ?after=")
+                return
+            if event.alert_id <= last_sent:
+                continue
+            alert = event.model_dump(mode="json")
+            alert["id"] = alert.pop("alert_id")
+            alert["snapshot_url"] = f"/api/v1/alerts/{event.alert_id}/snapshot"
+            await websocket.send_text(_frame(alert, replay=False))
+            last_sent = event.alert_id
+    except WebSocketDisconnect:
+        pass
+    finally:
+        broadcaster.unsubscribe(subscriber)
+
+
+def _frame(alert: dict, *, replay: bool) -> str:
+    return json.dumps({"type": "alert", "replay": replay, "alert": alert})
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, to notice when it goes away."""
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        return

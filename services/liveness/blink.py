@@ -1,0 +1,103 @@
+"""Blinks from the eye-aspect ratio (EAR) of dlib's 68 landmarks; pure NumPy, no I/O.
+
+EAR = (|p2-p6| + |p3-p5|) / (2 |p1-p4|) per eye (Soukupova & Cech, 2016): about 0.25-0.35 for an
+open eye, near 0.1 when closed. A fixed threshold fails on narrow eyes, so each track is
+calibrated on itself: its open-eye EAR is a high percentile of its recent EAR, and an eye counts
+as closed below `closed_ratio` of that (and never above `closed_ear_max`). A blink is a short run
+of closed frames between open ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RIGHT_EYE = slice(36, 42)  # the subject's right eye, image left
+LEFT_EYE = slice(42, 48)
+NOSE_TIP = 30
+
+
+def eye_aspect_ratio(eye: np.ndarray) -> float:
+    p1, p2, p3, p4, p5, p6 = eye
+    width = np.linalg.norm(p1 - p4)
+    if width == 0:
+        return 0.0
+    return float((np.linalg.norm(p2 - p6) + np.linalg.norm(p3 - p5)) / (2.0 * width))
+
+
+def face_ear(landmarks: np.ndarray) -> float:
+    """Mean EAR of both eyes from (68, 2) landmarks."""
+    return (eye_aspect_ratio(landmarks[RIGHT_EYE]) + eye_aspect_ratio(landmarks[LEFT_EYE])) / 2.0
+
+
+def eyes_measurable(
+    landmarks: np.ndarray, box_width: int, *, min_eye_px: float = 12.0
+) -> str | None:
+    """None when EAR can be trusted on this face, else the reason it cannot."""
+    right_eye, left_eye = landmarks[RIGHT_EYE], landmarks[LEFT_EYE]
+    right_w = np.linalg.norm(right_eye[0] - right_eye[3])
+    left_w = np.linalg.norm(left_eye[0] - left_eye[3])
+    if min(right_w, left_w) < min_eye_px:
+        return "face too small to read the eyes"
+    # A turned head foreshortens one eye; its EAR then says nothing about closing.
+    if min(right_w, left_w) / max(right_w, left_w) < 0.6:
+        return "face turned away from the camera"
+    inner_x = sorted([right_eye[3][0], left_eye[0][0]])
+    if not inner_x[0] - box_width * 0.1 <= landmarks[NOSE_TIP][0] <= inner_x[1] + box_width * 0.1:
+        return "face turned away from the camera"
+    return None
+
+
+@dataclass
+class BlinkDetector:
+    closed_ratio: float = 0.75
+    closed_ear_max: float = 0.25
+    min_closed_frames: int = 1
+    max_closed_frames: int = 10
+    calibration_frames: int = 5
+    history: int = 150
+    blinks: int = 0
+    _ears: deque = field(init=False, repr=False)
+    _closed_run: int = field(default=0, init=False)
+    _seen_open: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self._ears = deque(maxlen=self.history)
+
+    @property
+    def open_ear(self) -> float | None:
+        if len(self._ears) < self.calibration_frames:
+            return None
+        return float(np.percentile(self._ears, 80))
+
+    def threshold(self) -> float | None:
+        open_ear = self.open_ear
+        if open_ear is None:
+            return None
+        return min(open_ear * self.closed_ratio, self.closed_ear_max)
+
+    def update(self, ear: float) -> bool:
+        """Feed one frame's EAR; True when this frame completes a blink."""
+        self._ears.append(ear)
+        threshold = self.threshold()
+        if threshold is None:
+            return False
+        if ear < threshold:
+            self._closed_run += 1
+            return False
+        closed_run, self._closed_run = self._closed_run, 0
+        blinked = self._seen_open and self.min_closed_frames <= closed_run <= self.max_closed_frames
+        self._seen_open = True
+        if blinked:
+            self.blinks += 1
+        return blinked
+
+
+def count_blinks(ears: Iterable[float], **thresholds) -> int:
+    detector = BlinkDetector(**thresholds)
+    for ear in ears:
+        detector.update(ear)
+    return detector.blinks

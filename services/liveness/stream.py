@@ -1,0 +1,100 @@
+"""Read landmarks on every tracked face of every frame, keep per-track evidence, and publish a
+liveness verdict whenever a track's verdict or blink count changes.
+
+State is per (camera, track) in this process, so one camera's frames must reach one replica in
+order; see docs/architecture.md (scale-out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import redis
+from prometheus_client import Counter
+
+from services.liveness.blink import BlinkDetector, eyes_measurable, face_ear
+from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
+from watchpost.images import decode_jpeg
+from watchpost.keys import VERDICTS_MAXLEN, Keys
+from watchpost.messages import Frame, LivenessVerdict
+from watchpost.settings import LivenessSettings
+from watchpost.streams import Delivery, publish
+from watchpost.vision.faces import landmarks_68
+
+log = logging.getLogger(__name__)
+
+STALE_FRAMES = Counter("watchpost_liveness_stale_frames_total", "Frames skipped as too old")
+VERDICTS = Counter("watchpost_liveness_verdicts_total", "Verdicts published", ["state"])
+MAX_TRACKS = 2_000
+
+
+class LivenessTracker:
+    def __init__(self, settings: LivenessSettings, *, redis_client: redis.Redis) -> None:
+        self.settings = settings
+        self.redis = redis_client
+        self.keys = Keys(settings.stream_prefix)
+        self.policy = LivenessPolicy(settings.liveness_window_seconds, settings.liveness_min_frames)
+        self.tracks: dict[tuple[str, str], TrackEvidence] = {}
+
+    def handle(self, delivery: Delivery) -> None:
+        frame = delivery.message
+        assert isinstance(frame, Frame)
+        max_age = self.settings.frame_max_age_seconds
+        if max_age and time.time() - frame.captured_at > max_age:
+            STALE_FRAMES.inc()
+            return
+        gray = decode_jpeg(delivery.image).mean(axis=2).astype(np.uint8)
+        for face in frame.faces:
+            evidence = self._evidence(frame, face.track_id)
+            box = face.box.as_tuple()
+            landmarks = landmarks_68(gray, box)
+            problem = eyes_measurable(landmarks, face.box.width)
+            evidence.observe(frame.source_time, None if problem else face_ear(landmarks), problem)
+            self._publish_if_changed(frame.camera_id, face.track_id, evidence)
+
+    def expire(self) -> None:
+        """Forget tracks nobody has seen for a while (called when the stream is idle)."""
+        timeout = self.settings.liveness_track_timeout_seconds
+        cutoff = time.monotonic() - timeout
+        for key in [k for k, e in self.tracks.items() if e.touched < cutoff]:
+            del self.tracks[key]
+
+    def _evidence(self, frame: Frame, track_id: str) -> TrackEvidence:
+        key = (frame.camera_id, track_id)
+        evidence = self.tracks.get(key)
+        if evidence is None:
+            if len(self.tracks) >= MAX_TRACKS:
+                oldest = min(self.tracks, key=lambda k: self.tracks[k].touched)
+                del self.tracks[oldest]
+            evidence = TrackEvidence(
+                detector=BlinkDetector(
+                    closed_ratio=self.settings.liveness_closed_ratio,
+                    closed_ear_max=self.settings.liveness_closed_ear_max,
+                ),
+                first_seen=frame.source_time,
+                last_seen=frame.source_time,
+            )
+            self.tracks[key] = evidence
+        evidence.touched = time.monotonic()
+        return evidence
+
+    def _publish_if_changed(self, camera_id: str, track_id: str, evidence: TrackEvidence) -> None:
+        state, reason = decide(evidence, self.policy)
+        signature = (state, evidence.detector.blinks)
+        if signature == evidence.published:
+            return
+        verdict = LivenessVerdict(
+            camera_id=camera_id,
+            track_id=track_id,
+            state=state,
+            reason=reason,
+            blinks=evidence.detector.blinks,
+            frames_seen=evidence.frames_seen,
+            frames_with_eyes=evidence.frames_with_eyes,
+            open_ear=evidence.detector.open_ear,
+        )
+        publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
+        evidence.published = signature
+        VERDICTS.labels(state).inc()

@@ -1,0 +1,144 @@
+"""Identify tracked faces from the frame stream and publish a verdict per check.
+
+A track is embedded when it first appears and re-checked every `recognition_recheck_seconds`
+until it has had `recognition_max_checks` verdicts; never on every frame, since one embedding
+costs 35-135 ms here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import Counter, Gauge, Histogram
+from psycopg_pool import ConnectionPool
+
+from services.recognition.gallery import Gallery
+from watchpost.db import identities
+from watchpost.images import decode_jpeg
+from watchpost.keys import RECOGNITION_GROUP, VERDICTS_MAXLEN, Keys
+from watchpost.messages import Frame, RecognitionVerdict
+from watchpost.settings import RecognitionSettings
+from watchpost.streams import Delivery, publish
+from watchpost.vision.faces import embed_face
+
+log = logging.getLogger(__name__)
+
+EMBED_SECONDS = Histogram("watchpost_recognition_embed_seconds", "One 128-d embedding")
+STALE_FRAMES = Counter("watchpost_recognition_stale_frames_total", "Frames skipped as too old")
+VERDICTS = Counter("watchpost_recognition_verdicts_total", "Verdicts published", ["result"])
+GALLERY_SIZE = Gauge("watchpost_recognition_gallery_embeddings", "Embeddings in memory")
+
+MAX_TRACKS = 10_000
+GALLERY_CHECK_S = 1.0
+
+
+@dataclass
+class _TrackChecks:
+    count: int = 0
+    last_at: float = 0.0
+
+
+class GalleryHolder:
+    """The current gallery, reloaded from Postgres when the shared version key moves."""
+
+    def __init__(self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys) -> None:
+        self.pool = pool
+        self.redis = redis_client
+        self.keys = keys
+        self.gallery = Gallery.empty()
+        self.version: bytes | None = b"unloaded"
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self, *, force: bool = False) -> Gallery:
+        now = time.monotonic()
+        if not force and now - self._checked_at < GALLERY_CHECK_S:
+            return self.gallery
+        with self._lock:
+            self._checked_at = now
+            version = self.redis.get(self.keys.gallery_version)
+            if force or version != self.version:
+                with self.pool.connection() as conn:
+                    matrix, ids, names = identities.load_gallery(conn)
+                self.gallery = Gallery(matrix, ids, names)
+                self.version = version
+                GALLERY_SIZE.set(len(self.gallery))
+                log.info(
+                    "gallery loaded: %d embeddings of %d identities",
+                    len(self.gallery),
+                    self.gallery.identity_count,
+                )
+        return self.gallery
+
+
+class FrameRecognizer:
+    def __init__(
+        self, settings: RecognitionSettings, *, redis_client: redis.Redis, gallery: GalleryHolder
+    ) -> None:
+        self.settings = settings
+        self.redis = redis_client
+        self.keys = Keys(settings.stream_prefix)
+        self.gallery = gallery
+        self._tracks: OrderedDict[tuple[str, str], _TrackChecks] = OrderedDict()
+
+    group = RECOGNITION_GROUP
+
+    def handle(self, delivery: Delivery) -> None:
+        frame = delivery.message
+        assert isinstance(frame, Frame)
+        max_age = self.settings.frame_max_age_seconds
+        if max_age and time.time() - frame.captured_at > max_age:
+            STALE_FRAMES.inc()
+            return
+        due = [face for face in frame.faces if self._due(frame.camera_id, face.track_id)]
+        if not due:
+            return
+        gallery = self.gallery.refresh()
+        rgb = decode_jpeg(delivery.image)
+        for face in due:
+            with EMBED_SECONDS.time():
+                embedding = embed_face(rgb, face.box.as_tuple())
+            match = gallery.identify(embedding, threshold=self.settings.recognition_threshold)
+            verdict = RecognitionVerdict(
+                camera_id=frame.camera_id,
+                track_id=face.track_id,
+                frame_seq=frame.seq,
+                captured_at=frame.captured_at,
+                box=face.box,
+                identity_id=match.identity_id,
+                display_name=match.display_name,
+                distance=match.distance,
+                runner_up_distance=match.runner_up_distance,
+                threshold=self.settings.recognition_threshold,
+            )
+            publish(
+                self.redis,
+                self.keys.verdicts,
+                verdict,
+                image=delivery.image,
+                maxlen=VERDICTS_MAXLEN,
+            )
+            VERDICTS.labels("known" if match.identity_id else "unknown").inc()
+            self._checked(frame.camera_id, face.track_id)
+
+    def _due(self, camera_id: str, track_id: str) -> bool:
+        checks = self._tracks.get((camera_id, track_id))
+        if checks is None:
+            return True
+        if checks.count >= self.settings.recognition_max_checks:
+            return False
+        return time.monotonic() - checks.last_at >= self.settings.recognition_recheck_seconds
+
+    def _checked(self, camera_id: str, track_id: str) -> None:
+        key = (camera_id, track_id)
+        checks = self._tracks.pop(key, None) or _TrackChecks()
+        checks.count += 1
+        checks.last_at = time.monotonic()
+        self._tracks[key] = checks
+        while len(self._tracks) > MAX_TRACKS:
+            self._tracks.popitem(last=False)

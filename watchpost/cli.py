@@ -1,0 +1,178 @@
+"""`watchpost`: run the whole stack locally (`up`), one service (`serve`), or migrations."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from watchpost.settings import PROJECT_ROOT, SERVICE_SETTINGS, CommonSettings
+
+# Start order: the services others call first.
+SERVICES = ["recognition", "liveness", "aggregator", "dashboard", "capture"]
+
+
+def serve(name: str) -> None:
+    import uvicorn
+
+    from watchpost.service import configure_logging
+
+    settings = SERVICE_SETTINGS[name]()
+    configure_logging(settings)
+    module = importlib.import_module(f"services.{name}.main")
+    app = module.create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
+
+
+def migrate() -> None:
+    from watchpost.db import apply_migrations
+
+    applied = apply_migrations(CommonSettings().require_database_url())
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+
+
+class Stack:
+    """The five services as child processes, on given or embedded Redis/Postgres."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.children: dict[str, subprocess.Popen] = {}
+        self.embedded: list = []
+
+    def start(self) -> str:
+        from watchpost.embedded import EmbeddedPostgres, EmbeddedRedis
+
+        settings = CommonSettings()
+        home = Path(self.args.home).resolve()
+        redis_url, database_url = settings.redis_url, settings.database_url
+        if not redis_url:
+            server = EmbeddedRedis(home / "redis")
+            self.embedded.append(server)
+            redis_url = server.start()
+            print(f"embedded Redis: {redis_url}")
+        if not database_url:
+            server = EmbeddedPostgres(home / "postgres")
+            self.embedded.append(server)
+            database_url = server.start()
+            print(f"embedded PostgreSQL: {database_url}")
+        env = dict(os.environ, WATCHPOST_REDIS_URL=redis_url, WATCHPOST_DATABASE_URL=database_url)
+        ports = {n: SERVICE_SETTINGS[n].default_port + self.args.port_offset for n in SERVICES}
+        env["WATCHPOST_DASHBOARD_RECOGNITION_URL"] = f"http://127.0.0.1:{ports['recognition']}"
+        if self.args.camera:
+            env["WATCHPOST_CAPTURE_SOURCE"] = self.args.camera
+        from watchpost.db import apply_migrations
+
+        apply_migrations(database_url)  # once, before five services race for the lock
+        for name in SERVICES:
+            child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]))
+            self.children[name] = subprocess.Popen(
+                [sys.executable, "-m", "watchpost.cli", "serve", name],
+                env=child_env,
+                cwd=PROJECT_ROOT,
+            )
+            self._wait_ready(name, ports[name])
+        return f"http://127.0.0.1:{ports['dashboard']}/"
+
+    def _wait_ready(self, name: str, port: int, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.children[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with code {self.children[name].returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    print(f"  {name:<12} ready on :{port}")
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} was not ready after {timeout:.0f}s")
+
+    def watch(self) -> int:
+        """Block until Ctrl-C / SIGTERM or until a service dies; 0 for the former."""
+        while True:
+            for name, child in self.children.items():
+                if child.poll() is not None:
+                    print(f"{name} exited with code {child.returncode}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for name, child in self.children.items():
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop in 30s; killing it", file=sys.stderr)
+                child.kill()
+        for server in reversed(self.embedded):
+            server.stop()
+
+
+def up(args: argparse.Namespace) -> int:
+    stack = Stack(args)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = 0
+    try:
+        url = stack.start()
+        print(f"\nWatchpost is running. Dashboard: {url}\nPress Ctrl-C to stop.", flush=True)
+        code = stack.watch()
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    except RuntimeError as exc:
+        print(f"watchpost up failed: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        stack.stop()
+    print("stopped.", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="watchpost", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up_parser = commands.add_parser("up", help="run every service locally")
+    up_parser.add_argument(
+        "--camera", help="video file, webcam index or rtsp/http URL (default: the demo video)"
+    )
+    up_parser.add_argument(
+        "--home",
+        default=str(PROJECT_ROOT / ".watchpost"),
+        help="folder for the embedded servers' data (default: .watchpost/)",
+    )
+    up_parser.add_argument(
+        "--port-offset", type=int, default=0, help="add this to every service's port"
+    )
+    serve_parser = commands.add_parser("serve", help="run one service (what a container runs)")
+    serve_parser.add_argument("name", choices=sorted(SERVICE_SETTINGS))
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up(args)
+    if args.command == "serve":
+        serve(args.name)
+        return 0
+    migrate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Identities and their face samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+_IDENTITY_COLUMNS = "id, display_name, login_name, metadata, created_at, updated_at"
+
+
+class DuplicateLoginError(ValueError):
+    pass
+
+
+def create_identity(
+    conn: psycopg.Connection,
+    *,
+    display_name: str,
+    login_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict:
+    try:
+        return conn.execute(
+            f"INSERT INTO identities (display_name, login_name, metadata) VALUES (%s, %s, %s)"
+            f" RETURNING {_IDENTITY_COLUMNS}",
+            (display_name, login_name, Jsonb(metadata or {})),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise DuplicateLoginError(f"login name {login_name!r} is already taken") from None
+
+
+def get_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
+    return conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS}, (SELECT count(*) FROM face_samples f"
+        f" WHERE f.identity_id = i.id) AS face_count FROM identities i WHERE id = %s",
+        (identity_id,),
+    ).fetchone()
+
+
+def list_identities(conn: psycopg.Connection, *, limit: int = 100, offset: int = 0) -> list[dict]:
+    return conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS}, (SELECT count(*) FROM face_samples f"
+        f" WHERE f.identity_id = i.id) AS face_count FROM identities i"
+        f" ORDER BY id LIMIT %s OFFSET %s",
+        (limit, offset),
+    ).fetchall()
+
+
+def delete_identity(conn: psycopg.Connection, identity_id: int) -> bool:
+    """Delete the identity and (by cascade) every embedding and enrolment image of it."""
+    return conn.execute("DELETE FROM identities WHERE id = %s", (identity_id,)).rowcount == 1
+
+
+def add_face_sample(
+    conn: psycopg.Connection,
+    *,
+    identity_id: int,
+    embedding: np.ndarray,
+    box: tuple[int, int, int, int],
+    image_jpeg: bytes,
+) -> dict:
+    return conn.execute(
+        "INSERT INTO face_samples (identity_id, embedding, box, image_jpeg)"
+        " VALUES (%s, %s, %s, %s) RETURNING id, identity_id, box, created_at",
+        (identity_id, [float(x) for x in embedding], list(box), image_jpeg),
+    ).fetchone()
+
+
+def load_gallery(conn: psycopg.Connection) -> tuple[np.ndarray, list[int], list[str]]:
+    """Every enrolled embedding as one (n, 128) matrix, with its identity id and name per row."""
+    rows = conn.execute(
+        "SELECT f.identity_id, i.display_name, f.embedding FROM face_samples f"
+        " JOIN identities i ON i.id = f.identity_id ORDER BY f.id"
+    ).fetchall()
+    matrix = np.array([r["embedding"] for r in rows], dtype=np.float32).reshape(-1, 128)
+    return matrix, [r["identity_id"] for r in rows], [r["display_name"] for r in rows]

@@ -1,0 +1,90 @@
+"""Image helpers shared by every service (Pillow and NumPy only: no OpenCV, no dlib).
+
+Uploaded images are untrusted: `decode_upload` checks size, format and pixel count before it
+decodes anything, and raises `ImageError` with a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo is the largest a camera or phone sends us
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with the reason."""
+
+
+def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an uploaded JPEG/PNG/WebP into an RGB uint8 array, upright per its EXIF tag."""
+    if not data:
+        raise ImageError("the file is empty")
+    if len(data) > max_bytes:
+        raise ImageError(f"the file is {len(data)} bytes; the limit is {max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise ImageError(f"{image.format} images are not accepted; send JPEG, PNG or WebP")
+            if getattr(image, "n_frames", 1) > 1:
+                raise ImageError("animated images are not accepted; send a single still photo")
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
+                )
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("the image declares an absurd pixel count (decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError("the file is not an image we can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"the image is corrupt or truncated ({exc})") from None
+    image = ImageOps.exif_transpose(image)
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """Decode a JPEG produced by our own services (trusted size) into RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageError(f"undecodable frame: {exc}") from None
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def crop(rgb: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.25) -> np.ndarray:
+    """The box grown by `margin` of its size on every side, clipped to the image."""
+    left, top, right, bottom = box
+    dx, dy = int((right - left) * margin), int((bottom - top) * margin)
+    h, w = rgb.shape[:2]
+    return rgb[max(0, top - dy) : min(h, bottom + dy), max(0, left - dx) : min(w, right + dx)]
+
+
+def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: str) -> bytes:
+    """The JPEG with a labelled rectangle around `box` (for alert snapshots)."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    width = max(2, image.width // 320)
+    draw.rectangle(box, outline=colour, width=width)
+    text_top = max(0, box[1] - 14)
+    draw.rectangle((box[0], text_top, box[0] + 7 * len(label) + 6, text_top + 14), fill=colour)
+    draw.text((box[0] + 3, text_top + 1), label, fill="white")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

@@ -1,0 +1,43 @@
+"""Every Redis key, stream and consumer-group name, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Consumer groups: one per service that reads a stream.
+RECOGNITION_GROUP = "recognition"
+LIVENESS_GROUP = "liveness"
+AGGREGATOR_GROUP = "aggregator"
+
+# Frames are the only stream trimmed aggressively: old frames are worth nothing. Verdicts and
+# alerts are trimmed far beyond anything a healthy consumer leaves unread.
+FRAMES_MAXLEN = 500
+VERDICTS_MAXLEN = 100_000
+ALERTS_MAXLEN = 100_000
+DEAD_LETTER_MAXLEN = 10_000
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "wp"
+
+    @property
+    def frames(self) -> str:
+        return f"{self.prefix}:frames"
+
+    @property
+    def verdicts(self) -> str:
+        return f"{self.prefix}:verdicts"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def gallery_version(self) -> str:
+        """Incremented whenever enrolled faces change; recognition reloads when it moves."""
+        return f"{self.prefix}:gallery:version"

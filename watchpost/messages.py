@@ -1,0 +1,194 @@
+"""Every message that crosses Redis, defined once.
+
+On the wire a message is a Redis stream entry with the fields `type` (the model's name), `v` (its
+schema version), `data` (the model as JSON) and, for messages that carry a picture, `image` (raw
+JPEG bytes, kept out of the JSON so it is never base64-inflated). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AlertKind = Literal["unknown_person", "spoof_attempt", "identity_mismatch", "access_granted"]
+LivenessState = Literal["live", "spoof", "undecided"]
+
+
+class MessageError(ValueError):
+    """A stream entry that is not a valid message of the expected kind."""
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+    carries_image: ClassVar[bool] = False
+
+
+class Box(BaseModel):
+    """A face box in frame pixels; right and bottom are exclusive."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @model_validator(mode="after")
+    def _positive_area(self) -> Box:
+        if self.right <= self.left or self.bottom <= self.top:
+            raise ValueError("box must have a positive width and height")
+        return self
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+
+class TrackedFace(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track_id: Id
+    box: Box
+    detected: bool = Field(description="True when the detector found it in this very frame.")
+
+
+class Frame(Message):
+    """A captured frame that contains at least one face (JPEG in the `image` field)."""
+
+    carries_image: ClassVar[bool] = True
+
+    camera_id: Id
+    seq: int = Field(ge=0)
+    captured_at: float = Field(description="Unix time the frame was read from the source.")
+    source_time: float = Field(
+        ge=0, description="Seconds into the source: the video position for files, else since start."
+    )
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    faces: list[TrackedFace] = Field(min_length=1)
+
+
+class RecognitionVerdict(Message):
+    """Who a tracked face is, from one embedding. The `image` field is the frame embedded."""
+
+    carries_image: ClassVar[bool] = True
+
+    kind: Literal["recognition"] = "recognition"
+    camera_id: Id
+    track_id: Id
+    frame_seq: int
+    captured_at: float
+    box: Box
+    identity_id: int | None = Field(None, description="Best match within the threshold, or None.")
+    display_name: str | None = None
+    distance: float | None = Field(None, description="Distance to the best gallery match.")
+    runner_up_distance: float | None = Field(
+        None, description="Distance to the best match of a different identity."
+    )
+    threshold: float
+    decided_at: float = Field(default_factory=time.time)
+
+
+class LivenessVerdict(Message):
+    """Whether a tracked face is a live person, with the evidence for it."""
+
+    kind: Literal["liveness"] = "liveness"
+    camera_id: Id
+    track_id: Id
+    state: LivenessState
+    reason: str
+    blinks: int = Field(ge=0)
+    frames_seen: int = Field(ge=0)
+    frames_with_eyes: int = Field(ge=0)
+    open_ear: float | None = Field(None, description="The track's calibrated open-eye EAR.")
+    decided_at: float = Field(default_factory=time.time)
+
+
+Verdict = Annotated[RecognitionVerdict | LivenessVerdict, Field(discriminator="kind")]
+
+
+class AlertEvent(Message):
+    """An alert that is stored in PostgreSQL; published for the dashboard and notifiers."""
+
+    alert_id: int
+    kind: AlertKind
+    camera_id: Id
+    track_id: Id
+    identity_id: int | None = None
+    display_name: str | None = None
+    distance: float | None = None
+    liveness: LivenessState = "undecided"
+    reason: str = ""
+    captured_at: float
+    created_at: float
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.__name__: cls for cls in (Frame, RecognitionVerdict, LivenessVerdict, AlertEvent)
+}
+
+
+def encode(message: Message, image: bytes | None = None) -> dict[bytes, bytes]:
+    """Stream-entry fields for a message."""
+    if message.carries_image and image is None:
+        raise MessageError(f"{type(message).__name__} needs an image")
+    if image is not None and not message.carries_image:
+        raise MessageError(f"{type(message).__name__} carries no image")
+    fields = {
+        b"type": type(message).__name__.encode(),
+        b"v": str(message.schema_version).encode(),
+        b"data": message.model_dump_json().encode(),
+    }
+    if image is not None:
+        fields[b"image"] = image
+    return fields
+
+
+def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message, bytes | None]:
+    """Parse stream-entry fields into one of the `expected` message types.
+
+    `expected` is a Message subclass or a union type (e.g. `Verdict`). Raises MessageError with a
+    reason for anything else: unknown type, other schema version, invalid JSON or fields.
+    """
+    try:
+        type_name = fields[b"type"].decode()
+        version = int(fields[b"v"])
+        data = fields[b"data"]
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"missing or malformed envelope field: {exc!r}") from None
+    cls = MESSAGE_TYPES.get(type_name)
+    if cls is None:
+        raise MessageError(f"unknown message type {type_name!r}")
+    if version != cls.schema_version:
+        raise MessageError(f"{type_name} schema version {version}, expected {cls.schema_version}")
+    try:
+        message = _adapter(expected).validate_json(data)
+    except ValidationError as exc:
+        raise MessageError(f"invalid {type_name}: {exc.errors(include_url=False)}") from None
+    if type(message) is not cls:
+        raise MessageError(f"{type_name} envelope holds a {type(message).__name__}")
+    image = fields.get(b"image")
+    if cls.carries_image and not image:
+        raise MessageError(f"{type_name} without its image")
+    return message, image
+
+
+_ADAPTERS: dict[object, TypeAdapter] = {}
+
+
+def _adapter(expected: type | object) -> TypeAdapter:
+    if expected not in _ADAPTERS:
+        _ADAPTERS[expected] = TypeAdapter(expected)
+    return _ADAPTERS[expected]

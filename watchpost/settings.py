@@ -1,0 +1,177 @@
+"""Settings: one pydantic-settings class per service, all on one common base.
+
+Every variable is `WATCHPOST_<FIELD>`; service-specific fields carry the service name in the field
+(`capture_source` is `WATCHPOST_CAPTURE_SOURCE`), so one flat namespace serves the CLI, the
+containers and the tests, and a compose file can be checked against these classes.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    """The shared real-data folder beside the project (see ../shared/data/README.md)."""
+    return (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WATCHPOST_", extra="ignore")
+
+    service_name: ClassVar[str] = "watchpost"
+    default_port: ClassVar[int] = 8000
+
+    redis_url: str | None = Field(
+        None, description="Redis URL (redis://, rediss:// or unix://). Required by services."
+    )
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL for psycopg. Required by services that store data."
+    )
+    stream_prefix: str = Field(
+        "wp", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Prefix of every Redis key."
+    )
+    http_host: str = Field("127.0.0.1", description="Address the service's HTTP server binds.")
+    http_port: int | None = Field(None, ge=1, le=65535, description="Port; service default.")
+    consumer_name: str = Field(
+        default_factory=socket.gethostname,
+        description="This replica's name in its consumer groups; keep it stable across restarts "
+        "so a restarted replica finishes what it had taken.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(False, description="Log one JSON object per line.")
+    frame_max_age_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="Consumers skip frames older than this instead of falling further behind "
+        "(0: never skip; tests that replay a file faster than real time use 0).",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder with the real test data and demo videos.",
+    )
+
+    @property
+    def port(self) -> int:
+        return self.http_port or self.default_port
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError(f"{self.service_name}: WATCHPOST_REDIS_URL is not set")
+        return self.redis_url
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(f"{self.service_name}: WATCHPOST_DATABASE_URL is not set")
+        return self.database_url
+
+
+class CaptureSettings(CommonSettings):
+    service_name: ClassVar[str] = "capture"
+    default_port: ClassVar[int] = 8002
+
+    capture_camera_id: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    capture_source: str | None = Field(
+        None,
+        description="Video file path, webcam index (e.g. 0) or rtsp:// / http(s):// URL. "
+        "Empty: the demo video from the data folder.",
+    )
+    capture_realtime: bool = Field(
+        True, description="Play files at their own frame rate, skipping frames when behind."
+    )
+    capture_loop: bool = Field(False, description="Start a file again when it ends.")
+    capture_max_width: int = Field(
+        640, ge=160, le=3840, description="Frames are downscaled to this."
+    )
+    capture_detect_every: int = Field(
+        5, ge=1, le=100, description="Run the face detector every N frames; track in between."
+    )
+    capture_upsample: int = Field(1, ge=0, le=2, description="HOG detector upsampling steps.")
+    capture_min_face: int = Field(40, ge=10, description="Ignore faces smaller than this (px).")
+    capture_jpeg_quality: int = Field(85, ge=30, le=100)
+    capture_reconnect_seconds: float = Field(5.0, gt=0, description="Retry a failed stream after.")
+
+    @field_validator("capture_source")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class RecognitionSettings(CommonSettings):
+    service_name: ClassVar[str] = "recognition"
+    default_port: ClassVar[int] = 8001
+
+    recognition_threshold: float = Field(
+        0.6, gt=0, lt=2, description="Max embedding distance to accept a match (dlib: 0.6)."
+    )
+    recognition_recheck_seconds: float = Field(
+        2.0, gt=0, description="Embed a known track again after this long."
+    )
+    recognition_max_checks: int = Field(
+        5, ge=1, description="Stop re-embedding a track after this many verdicts."
+    )
+    recognition_max_upload_bytes: int = Field(10_000_000, ge=1024)
+
+
+class LivenessSettings(CommonSettings):
+    service_name: ClassVar[str] = "liveness"
+    default_port: ClassVar[int] = 8003
+
+    liveness_closed_ratio: float = Field(
+        0.75,
+        gt=0,
+        lt=1,
+        description="An eye is closed when its EAR drops below this share of the track's "
+        "own open-eye EAR (per-person calibration).",
+    )
+    liveness_closed_ear_max: float = Field(
+        0.25, gt=0, description="An eye is never called closed above this absolute EAR."
+    )
+    liveness_window_seconds: float = Field(
+        10.0, gt=0, description="A track with eyes visible and no blink this long is a spoof."
+    )
+    liveness_min_frames: int = Field(
+        15, ge=3, description="Frames with visible eyes needed before calling a spoof."
+    )
+    liveness_track_timeout_seconds: float = Field(5.0, gt=0)
+
+
+class AggregatorSettings(CommonSettings):
+    service_name: ClassVar[str] = "aggregator"
+    default_port: ClassVar[int] = 8004
+
+    aggregator_track_timeout_seconds: float = Field(
+        60.0, gt=0, description="Forget a track's evidence after this long without news."
+    )
+
+
+class DashboardSettings(CommonSettings):
+    service_name: ClassVar[str] = "dashboard"
+    default_port: ClassVar[int] = 8000
+
+    dashboard_recognition_url: str = Field(
+        "http://127.0.0.1:8001", description="Base URL of the recognition service's HTTP API."
+    )
+    dashboard_max_upload_bytes: int = Field(10_000_000, ge=1024)
+    dashboard_max_websockets: int = Field(200, ge=1, description="Refuse clients beyond this.")
+    dashboard_replay_limit: int = Field(
+        500, ge=1, le=10_000, description="Most alerts replayed to a reconnecting client."
+    )
+
+
+SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {
+    cls.service_name: cls
+    for cls in (
+        CaptureSettings,
+        RecognitionSettings,
+        LivenessSettings,
+        AggregatorSettings,
+        DashboardSettings,
+    )
+}

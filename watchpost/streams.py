@@ -1,0 +1,176 @@
+"""Redis Streams done one way for every service.
+
+- `publish` appends with `MAXLEN ~` so a stream's memory is bounded.
+- `GroupConsumer` reads through a consumer group: it creates the group at start (tolerating only
+  BUSYGROUP), re-reads its own pending entries after a restart, takes over entries another consumer
+  left pending too long (`XAUTOCLAIM`), and dead-letters entries that are not valid messages or
+  that failed too often, so nothing is retried forever and nothing is silently lost.
+- Callers `ack` only after their work is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+from prometheus_client import Counter
+
+from watchpost.keys import DEAD_LETTER_MAXLEN
+from watchpost.messages import Message, MessageError, decode, encode
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERED = Counter(
+    "watchpost_dead_lettered_total", "Stream entries moved to the dead-letter stream", ["stream"]
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded stream entry handed to a worker."""
+
+    stream: str
+    entry_id: bytes
+    message: Message
+    image: bytes | None
+
+
+def publish(
+    client: redis.Redis,
+    stream: str,
+    message: Message,
+    *,
+    image: bytes | None = None,
+    maxlen: int,
+) -> bytes:
+    return client.xadd(stream, encode(message, image), maxlen=maxlen, approximate=True)
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class GroupConsumer:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        expected: type | object,
+        dead_letter_stream: str,
+        claim_idle_ms: int = 30_000,
+        max_failures: int = 3,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.expected = expected
+        self.dead_letter_stream = dead_letter_stream
+        self.claim_idle_ms = claim_idle_ms
+        self.max_failures = max_failures
+        self._own_pending_done = False
+        self._claim_cursor = b"0-0"
+        self._failures: dict[bytes, int] = {}
+
+    def start(self) -> None:
+        ensure_group(self.client, self.stream, self.group)
+
+    def read(self, *, count: int = 16, block_ms: int = 1000) -> list[Delivery]:
+        entries = self._own_pending(count) or self._claim_stale(count)
+        if not entries:
+            reply = self.client.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
+            entries = reply[0][1] if reply else []
+        return self._decode_all(entries)
+
+    def ack(self, entry_ids: Iterable[bytes]) -> None:
+        ids = list(entry_ids)
+        if ids:
+            self.client.xack(self.stream, self.group, *ids)
+            for entry_id in ids:
+                self._failures.pop(entry_id, None)
+
+    def failed(self, delivery: Delivery, error: BaseException) -> None:
+        """Record a handler failure; after `max_failures` the entry goes to the dead letters."""
+        count = self._failures.get(delivery.entry_id, 0) + 1
+        self._failures[delivery.entry_id] = count
+        if count >= self.max_failures:
+            fields = {b"data": delivery.message.model_dump_json().encode()}
+            self._dead_letter(delivery.entry_id, fields, f"handler failed {count}x: {error!r}")
+        else:
+            self.redeliver_pending()
+
+    def redeliver_pending(self) -> None:
+        """Read this consumer's unacked entries again before any new ones."""
+        self._own_pending_done = False
+
+    def _own_pending(self, count: int) -> list:
+        """After a restart, entries delivered to this consumer name but never acked."""
+        if self._own_pending_done:
+            return []
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)
+        entries = [e for e in (reply[0][1] if reply else []) if e[1]]
+        if not entries:
+            self._own_pending_done = True
+        return entries
+
+    def _claim_stale(self, count: int) -> list:
+        """Entries another consumer took and left pending for too long (it probably died)."""
+        reply = self.client.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=count,
+        )
+        self._claim_cursor = reply[0]
+        # Entries trimmed away while pending come back empty; XAUTOCLAIM already dropped them.
+        return [e for e in reply[1] if e[1]]
+
+    def _decode_all(self, entries: list) -> list[Delivery]:
+        deliveries = []
+        for entry_id, fields in entries:
+            try:
+                message, image = decode(fields, self.expected)
+            except MessageError as exc:
+                self._dead_letter(entry_id, fields, str(exc))
+                continue
+            deliveries.append(Delivery(self.stream, entry_id, message, image))
+        return deliveries
+
+    def _dead_letter(self, entry_id: bytes, fields: dict, reason: str) -> None:
+        log.warning(
+            "dead-lettering %s %s: %s",
+            self.stream,
+            entry_id.decode(),
+            reason,
+            extra={"stream": self.stream, "entry_id": entry_id.decode()},
+        )
+        record = {k: v for k, v in fields.items() if k != b"image"}
+        record.update(
+            {
+                b"source_stream": self.stream.encode(),
+                b"source_id": entry_id,
+                b"group": self.group.encode(),
+                b"reason": reason.encode()[:2000],
+                b"dead_at": str(time.time()).encode(),
+            }
+        )
+        pipe = self.client.pipeline()
+        pipe.xadd(self.dead_letter_stream, record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        pipe.xack(self.stream, self.group, entry_id)
+        pipe.execute()
+        self._failures.pop(entry_id, None)
+        DEAD_LETTERED.labels(self.stream).inc()
