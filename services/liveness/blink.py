@@ -53,10 +53,17 @@ def eyes_measurable(
 
 @dataclass
 class BlinkDetector:
+    """Counts blinks in a stream of per-frame EAR values, calibrated on the stream itself.
+
+    Hysteresis: an eye closes below `threshold()` but only counts as open again above
+    `reopen_threshold()`, a third of the way back to the open EAR, so a noisy dip and recovery
+    is one event, not two.
+    """
+
     closed_ratio: float = 0.75
     closed_ear_max: float = 0.25
     min_closed_frames: int = 1
-    max_closed_frames: int = 10
+    max_closed_frames: int = 15  # 0.5 s at 30 fps: longer is eyes shut or looking down
     calibration_frames: int = 5
     history: int = 150
     blinks: int = 0
@@ -79,17 +86,33 @@ class BlinkDetector:
             return None
         return min(open_ear * self.closed_ratio, self.closed_ear_max)
 
+    def reopen_threshold(self) -> float | None:
+        closed, open_ear = self.threshold(), self.open_ear
+        if closed is None or open_ear is None:
+            return None
+        return closed + max(0.0, open_ear - closed) / 3.0
+
+    @property
+    def eyes_closed(self) -> bool:
+        return self._closed_run > 0
+
     def update(self, ear: float) -> bool:
         """Feed one frame's EAR; True when this frame completes a blink."""
         self._ears.append(ear)
-        threshold = self.threshold()
-        if threshold is None:
+        closed, reopen = self.threshold(), self.reopen_threshold()
+        if closed is None or reopen is None:
             return False
-        if ear < threshold:
+        if not self.eyes_closed:
+            if ear < closed:
+                self._closed_run = 1
+            else:
+                self._seen_open = True
+            return False
+        if ear <= reopen:
             self._closed_run += 1
             return False
-        closed_run, self._closed_run = self._closed_run, 0
-        blinked = self._seen_open and self.min_closed_frames <= closed_run <= self.max_closed_frames
+        run, self._closed_run = self._closed_run, 0
+        blinked = self._seen_open and self.min_closed_frames <= run <= self.max_closed_frames
         self._seen_open = True
         if blinked:
             self.blinks += 1

@@ -44,7 +44,7 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> tuple[LivenessSta
         return "live", f"{blinks} blink(s) seen"
     if evidence.frames_with_eyes == 0:
         return "undecided", evidence.last_problem or "no frame with readable eyes yet"
-    watched = evidence.last_seen - (evidence.first_eyes_at or evidence.last_seen)
+    watched = evidence.last_seen - evidence.first_eyes_at
     if evidence.frames_with_eyes >= policy.min_frames and watched >= policy.window_seconds:
         return (
             "spoof",

@@ -1,0 +1,143 @@
+"""Redis Streams helpers against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from watchpost.keys import Keys
+from watchpost.messages import AlertEvent, encode
+from watchpost.streams import GroupConsumer, ensure_group, publish
+from watchpost.worker import StreamWorker
+
+
+def alert(n: int) -> AlertEvent:
+    return AlertEvent(
+        alert_id=n,
+        kind="unknown_person",
+        camera_id="cam",
+        track_id=f"t-{n}",
+        captured_at=1.0,
+        created_at=2.0,
+    )
+
+
+def consumer(client, keys: Keys, name="c1", **kwargs) -> GroupConsumer:
+    c = GroupConsumer(
+        client,
+        stream=keys.alerts,
+        group="g",
+        consumer=name,
+        expected=AlertEvent,
+        dead_letter_stream=keys.dead_letter,
+        **kwargs,
+    )
+    c.start()
+    return c
+
+
+def test_publish_read_ack(redis_client, prefix):
+    keys = Keys(prefix)
+    c = consumer(redis_client, keys)
+    for n in range(3):
+        publish(redis_client, keys.alerts, alert(n), maxlen=100)
+    got = c.read(count=10, block_ms=100)
+    assert [d.message.alert_id for d in got] == [0, 1, 2]
+    c.ack(d.entry_id for d in got)
+    assert redis_client.xpending(keys.alerts, "g")["pending"] == 0
+
+
+def test_group_creation_tolerates_only_busygroup(redis_client, prefix):
+    keys = Keys(prefix)
+    ensure_group(redis_client, keys.alerts, "g")
+    ensure_group(redis_client, keys.alerts, "g")  # already there: fine
+    redis_client.set(f"{prefix}:not-a-stream", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        ensure_group(redis_client, f"{prefix}:not-a-stream", "g")
+
+
+def test_malformed_entries_go_to_the_dead_letter_stream_and_are_acked(redis_client, prefix):
+    keys = Keys(prefix)
+    c = consumer(redis_client, keys)
+    redis_client.xadd(keys.alerts, {b"type": b"AlertEvent", b"v": b"1", b"data": b"{oops"})
+    redis_client.xadd(keys.alerts, {b"junk": b"1"})
+    publish(redis_client, keys.alerts, alert(7), maxlen=100)
+    got = c.read(count=10, block_ms=100)
+    assert [d.message.alert_id for d in got] == [7]
+    dead = redis_client.xrange(keys.dead_letter)
+    assert len(dead) == 2
+    assert b"invalid AlertEvent" in dead[0][1][b"reason"]
+    assert dead[1][1][b"source_stream"] == keys.alerts.encode()
+    assert redis_client.xpending(keys.alerts, "g")["pending"] == 1  # only the good one, unacked
+
+
+def test_a_restarted_consumer_finishes_its_own_pending_entries_first(redis_client, prefix):
+    keys = Keys(prefix)
+    first = consumer(redis_client, keys, name="worker-a")
+    publish(redis_client, keys.alerts, alert(1), maxlen=100)
+    assert len(first.read(block_ms=100)) == 1  # taken, then the process "dies" without acking
+    publish(redis_client, keys.alerts, alert(2), maxlen=100)
+    restarted = consumer(redis_client, keys, name="worker-a")
+    assert [d.message.alert_id for d in restarted.read(count=1, block_ms=100)] == [1]
+
+
+def test_entries_left_by_a_dead_consumer_are_claimed_by_another(redis_client, prefix):
+    keys = Keys(prefix)
+    dead = consumer(redis_client, keys, name="dead")
+    publish(redis_client, keys.alerts, alert(1), maxlen=100)
+    assert len(dead.read(block_ms=100)) == 1
+    survivor = consumer(redis_client, keys, name="survivor", claim_idle_ms=0)
+    got = survivor.read(block_ms=100)
+    assert [d.message.alert_id for d in got] == [1]
+    survivor.ack(d.entry_id for d in got)
+    assert redis_client.xpending(keys.alerts, "g")["pending"] == 0
+
+
+def test_publish_bounds_the_stream_length(redis_client, prefix):
+    keys = Keys(prefix)
+    for n in range(2000):
+        publish(redis_client, keys.alerts, alert(n), maxlen=100)
+    assert redis_client.xlen(keys.alerts) < 300  # approximate trimming, bounded
+
+
+def test_worker_burst_drains_and_dead_letters_a_poison_message(redis_client, prefix):
+    keys = Keys(prefix)
+    for n in range(5):
+        publish(redis_client, keys.alerts, alert(n), maxlen=100)
+    seen = []
+
+    def handle(delivery):
+        if delivery.message.alert_id == 3:
+            raise ValueError("cannot handle 3")
+        seen.append(delivery.message.alert_id)
+
+    worker = StreamWorker(consumer(redis_client, keys, max_failures=3), handle, service="test")
+    processed = worker.run(threading.Event(), burst=True)
+    assert processed == 4 and sorted(seen) == [0, 1, 2, 4]
+    dead = redis_client.xrange(keys.dead_letter)
+    assert len(dead) == 1 and b"cannot handle 3" in dead[0][1][b"reason"]
+    assert redis_client.xpending(keys.alerts, "g")["pending"] == 0
+
+
+def test_worker_retries_after_an_outage_without_losing_the_message(redis_client, prefix):
+    keys = Keys(prefix)
+    publish(redis_client, keys.alerts, alert(1), maxlen=100)
+    attempts = []
+
+    def handle(delivery):
+        attempts.append(delivery.message.alert_id)
+        if len(attempts) == 1:
+            raise redis.ConnectionError("simulated outage while writing")
+
+    worker = StreamWorker(consumer(redis_client, keys), handle, service="test")
+    assert worker.run(threading.Event(), burst=True) == 1
+    assert attempts == [1, 1]  # retried, not dead-lettered
+    assert redis_client.xlen(keys.dead_letter) == 0
+
+
+def test_encode_rejects_nothing_that_decode_accepts(redis_client, prefix):
+    keys = Keys(prefix)
+    redis_client.xadd(keys.alerts, encode(alert(9)))
+    assert consumer(redis_client, keys).read(block_ms=100)[0].message == alert(9)

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from services.liveness.blink import (
+    BlinkDetector,
+    count_blinks,
+    eye_aspect_ratio,
+    eyes_measurable,
+    face_ear,
+)
+from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
+
+
+def eye(height: float, width: float = 30.0) -> np.ndarray:
+    """Six eye landmarks (p1..p6) of an eye `width` wide and `height` open."""
+    return np.array(
+        [
+            [0, 0],
+            [width / 3, -height / 2],
+            [2 * width / 3, -height / 2],
+            [width, 0],
+            [2 * width / 3, height / 2],
+            [width / 3, height / 2],
+        ],
+        float,
+    )
+
+
+def test_ear_of_a_known_shape():
+    assert eye_aspect_ratio(eye(9.0)) == pytest.approx(0.3)
+    assert eye_aspect_ratio(eye(0.0)) == 0.0
+    assert eye_aspect_ratio(np.zeros((6, 2))) == 0.0
+
+
+def face(ear: float, *, left_scale: float = 1.0, nose_x: float = 60.0) -> np.ndarray:
+    landmarks = np.zeros((68, 2))
+    landmarks[36:42] = eye(30 * ear) + np.array([20, 40])
+    landmarks[42:48] = eye(30 * ear, 30 * left_scale) + np.array([70, 40])
+    landmarks[30] = [nose_x, 60]
+    return landmarks
+
+
+def test_face_ear_and_measurability():
+    assert face_ear(face(0.3)) == pytest.approx(0.3)
+    assert eyes_measurable(face(0.3), 120) is None
+    assert "turned" in eyes_measurable(face(0.3, left_scale=0.4), 120)
+    assert "turned" in eyes_measurable(face(0.3, nose_x=0.0), 120)
+    assert "small" in eyes_measurable(face(0.3) / 4, 30)
+
+
+def series(*runs: tuple[float, int]) -> list[float]:
+    rng = np.random.default_rng(0)
+    return [v + rng.normal(0, 0.01) for v, n in runs for _ in range(n)]
+
+
+def test_blinks_are_counted_on_a_normal_eye():
+    ears = series((0.32, 30), (0.10, 3), (0.32, 30), (0.12, 4), (0.32, 20))
+    assert count_blinks(ears) == 2
+
+
+def test_narrow_eyes_are_calibrated_on_their_own_open_ear():
+    # Open EAR 0.19 would look closed against a fixed 0.2 threshold; a blink still shows.
+    ears = series((0.19, 30), (0.07, 3), (0.19, 30))
+    assert count_blinks(ears) == 1
+    assert count_blinks(series((0.19, 60))) == 0
+
+
+def test_eyes_shut_for_long_is_not_a_blink_and_a_closed_start_needs_an_open_first():
+    assert count_blinks(series((0.32, 30), (0.08, 40), (0.32, 30))) == 0
+    assert count_blinks(series((0.08, 3), (0.32, 30))) == 0
+
+
+def test_a_still_photo_never_blinks():
+    assert count_blinks([0.31] * 300) == 0
+
+
+def test_noisy_dip_and_recovery_is_one_blink():
+    ears = series((0.36, 30), (0.22, 1), (0.26, 1), (0.11, 2), (0.24, 1), (0.36, 30))
+    assert count_blinks(ears) == 1
+
+
+def evidence_after(ears, *, fps=30.0) -> TrackEvidence:
+    e = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
+    for i, ear in enumerate(ears):
+        e.observe(i / fps, ear, None if ear is not None else "face turned away from the camera")
+    return e
+
+
+def test_liveness_verdicts():
+    policy = LivenessPolicy(window_seconds=5.0, min_frames=15)
+    assert decide(evidence_after(series((0.32, 30), (0.1, 3), (0.32, 5))), policy)[0] == "live"
+    state, reason = decide(evidence_after([0.31] * 200), policy)
+    assert state == "spoof" and "without a blink" in reason
+    assert decide(evidence_after([0.31] * 60), policy)[0] == "undecided"  # 2 s: too early
+    state, reason = decide(evidence_after([None] * 300), policy)
+    assert state == "undecided" and "turned" in reason
+    assert decide(evidence_after([0.31] * 2), policy) == (
+        "undecided",
+        "watching: 2 frame(s) with eyes, no blink yet",
+    )
