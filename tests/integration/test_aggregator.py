@@ -1,0 +1,125 @@
+"""Verdicts in, alerts out: Postgres first, then the alerts stream; never twice."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from services.aggregator.stream import AlertAggregator
+from watchpost.consumers import stream_worker
+from watchpost.db import alerts, identities
+from watchpost.images import encode_jpeg
+from watchpost.keys import AGGREGATOR_GROUP, Keys
+from watchpost.messages import AlertEvent, Box, LivenessVerdict, RecognitionVerdict, Verdict, decode
+from watchpost.settings import AggregatorSettings
+from watchpost.streams import publish
+
+FRAME = encode_jpeg(np.full((120, 160, 3), 200, np.uint8))
+
+
+def recognition(track: str, identity_id=None, name=None, distance=0.8) -> RecognitionVerdict:
+    return RecognitionVerdict(
+        camera_id="door",
+        track_id=track,
+        frame_seq=1,
+        captured_at=1_700_000_000.0,
+        box=Box(left=40, top=30, right=100, bottom=90),
+        identity_id=identity_id,
+        display_name=name,
+        distance=distance,
+        threshold=0.6,
+    )
+
+
+def liveness(track: str, state: str) -> LivenessVerdict:
+    return LivenessVerdict(
+        camera_id="door",
+        track_id=track,
+        state=state,
+        reason=f"{state} because",
+        blinks=1 if state == "live" else 0,
+        frames_seen=40,
+        frames_with_eyes=40,
+    )
+
+
+def run(env_settings, redis_client, pool, verdicts) -> None:
+    settings = env_settings(AggregatorSettings)
+    keys = Keys(settings.stream_prefix)
+    for verdict in verdicts:
+        image = FRAME if isinstance(verdict, RecognitionVerdict) else None
+        publish(redis_client, keys.verdicts, verdict, image=image, maxlen=1000)
+    aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
+    stream_worker(
+        settings,
+        redis_client,
+        stream=keys.verdicts,
+        group=AGGREGATOR_GROUP,
+        expected=Verdict,
+        handle=aggregator.handle,
+    ).run(threading.Event(), burst=True)
+
+
+def stored(pool) -> list[dict]:
+    with pool.connection() as conn:
+        return alerts.list_alerts(conn, after_id=0)
+
+
+def test_unknown_known_and_spoof_tracks(env_settings, redis_client, pool, prefix):
+    with pool.connection() as conn:
+        ann = identities.create_identity(conn, display_name="Ann")["id"]
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            recognition("stranger"),
+            recognition("ann", ann, "Ann", 0.41),
+            liveness("ann", "undecided"),
+            liveness("ann", "live"),
+            recognition("photo", ann, "Ann", 0.38),
+            liveness("photo", "spoof"),
+        ],
+    )
+    rows = stored(pool)
+    assert [(r["track_id"], r["kind"]) for r in rows] == [
+        ("stranger", "unknown_person"),
+        ("ann", "access_granted"),
+        ("photo", "spoof_attempt"),
+    ]
+    granted = rows[1]
+    assert granted["identity_id"] == ann and granted["display_name"] == "Ann"
+    assert granted["liveness"] == "live" and granted["distance"] == np.float32(0.41)
+    with pool.connection() as conn:
+        snapshot = alerts.get_snapshot(conn, granted["id"])
+    assert snapshot[:2] == b"\xff\xd8" and snapshot != FRAME  # a JPEG with the box drawn
+    events = [decode(f, AlertEvent)[0] for _, f in redis_client.xrange(Keys(prefix).alerts)]
+    assert [e.alert_id for e in events] == [r["id"] for r in rows]
+
+
+def test_a_redelivered_verdict_never_duplicates_an_alert(env_settings, redis_client, pool):
+    run(env_settings, redis_client, pool, [recognition("t1")])
+    # A new aggregator (after a crash) sees the same verdict again.
+    run(env_settings, redis_client, pool, [recognition("t1")])
+    assert [r["kind"] for r in stored(pool)] == ["unknown_person"]
+
+
+def test_liveness_before_any_recognition_waits_for_the_snapshot(env_settings, redis_client, pool):
+    run(env_settings, redis_client, pool, [liveness("t2", "spoof")])
+    assert stored(pool) == []
+    run(env_settings, redis_client, pool, [recognition("t2")])
+    # A fresh aggregator does not know the earlier spoof verdict; the unknown alert still comes.
+    assert [r["kind"] for r in stored(pool)] == ["unknown_person"]
+
+
+def test_a_deleted_identity_leaves_the_alert_but_not_the_link(env_settings, redis_client, pool):
+    with pool.connection() as conn:
+        ann = identities.create_identity(conn, display_name="Ann")["id"]
+    run(
+        env_settings, redis_client, pool, [recognition("a", ann, "Ann", 0.3), liveness("a", "live")]
+    )
+    with pool.connection() as conn:
+        identities.delete_identity(conn, ann)
+    (row,) = stored(pool)
+    assert row["kind"] == "access_granted" and row["identity_id"] is None

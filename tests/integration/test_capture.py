@@ -1,0 +1,121 @@
+"""Capture on real video: files, a simulated network camera, and sources that fail."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from services.capture.loop import CaptureLoop
+from services.capture.source import SourceError
+from tests.conftest import require_data
+from tests.support.mjpeg_camera import MjpegCamera
+from watchpost.db import cameras
+from watchpost.keys import Keys
+from watchpost.messages import Frame, decode
+from watchpost.settings import CaptureSettings
+
+pytestmark = pytest.mark.data
+
+
+def published(redis_client, prefix) -> list[Frame]:
+    return [decode(fields, Frame)[0] for _, fields in redis_client.xrange(Keys(prefix).frames)]
+
+
+def run_capture(env_settings, redis_client, pool, source, **overrides) -> CaptureLoop:
+    loop = CaptureLoop(
+        env_settings(CaptureSettings, **overrides),
+        redis_client=redis_client,
+        pool=pool,
+        source=str(source),
+    )
+    loop.run(threading.Event(), burst=True)
+    return loop
+
+
+@pytest.mark.slow
+def test_a_face_is_tracked_through_a_video_with_one_track_id(
+    env_settings, redis_client, pool, prefix
+):
+    video = require_data("video/talking_blinks_720p.mp4")
+    run_capture(env_settings, redis_client, pool, video)
+    frames = published(redis_client, prefix)
+    assert len(frames) > 280  # 301 frames, the face is in (nearly) all of them
+    tracks = {face.track_id for f in frames for face in f.faces}
+    assert len(tracks) == 1
+    assert frames[0].width == 640 and frames[0].height == 360  # downscaled from 1280x720
+    assert (
+        sum(face.detected for f in frames for face in f.faces) < len(frames) / 3
+    )  # tracked in between
+    with pool.connection() as conn:
+        assert cameras.get_camera(conn, "demo")["status"] == "ended"
+
+
+def test_several_people_get_separate_tracks(env_settings, redis_client, pool, prefix):
+    video = require_data("video/two_people_1080p.mp4")
+    run_capture(env_settings, redis_client, pool, video)
+    frames = published(redis_client, prefix)
+    assert max(len(f.faces) for f in frames) >= 2
+    assert all(len({x.track_id for x in f.faces}) == len(f.faces) for f in frames)
+
+
+def test_frames_without_faces_are_not_published(env_settings, redis_client, pool, prefix, tmp_path):
+    path = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for _ in range(20):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    loop = run_capture(env_settings, redis_client, pool, path)
+    assert loop.frames_published == 0 and published(redis_client, prefix) == []
+
+
+def test_a_network_camera_stream_is_read(env_settings, redis_client, pool, prefix):
+    video = require_data("video/talking_blinks_720p.mp4")
+    with MjpegCamera(video, fps=200, max_frames=40) as camera:
+        loop = run_capture(env_settings, redis_client, pool, camera.url)
+    assert loop.frames_published >= 30
+    assert published(redis_client, prefix)[0].width == 640
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("/nonexistent/door.mp4", "video file not found"),
+        ("http://127.0.0.1:9/unreachable.mjpg", "could not open video source"),
+        ("ftp://camera.local/x", "unsupported stream URL scheme"),
+    ],
+)
+def test_bad_sources_give_a_clear_camera_status(env_settings, redis_client, pool, source, reason):
+    with pytest.raises(SourceError, match=reason):
+        run_capture(env_settings, redis_client, pool, source)
+    with pool.connection() as conn:
+        row = cameras.get_camera(conn, "demo")
+    assert row["status"] == "error" and reason in row["last_error"]
+
+
+def test_a_file_that_is_not_a_video_is_an_error(env_settings, redis_client, pool, tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("not a video")
+    with pytest.raises(SourceError, match="could not open"):
+        run_capture(env_settings, redis_client, pool, path)
+
+
+def test_without_a_burst_the_loop_keeps_retrying_a_bad_source_until_stopped(
+    env_settings, redis_client, pool
+):
+    loop = CaptureLoop(
+        env_settings(CaptureSettings, capture_reconnect_seconds=0.05),
+        redis_client=redis_client,
+        pool=pool,
+        source="/nonexistent.mp4",
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and loop.status == "error"  # the service stays up, saying why
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()

@@ -1,0 +1,162 @@
+"""Recognition with the real dlib model on the real face photos."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.recognition.main import create_app
+from services.recognition.stream import FrameRecognizer, GalleryHolder
+from tests.conftest import require_data
+from tests.support.frames import frame_of, load_rgb
+from watchpost.consumers import stream_worker
+from watchpost.db import identities
+from watchpost.images import encode_jpeg
+from watchpost.keys import RECOGNITION_GROUP, Keys
+from watchpost.messages import Frame, RecognitionVerdict, decode
+from watchpost.settings import RecognitionSettings
+from watchpost.streams import publish
+from watchpost.vision.faces import detect_faces, embed_face
+
+pytestmark = pytest.mark.data
+
+
+def enrol(conn, name: str, *photos) -> int:
+    person = identities.create_identity(conn, display_name=name)
+    for photo in photos:
+        rgb = load_rgb(photo)
+        box = detect_faces(rgb, upsample=1)[0]
+        identities.add_face_sample(
+            conn,
+            identity_id=person["id"],
+            embedding=embed_face(rgb, box),
+            box=box,
+            image_jpeg=b"jpeg",
+        )
+    return person["id"]
+
+
+def recognise(env_settings, redis_client, pool, photos) -> list[RecognitionVerdict]:
+    settings = env_settings(RecognitionSettings)
+    keys = Keys(settings.stream_prefix)
+    for n, photo in enumerate(photos):
+        frame, jpeg = frame_of(load_rgb(photo), track_prefix=f"p{n}", seq=n)
+        publish(redis_client, keys.frames, frame, image=jpeg, maxlen=1000)
+    recognizer = FrameRecognizer(
+        settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
+    )
+    stream_worker(
+        settings,
+        redis_client,
+        stream=keys.frames,
+        group=RECOGNITION_GROUP,
+        expected=Frame,
+        handle=recognizer.handle,
+    ).run(threading.Event(), burst=True)
+    return [decode(f, RecognitionVerdict)[0] for _, f in redis_client.xrange(keys.verdicts)]
+
+
+def test_enrolled_people_are_recognised_and_strangers_are_not(env_settings, redis_client, pool):
+    faces = require_data("faces")
+    with pool.connection() as conn:
+        ids = {
+            name: enrol(conn, name, *sorted((faces / "train" / name).iterdir()))
+            for name in ("obama", "biden", "alex_lacamoire", "kit_harington")
+        }
+    verdicts = recognise(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            faces / "test/obama1.jpg",
+            faces / "test/alex_lacamoire1.jpg",
+            faces / "test/johnsnow_test1.jpg",  # Kit Harington as Jon Snow
+            faces / "bbt/sheldon/sheldon1.png",  # not enrolled
+        ],
+    )
+    by_track = {v.track_id: v for v in verdicts}
+    assert by_track["p0-0"].identity_id == ids["obama"]
+    assert by_track["p1-0"].identity_id == ids["alex_lacamoire"]
+    assert by_track["p2-0"].identity_id == ids["kit_harington"]
+    stranger = by_track["p3-0"]
+    assert stranger.identity_id is None and stranger.distance > stranger.threshold
+    known = by_track["p0-0"]
+    assert known.distance < 0.6 and known.runner_up_distance > known.distance
+
+
+def test_two_people_in_one_frame_get_a_verdict_each(env_settings, redis_client, pool):
+    faces = require_data("faces")
+    with pool.connection() as conn:
+        obama = enrol(conn, "obama", faces / "train/obama/obama.jpg")
+        biden = enrol(conn, "biden", faces / "train/biden/biden.jpg")
+    verdicts = recognise(env_settings, redis_client, pool, [faces / "test/obama_and_biden.jpg"])
+    # The photo has a third, smaller face in the background: somebody not enrolled.
+    found = [v.identity_id for v in sorted(verdicts, key=lambda v: -v.box.width)]
+    assert found == [obama, biden, None]
+
+
+def test_a_track_is_not_embedded_on_every_frame(env_settings, redis_client, pool):
+    photo = require_data("faces/test/obama1.jpg")
+    settings = env_settings(RecognitionSettings, recognition_recheck_seconds=3600)
+    keys = Keys(settings.stream_prefix)
+    rgb = load_rgb(photo)
+    boxes = detect_faces(rgb, upsample=1)
+    for seq in range(5):
+        frame, jpeg = frame_of(rgb, seq=seq, boxes=boxes)
+        publish(redis_client, keys.frames, frame, image=jpeg, maxlen=1000)
+    recognizer = FrameRecognizer(
+        settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
+    )
+    stream_worker(
+        settings,
+        redis_client,
+        stream=keys.frames,
+        group=RECOGNITION_GROUP,
+        expected=Frame,
+        handle=recognizer.handle,
+    ).run(threading.Event(), burst=True)
+    assert redis_client.xlen(keys.verdicts) == 1
+
+
+def test_the_gallery_reloads_when_its_version_moves(env_settings, redis_client, pool):
+    faces = require_data("faces")
+    keys = Keys(env_settings(RecognitionSettings).stream_prefix)
+    holder = GalleryHolder(pool, redis_client, keys)
+    assert len(holder.refresh(force=True)) == 0
+    with pool.connection() as conn:
+        enrol(conn, "obama", faces / "train/obama/obama.jpg")
+    redis_client.incr(keys.gallery_version)
+    assert len(holder.refresh(force=True)) == 1
+
+
+@pytest.fixture
+def recognition_api(env_settings):
+    with TestClient(create_app(env_settings(RecognitionSettings))) as client:
+        yield client
+
+
+def test_http_api_embeds_every_face(recognition_api):
+    photo = require_data("faces/test/obama_and_biden.jpg")
+    response = recognition_api.post("/v1/faces", files={"file": ("two.jpg", photo.read_bytes())})
+    assert response.status_code == 200
+    faces = response.json()["faces"]
+    assert len(faces) == 3 and all(len(f["embedding"]) == 128 for f in faces)  # 2 + 1 behind
+    widths = [f["box"]["right"] - f["box"]["left"] for f in faces]
+    assert widths == sorted(widths, reverse=True)  # largest first
+
+
+def test_http_api_finds_no_face_in_an_empty_picture(recognition_api):
+    import numpy as np
+
+    blank = encode_jpeg(np.full((200, 200, 3), 128, np.uint8))
+    response = recognition_api.post("/v1/identify", files={"file": ("blank.jpg", blank)})
+    assert response.status_code == 200 and response.json()["faces"] == []
+
+
+@pytest.mark.parametrize(("payload", "reason"), [(b"", "empty"), (b"GIF89a....", "not an image")])
+def test_http_api_refuses_bad_images_and_keeps_serving(recognition_api, payload, reason):
+    response = recognition_api.post("/v1/faces", files={"file": ("x.jpg", payload)})
+    assert response.status_code == 422 and reason in response.json()["detail"]
+    assert recognition_api.get("/healthz").status_code == 200
