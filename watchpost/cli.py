@@ -93,7 +93,9 @@ class Stack:
                 raise RuntimeError(f"{name} exited with code {self.children[name].returncode}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    print(f"  {name:<12} ready on :{port}")
+                    print(
+                        f"  {name:<12} ready on :{port} (pid {self.children[name].pid})", flush=True
+                    )
                     return
             except httpx.HTTPError:
                 pass

@@ -20,7 +20,7 @@ def stream_worker(
     group: str,
     expected: type | object,
     handle: Callable[[Delivery], None],
-    on_idle: Callable[[], None] | None = None,
+    housekeeping: Callable[[], None] | None = None,
 ) -> StreamWorker:
     consumer = GroupConsumer(
         client,
@@ -30,4 +30,4 @@ def stream_worker(
         expected=expected,
         dead_letter_stream=Keys(settings.stream_prefix).dead_letter,
     )
-    return StreamWorker(consumer, handle, service=settings.service_name, on_idle=on_idle)
+    return StreamWorker(consumer, handle, service=settings.service_name, housekeeping=housekeeping)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -48,14 +49,17 @@ class StreamWorker:
         handle: Callable[[Delivery], None],
         *,
         service: str,
-        on_idle: Callable[[], None] | None = None,
+        housekeeping: Callable[[], None] | None = None,
+        housekeeping_every_s: float = 1.0,
         batch: int = 16,
         block_ms: int = 500,
     ) -> None:
         self.consumer = consumer
         self.handle = handle
         self.service = service
-        self.on_idle = on_idle
+        self.housekeeping = housekeeping
+        self.housekeeping_every_s = housekeeping_every_s
+        self._housekept_at = 0.0
         self.batch = batch
         self.block_ms = block_ms
         self.healthy = False
@@ -74,11 +78,9 @@ class StreamWorker:
                     count=self.batch, block_ms=None if burst else self.block_ms
                 )
                 processed += self._process(deliveries, stop)
-                if not deliveries:
-                    if self.on_idle:
-                        self.on_idle()
-                    if burst:
-                        break
+                self._housekeep(idle=not deliveries)
+                if burst and not deliveries:
+                    break
                 self._mark_healthy()
             except TRANSIENT_ERRORS as exc:
                 self._pause(exc, stop)
@@ -100,6 +102,16 @@ class StreamWorker:
             PROCESSED.labels(self.service).inc()
             done += 1
         return done
+
+    def _housekeep(self, *, idle: bool) -> None:
+        """Periodic upkeep (expiring tracks, reloading the gallery): whenever the stream is
+        idle, and at least every `housekeeping_every_s` while it is busy."""
+        if self.housekeeping is None:
+            return
+        now = time.monotonic()
+        if idle or now - self._housekept_at >= self.housekeeping_every_s:
+            self._housekept_at = now
+            self.housekeeping()
 
     def _mark_healthy(self) -> None:
         if not self.healthy:

@@ -24,7 +24,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
             group=AGGREGATOR_GROUP,
             expected=Verdict,
             handle=aggregator.handle,
-            on_idle=aggregator.expire,
+            housekeeping=aggregator.expire,
         )
         return [BackgroundLoop("aggregator", worker.run)]
 

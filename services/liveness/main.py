@@ -24,7 +24,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
             group=LIVENESS_GROUP,
             expected=Frame,
             handle=tracker.handle,
-            on_idle=tracker.expire,
+            housekeeping=tracker.expire,
         )
         return [BackgroundLoop("liveness", worker.run)]
 

@@ -57,7 +57,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             group=RECOGNITION_GROUP,
             expected=Frame,
             handle=handle,
-            on_idle=lambda: holder.refresh(),
+            housekeeping=lambda: holder.refresh(),
         )
         return [BackgroundLoop("recognition", worker.run)]
 

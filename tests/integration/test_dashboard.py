@@ -1,0 +1,224 @@
+"""Dashboard REST API and websocket, with the real recognition service behind it over HTTP."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from services.dashboard.main import create_app as dashboard_app
+from services.recognition.main import create_app as recognition_app
+from tests.conftest import require_data
+from tests.support.servers import free_port, serving
+from watchpost.db import alerts
+from watchpost.images import encode_jpeg
+from watchpost.keys import ALERTS_MAXLEN, Keys
+from watchpost.messages import AlertEvent
+from watchpost.settings import DashboardSettings, RecognitionSettings
+from watchpost.streams import publish
+
+
+@pytest.fixture(scope="module")
+def recognition_url(redis_url, postgres_url):
+    # One recognition server for the module; it only embeds, so it needs no per-test state.
+    settings = RecognitionSettings(
+        redis_url=redis_url,
+        database_url=postgres_url,
+        stream_prefix="wpt-dash-recognition",
+        consumer_name="test",
+    )
+    with serving(recognition_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(env_settings, recognition_url):
+    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
+    with TestClient(dashboard_app(settings)) as client:
+        yield client
+
+
+def person(client, name="Barack Obama", login=None) -> dict:
+    response = client.post("/api/v1/identities", json={"display_name": name, "login_name": login})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def upload(client, identity_id, data: bytes, name="face.jpg"):
+    return client.post(f"/api/v1/identities/{identity_id}/faces", files={"file": (name, data)})
+
+
+@pytest.mark.data
+def test_enrol_a_person_from_a_photo(client, redis_client, prefix):
+    photo = require_data("faces/train/obama/obama.jpg")
+    obama = person(client, login="obama")
+    response = upload(client, obama["id"], photo.read_bytes(), "obama.jpg")
+    assert response.status_code == 201, response.text
+    assert len(response.json()["box"]) == 4
+    assert client.get(f"/api/v1/identities/{obama['id']}").json()["face_count"] == 1
+    assert int(redis_client.get(Keys(prefix).gallery_version)) == 1  # recognition reloads
+    assert [p["display_name"] for p in client.get("/api/v1/identities").json()] == ["Barack Obama"]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("photo", "reason"),
+    [
+        ("faces/test/obama_and_biden.jpg", "3 faces found; send a photo of one person"),
+        ("faces/bbt/group/bbt1.jpg", "faces found; send a photo of one person"),
+    ],
+)
+def test_a_photo_of_several_people_is_refused(client, photo, reason):
+    data = require_data(photo).read_bytes()
+    response = upload(client, person(client)["id"], data, "group.jpg")
+    assert response.status_code == 422 and reason in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (encode_jpeg(np.full((300, 300, 3), 120, np.uint8)), "no face found"),
+        (b"%PDF-1.4 not an image", "not an image"),
+        (b"", "empty"),
+    ],
+)
+def test_unusable_photos_get_422_and_store_nothing(client, data, reason):
+    identity = person(client)
+    response = upload(client, identity["id"], data, "bad.jpg")
+    assert response.status_code == 422 and reason in response.json()["detail"]
+    assert response.json()["detail"].startswith("bad.jpg: ")
+    assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 0
+
+
+def test_oversize_upload_is_refused(env_settings, recognition_url):
+    settings = env_settings(
+        DashboardSettings,
+        dashboard_recognition_url=recognition_url,
+        dashboard_max_upload_bytes=2048,
+    )
+    with TestClient(dashboard_app(settings)) as client:
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(
+            buffer, format="PNG"
+        )
+        response = upload(client, person(client)["id"], buffer.getvalue())
+    assert response.status_code == 422 and "limit is 2048" in response.json()["detail"]
+
+
+def test_recognition_down_is_a_503_not_a_crash(env_settings):
+    photo = encode_jpeg(np.full((100, 100, 3), 1, np.uint8))
+    settings = env_settings(
+        DashboardSettings, dashboard_recognition_url=f"http://127.0.0.1:{free_port()}"
+    )
+    with TestClient(dashboard_app(settings)) as client:
+        response = upload(client, person(client)["id"], photo)
+        assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+
+
+def test_identity_errors(client):
+    person(client, login="ann")
+    duplicate = client.post(
+        "/api/v1/identities", json={"display_name": "Ann 2", "login_name": "ann"}
+    )
+    assert duplicate.status_code == 409 and "already taken" in duplicate.json()["detail"]
+    assert client.post("/api/v1/identities", json={"display_name": ""}).status_code == 422
+    assert client.post("/api/v1/identities", json={"name": "x"}).status_code == 422
+    assert client.get("/api/v1/identities/999999").status_code == 404
+    assert client.delete("/api/v1/identities/999999").status_code == 404
+    assert upload(client, 999999, b"x").status_code == 404
+    assert client.get("/api/v1/identities/not-a-number").status_code == 422
+
+
+@pytest.mark.data
+def test_deleting_an_identity_erases_its_faces(client, pool, redis_client, prefix):
+    obama = person(client)
+    assert (
+        upload(
+            client, obama["id"], require_data("faces/train/obama/obama.jpg").read_bytes()
+        ).status_code
+        == 201
+    )
+    assert client.delete(f"/api/v1/identities/{obama['id']}").status_code == 204
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM face_samples").fetchone()["n"] == 0
+    assert int(redis_client.get(Keys(prefix).gallery_version)) == 2
+    assert client.get(f"/api/v1/identities/{obama['id']}").status_code == 404
+
+
+def store_alert(pool, redis_client, prefix, track: str) -> int:
+    with pool.connection() as conn:
+        row, _ = alerts.upsert_alert(
+            conn,
+            kind="unknown_person",
+            camera_id="door",
+            track_id=track,
+            captured_at=1_700_000_000.0,
+            snapshot_jpeg=b"\xff\xd8snap",
+        )
+    event = AlertEvent(
+        alert_id=row["id"],
+        kind="unknown_person",
+        camera_id="door",
+        track_id=track,
+        captured_at=1_700_000_000.0,
+        created_at=row["created_at"].timestamp(),
+    )
+    publish(redis_client, Keys(prefix).alerts, event, maxlen=ALERTS_MAXLEN)
+    return row["id"]
+
+
+def test_alerts_api(client, pool, redis_client, prefix):
+    first = store_alert(pool, redis_client, prefix, "t1")
+    second = store_alert(pool, redis_client, prefix, "t2")
+    listed = client.get("/api/v1/alerts").json()
+    assert [a["id"] for a in listed] == [second, first]
+    assert listed[0]["snapshot_url"] == f"/api/v1/alerts/{second}/snapshot"
+    assert [a["id"] for a in client.get(f"/api/v1/alerts?before_id={second}").json()] == [first]
+    assert client.get("/api/v1/alerts?kind=spoof_attempt").json() == []
+    assert client.get("/api/v1/alerts?kind=burglary").status_code == 422
+    snapshot = client.get(f"/api/v1/alerts/{first}/snapshot")
+    assert snapshot.headers["content-type"] == "image/jpeg" and snapshot.content == b"\xff\xd8snap"
+    assert client.get("/api/v1/alerts/999999").status_code == 404
+    assert client.get("/api/v1/alerts/999999/snapshot").status_code == 404
+
+
+def test_websocket_pushes_new_alerts_and_replays_missed_ones(client, pool, redis_client, prefix):
+    missed = store_alert(pool, redis_client, prefix, "before")
+    with client.websocket_connect(f"/api/v1/alerts/ws?after={missed - 1}") as ws:
+        replayed = ws.receive_json()
+        assert replayed["replay"] and replayed["alert"]["id"] == missed
+        live = store_alert(pool, redis_client, prefix, "after")
+        message = ws.receive_json()
+        assert not message["replay"] and message["alert"]["id"] == live
+        assert message["alert"]["kind"] == "unknown_person"
+        assert message["alert"]["snapshot_url"] == f"/api/v1/alerts/{live}/snapshot"
+
+
+def test_websocket_refuses_clients_beyond_the_limit(env_settings, recognition_url):
+    from starlette.websockets import WebSocketDisconnect
+
+    settings = env_settings(
+        DashboardSettings, dashboard_recognition_url=recognition_url, dashboard_max_websockets=1
+    )
+    with (
+        TestClient(dashboard_app(settings)) as client,
+        client.websocket_connect("/api/v1/alerts/ws"),
+    ):
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/api/v1/alerts/ws") as ws,
+        ):
+            ws.receive_json()
+        assert refused.value.code == 1013
+
+
+def test_ops_endpoints(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    ready = client.get("/readyz").json()
+    assert ready == {"ready": True, "checks": {"redis": True, "postgres": True}}
+    assert "watchpost_dashboard_websocket_clients" in client.get("/metrics").text
+    assert client.get("/").status_code == 200
