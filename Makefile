@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make up`  (install, then run the stack on the demo video)
+#                                   `make test` (install, then run the whole test suite)
+# Everything installs into .venv from PyPI; `deploy/constraints.txt` keeps the dlib source build out.
+
+VENV   ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: up test test-fast lint install clean
+
+$(STAMP): pyproject.toml deploy/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,embedded,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(VENV)/bin/watchpost up $(ARGS)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .watchpost .pytest_cache .ruff_cache
