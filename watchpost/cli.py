@@ -126,6 +126,18 @@ class Stack:
 
 
 def up(args: argparse.Namespace) -> int:
+    from services.capture.main import resolve_source
+    from watchpost.settings import CaptureSettings
+
+    source = args.camera or resolve_source(CaptureSettings())
+    if "://" not in source and not source.isdigit() and not Path(source).is_file():
+        print(
+            f"watchpost up: no video at {source}. Name a camera with --camera (a file, a webcam "
+            "index or an rtsp/http URL), or set WATCHPOST_DATA_DIR to the data folder that holds "
+            "the demo video.",
+            file=sys.stderr,
+        )
+        return 2
     stack = Stack(args)
 
     def on_term(signum, frame):

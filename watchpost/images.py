@@ -52,11 +52,11 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PIXELS) 
     return np.asarray(image.convert("RGB"))
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """Decode a JPEG produced by our own services (trusted size) into RGB."""
+def decode_jpeg(data: bytes, *, grey: bool = False) -> np.ndarray:
+    """Decode a JPEG produced by our own services (trusted size) into RGB, or one grey channel."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(image.convert("L" if grey else "RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageError(f"undecodable frame: {exc}") from None
 

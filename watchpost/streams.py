@@ -120,10 +120,15 @@ class GroupConsumer:
         if self._own_pending_done:
             return []
         reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)
-        entries = [e for e in (reply[0][1] if reply else []) if e[1]]
-        if not entries:
+        raw = reply[0][1] if reply else []
+        # An entry trimmed from the stream while pending comes back without fields: nothing is
+        # left to process, so ack it rather than meet it again on every restart.
+        trimmed = [entry_id for entry_id, fields in raw if not fields]
+        if trimmed:
+            self.client.xack(self.stream, self.group, *trimmed)
+        if not raw:
             self._own_pending_done = True
-        return entries
+        return [e for e in raw if e[1]]
 
     def _claim_stale(self, count: int) -> list:
         """Entries another consumer took and left pending for too long (it probably died)."""

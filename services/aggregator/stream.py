@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from prometheus_client import Counter
@@ -42,6 +42,7 @@ class _Track:
     snapshot: RecognitionVerdict | None = None
     snapshot_jpeg: bytes | None = None
     touched: float = 0.0
+    counted: set[bytes] = field(default_factory=set)  # stream entries already in the evidence
 
 
 class AlertAggregator:
@@ -58,7 +59,9 @@ class AlertAggregator:
     def handle(self, delivery: Delivery) -> None:
         verdict = delivery.message
         track = self._track(verdict.camera_id, verdict.track_id)
-        if isinstance(verdict, RecognitionVerdict):
+        if delivery.entry_id in track.counted:
+            pass  # retried after an outage: its evidence is in already, only the alert is due
+        elif isinstance(verdict, RecognitionVerdict):
             track.evidence.recognitions.append(
                 Recognition(verdict.identity_id, verdict.display_name, verdict.distance)
             )
@@ -67,6 +70,7 @@ class AlertAggregator:
         elif isinstance(verdict, LivenessVerdict):
             track.evidence.liveness = verdict.state
             track.evidence.liveness_reason = verdict.reason
+        track.counted.add(delivery.entry_id)
         for decision in decide_alerts(track.evidence, self.policy):
             self._raise(track, decision)
             track.evidence.alerted.add(decision.kind)

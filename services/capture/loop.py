@@ -63,7 +63,7 @@ class CaptureLoop:
         self.frames_published = 0
         self._seq = 0
         self._fps = 0.0
-        self._last_status = 0.0
+        self._status_retry_at = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, burst: bool = False) -> int:
@@ -217,10 +217,10 @@ class CaptureLoop:
             self.last_error = error
         elif status == "online":
             self.last_error = None
-        if self.pool is None:
+        if self.pool is None or time.monotonic() < self._status_retry_at:
             return
         try:
-            with self.pool.connection(timeout=2) as conn:
+            with self.pool.connection(timeout=1) as conn:
                 cameras.report_status(
                     conn,
                     camera_id=self.camera,
@@ -230,4 +230,6 @@ class CaptureLoop:
                     error=self.last_error,
                 )
         except psycopg.Error as exc:
-            log.debug("camera status not stored: %s", exc)
+            # Status is advisory; frames keep flowing. Try again later, not on every report.
+            self._status_retry_at = time.monotonic() + 30
+            log.warning("camera %s: status not stored (%s); retrying in 30 s", self.camera, exc)

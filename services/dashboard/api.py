@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import psycopg
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
@@ -124,16 +125,20 @@ async def add_face(
         raise HTTPException(422, detail=f"{file.filename or 'image'}: {exc}") from None
     except RecognitionUnavailable as exc:
         raise HTTPException(503, detail=str(exc)) from None
-    row = await run_in_threadpool(
-        enrol_face,
-        conn,
-        redis_client,
-        keys,
-        identity_id=identity_id,
-        rgb=rgb,
-        box=box,
-        embedding=embedding,
-    )
+    try:
+        row = await run_in_threadpool(
+            enrol_face,
+            conn,
+            redis_client,
+            keys,
+            identity_id=identity_id,
+            rgb=rgb,
+            box=box,
+            embedding=embedding,
+        )
+    except psycopg.errors.ForeignKeyViolation:  # deleted while its photo was being embedded
+        conn.rollback()
+        raise HTTPException(404, detail=f"identity {identity_id} was deleted") from None
     return FaceSamplePublic.model_validate(row)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-import numpy as np
 import redis
 from prometheus_client import Counter
 
@@ -45,7 +44,7 @@ class LivenessTracker:
         if max_age and time.time() - frame.captured_at > max_age:
             STALE_FRAMES.inc()
             return
-        gray = decode_jpeg(delivery.image).mean(axis=2).astype(np.uint8)
+        gray = decode_jpeg(delivery.image, grey=True)
         for face in frame.faces:
             evidence = self._evidence(frame, face.track_id)
             box = face.box.as_tuple()

@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+from watchpost.settings import PROJECT_ROOT
+
+
+def run_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "watchpost.cli", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_up_refuses_a_camera_file_that_does_not_exist():
+    result = run_cli("up", "--camera", "/nonexistent/door.mp4")
+    assert result.returncode == 2
+    assert "no video at /nonexistent/door.mp4" in result.stderr and "--camera" in result.stderr
+
+
+def test_serve_refuses_an_unknown_service():
+    result = run_cli("serve", "mailer")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_a_service_without_its_urls_says_which_setting_is_missing():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHPOST_")}
+    result = run_cli("serve", "aggregator", env=env)
+    assert result.returncode != 0 and "WATCHPOST_REDIS_URL is not set" in result.stderr
