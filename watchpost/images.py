@@ -88,3 +88,21 @@ def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: st
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def sharpness(rgb: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Variance of the Laplacian of the face, normalised to 150 px: low means blurred.
+
+    Measured on the enrolment photos in the shared data: sharp faces score 90-1700, the same
+    faces under a Gaussian blur of 1/40 of the face width score 2-5.
+    """
+    left, top, right, bottom = box
+    grey = Image.fromarray(rgb[top:bottom, left:right]).convert("L").resize((150, 150))
+    g = np.asarray(grey, dtype=np.float32)
+    laplacian = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * g[1:-1, 1:-1]
+    return float(laplacian.var())
+
+
+def crop_jpeg(jpeg: bytes, box: tuple[int, int, int, int], margin: float = 0.5) -> bytes:
+    """A JPEG of the box (grown by `margin`) cut out of another JPEG."""
+    return encode_jpeg(crop(decode_jpeg(jpeg), box, margin), quality=92)

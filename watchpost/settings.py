@@ -117,6 +117,10 @@ class RecognitionSettings(CommonSettings):
         5, ge=1, description="Stop re-embedding a track after this many verdicts."
     )
     recognition_max_upload_bytes: int = Field(10_000_000, ge=1024)
+    recognition_max_files: int = Field(60, ge=1, le=300, description="Images per verify call.")
+    recognition_liveness_url: str | None = Field(
+        None, description="Liveness service base URL; /v1/verify asks it about the frames."
+    )
 
 
 class LivenessSettings(CommonSettings):
@@ -159,6 +163,13 @@ class DashboardSettings(CommonSettings):
         "http://127.0.0.1:8001", description="Base URL of the recognition service's HTTP API."
     )
     dashboard_max_upload_bytes: int = Field(10_000_000, ge=1024)
+    dashboard_max_files: int = Field(20, ge=1, le=200, description="Photos per upload request.")
+    dashboard_min_face_px: int = Field(
+        80, ge=20, description="Smallest face width (px) accepted for enrolment."
+    )
+    dashboard_min_sharpness: float = Field(
+        25.0, ge=0, description="Least Laplacian variance of the face (150 px) for enrolment."
+    )
     dashboard_max_websockets: int = Field(200, ge=1, description="Refuse clients beyond this.")
     dashboard_replay_limit: int = Field(
         500, ge=1, le=10_000, description="Most alerts replayed to a reconnecting client."

@@ -19,7 +19,7 @@ from services.aggregator.policy import (
     decide_alerts,
 )
 from watchpost.db import alerts
-from watchpost.images import draw_box
+from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import ALERTS_MAXLEN, Keys
 from watchpost.messages import AlertEvent, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
@@ -113,6 +113,7 @@ class AlertAggregator:
                     "threshold": shot.threshold,
                 },
                 snapshot_jpeg=snapshot,
+                face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),
             )
         event = AlertEvent(
             alert_id=row["id"],

@@ -6,36 +6,74 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
+    CheckedFace,
     EnrolmentError,
+    FaceRules,
     RecognitionUnavailable,
-    embed_single_face,
-    enrol_face,
+    check_face,
+    gallery_changed,
+    store_faces,
 )
 from services.dashboard.schemas import (
+    AlertEnrol,
+    AlertEnrolled,
     AlertPublic,
     CameraPublic,
+    EnrolmentResult,
+    FaceRejection,
     FaceSamplePublic,
     IdentityCreate,
+    IdentityPage,
     IdentityPublic,
+    IdentityUpdate,
     Problem,
 )
 from watchpost.db import alerts, cameras, identities
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.messages import AlertKind
+from watchpost.settings import DashboardSettings
 
 router = APIRouter(prefix="/api/v1")
 NOT_FOUND = {404: {"model": Problem}}
+JPEG = {200: {"content": {"image/jpeg": {}}}}
 
 
 def alert_public(row: dict) -> AlertPublic:
     alert = AlertPublic.model_validate(row)
     if alert.has_snapshot:
         alert.snapshot_url = f"/api/v1/alerts/{alert.id}/snapshot"
+    if alert.has_face:
+        alert.face_url = f"/api/v1/alerts/{alert.id}/face"
     return alert
+
+
+def jpeg_response(data: bytes | None, missing: str) -> Response:
+    if data is None:
+        raise HTTPException(404, detail=missing)
+    return Response(
+        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+def rules(settings: DashboardSettings, *, largest: bool) -> FaceRules:
+    return FaceRules(
+        max_bytes=settings.dashboard_max_upload_bytes,
+        min_face_px=settings.dashboard_min_face_px,
+        min_sharpness=settings.dashboard_min_sharpness,
+        largest=largest,
+    )
+
+
+def existing_identity(conn, identity_id: int) -> dict:
+    row = identities.get_identity(conn, identity_id)
+    if row is None:
+        raise HTTPException(404, detail=f"identity {identity_id} not found")
+    return row
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -53,19 +91,21 @@ def create_identity(body: IdentityCreate, conn: ConnDep) -> IdentityPublic:
         )
     except DuplicateLoginError as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    return IdentityPublic.model_validate(row)
+    return IdentityPublic.model_validate({**row, "face_count": 0})
 
 
-@router.get("/identities", response_model=list[IdentityPublic], tags=["identities"])
+@router.get("/identities", response_model=IdentityPage, tags=["identities"])
 def list_identities(
     conn: ConnDep,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Part of a display or login name")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[IdentityPublic]:
-    return [
-        IdentityPublic.model_validate(r)
-        for r in identities.list_identities(conn, limit=limit, offset=offset)
-    ]
+) -> IdentityPage:
+    rows, total = identities.list_identities(conn, search=q, limit=limit, offset=offset)
+    items = [IdentityPublic.model_validate(r) for r in rows]
+    return IdentityPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -75,9 +115,29 @@ def list_identities(
     responses=NOT_FOUND,
 )
 def get_identity(identity_id: int, conn: ConnDep) -> IdentityPublic:
-    row = identities.get_identity(conn, identity_id)
+    return IdentityPublic.model_validate(existing_identity(conn, identity_id))
+
+
+@router.patch(
+    "/identities/{identity_id}",
+    response_model=IdentityPublic,
+    tags=["identities"],
+    responses={**NOT_FOUND, 409: {"model": Problem}},
+)
+def update_identity(
+    identity_id: int, body: IdentityUpdate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+) -> IdentityPublic:
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("display_name", "") is None:
+        raise HTTPException(422, detail="display_name cannot be null")
+    try:
+        row = identities.update_identity(conn, identity_id, **changes)
+    except DuplicateLoginError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
     if row is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
+    if "display_name" in changes:  # names travel with the gallery
+        gallery_changed(conn, redis_client, keys)
     return IdentityPublic.model_validate(row)
 
 
@@ -90,56 +150,98 @@ def delete_identity(
     """Deletes the identity with every embedding and enrolment image of it."""
     if not identities.delete_identity(conn, identity_id):
         raise HTTPException(404, detail=f"identity {identity_id} not found")
-    conn.commit()
-    redis_client.incr(keys.gallery_version)
+    gallery_changed(conn, redis_client, keys)
     return Response(status_code=204)
 
 
+# -- face samples ---------------------------------------------------------------------------
 @router.post(
     "/identities/{identity_id}/faces",
     status_code=201,
-    response_model=FaceSamplePublic,
-    tags=["identities"],
-    responses={**NOT_FOUND, 422: {"model": Problem}, 503: {"model": Problem}},
+    response_model=EnrolmentResult,
+    tags=["faces"],
+    responses={**NOT_FOUND, 422: {"model": EnrolmentResult}, 503: {"model": Problem}},
 )
-async def add_face(
+async def add_faces(
     identity_id: int,
-    file: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo of exactly one face")],
+    file: Annotated[
+        list[UploadFile], File(description="One or more JPEG/PNG/WebP photos, one face each")
+    ],
     conn: ConnDep,
     redis_client: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
-) -> FaceSamplePublic:
-    if await run_in_threadpool(identities.get_identity, conn, identity_id) is None:
-        raise HTTPException(404, detail=f"identity {identity_id} not found")
-    data = await file.read(settings.dashboard_max_upload_bytes + 1)
-    try:
-        rgb, box, embedding = await run_in_threadpool(
-            embed_single_face,
-            data,
-            file.filename or "upload",
-            recognition_url=settings.dashboard_recognition_url,
-            max_bytes=settings.dashboard_max_upload_bytes,
+    largest: Annotated[bool, Query(description="With several faces, enrol the largest")] = False,
+):
+    """Each photo is checked (one face, large and sharp enough); accepted ones are stored even
+    when others are rejected, and the answer is then 422 with the reason per rejected file."""
+    await run_in_threadpool(existing_identity, conn, identity_id)
+    if len(file) > settings.dashboard_max_files:
+        raise HTTPException(
+            413, detail=f"at most {settings.dashboard_max_files} photos per request"
         )
-    except EnrolmentError as exc:
-        raise HTTPException(422, detail=f"{file.filename or 'image'}: {exc}") from None
-    except RecognitionUnavailable as exc:
-        raise HTTPException(503, detail=str(exc)) from None
+    accepted: list[CheckedFace] = []
+    rejected: list[FaceRejection] = []
+    for upload in file:
+        name = upload.filename or "upload"
+        data = await upload.read(settings.dashboard_max_upload_bytes + 1)
+        try:
+            accepted.append(
+                await run_in_threadpool(
+                    check_face,
+                    data,
+                    name,
+                    recognition_url=settings.dashboard_recognition_url,
+                    rules=rules(settings, largest=largest),
+                )
+            )
+        except EnrolmentError as exc:
+            rejected.append(FaceRejection(filename=name, reason=str(exc)))
+        except RecognitionUnavailable as exc:
+            raise HTTPException(503, detail=str(exc)) from None
     try:
-        row = await run_in_threadpool(
-            enrol_face,
-            conn,
-            redis_client,
-            keys,
-            identity_id=identity_id,
-            rgb=rgb,
-            box=box,
-            embedding=embedding,
+        rows = await run_in_threadpool(
+            store_faces, conn, redis_client, keys, identity_id=identity_id, faces=accepted
         )
-    except psycopg.errors.ForeignKeyViolation:  # deleted while its photo was being embedded
+    except psycopg.errors.ForeignKeyViolation:  # deleted while its photos were being checked
         conn.rollback()
         raise HTTPException(404, detail=f"identity {identity_id} was deleted") from None
-    return FaceSamplePublic.model_validate(row)
+    result = EnrolmentResult(
+        detail="; ".join(f"{r.filename}: {r.reason}" for r in rejected),
+        accepted=[FaceSamplePublic.model_validate(r) for r in rows],
+        rejected=rejected,
+    )
+    return JSONResponse(result.model_dump(mode="json"), status_code=422 if rejected else 201)
+
+
+@router.get(
+    "/identities/{identity_id}/faces",
+    response_model=list[FaceSamplePublic],
+    tags=["faces"],
+    responses=NOT_FOUND,
+)
+def list_faces(identity_id: int, conn: ConnDep) -> list[FaceSamplePublic]:
+    existing_identity(conn, identity_id)
+    return [FaceSamplePublic.model_validate(r) for r in identities.list_faces(conn, identity_id)]
+
+
+@router.get(
+    "/faces/{face_id}/image",
+    tags=["faces"],
+    response_class=Response,
+    responses={**NOT_FOUND, **JPEG},
+)
+def face_image(face_id: int, conn: ConnDep) -> Response:
+    """The enrolment crop of a face sample."""
+    return jpeg_response(identities.face_image(conn, face_id), f"face {face_id} not found")
+
+
+@router.delete("/faces/{face_id}", status_code=204, tags=["faces"], responses=NOT_FOUND)
+def delete_face(face_id: int, conn: ConnDep, redis_client: RedisDep, keys: KeysDep) -> Response:
+    if not identities.delete_face(conn, face_id):
+        raise HTTPException(404, detail=f"face {face_id} not found")
+    gallery_changed(conn, redis_client, keys)
+    return Response(status_code=204)
 
 
 # -- alerts ---------------------------------------------------------------------------------
@@ -172,14 +274,82 @@ def get_alert(alert_id: int, conn: ConnDep) -> AlertPublic:
     "/alerts/{alert_id}/snapshot",
     tags=["alerts"],
     response_class=Response,
-    responses={**NOT_FOUND, 200: {"content": {"image/jpeg": {}}}},
+    responses={**NOT_FOUND, **JPEG},
 )
 def get_snapshot(alert_id: int, conn: ConnDep) -> Response:
-    jpeg = alerts.get_snapshot(conn, alert_id)
-    if jpeg is None:
-        raise HTTPException(404, detail=f"alert {alert_id} has no snapshot or does not exist")
-    return Response(
-        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"}
+    """The frame of the alert with the face box and label drawn."""
+    return jpeg_response(
+        alerts.get_snapshot(conn, alert_id), f"alert {alert_id} has no snapshot or does not exist"
+    )
+
+
+@router.get(
+    "/alerts/{alert_id}/face",
+    tags=["alerts"],
+    response_class=Response,
+    responses={**NOT_FOUND, **JPEG},
+)
+def get_alert_face(alert_id: int, conn: ConnDep) -> Response:
+    """The face of the alert as the camera saw it (no drawing)."""
+    return jpeg_response(
+        alerts.get_face(conn, alert_id), f"alert {alert_id} has no face crop or does not exist"
+    )
+
+
+@router.post(
+    "/alerts/{alert_id}/enrol",
+    status_code=201,
+    response_model=AlertEnrolled,
+    tags=["alerts", "faces"],
+    responses={
+        **NOT_FOUND,
+        409: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+def enrol_from_alert(
+    alert_id: int,
+    body: AlertEnrol,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+) -> AlertEnrolled:
+    """ "That unknown person is our new colleague": enrol the alert's face into an existing
+    identity or a new one."""
+    face_jpeg = alerts.get_face(conn, alert_id)
+    if face_jpeg is None:
+        raise HTTPException(404, detail=f"alert {alert_id} has no face crop or does not exist")
+    if body.identity_id is not None:
+        existing_identity(conn, body.identity_id)
+    try:
+        face = check_face(
+            face_jpeg,
+            f"alert-{alert_id}.jpg",
+            recognition_url=settings.dashboard_recognition_url,
+            rules=rules(settings, largest=True),
+        )
+    except EnrolmentError as exc:
+        raise HTTPException(422, detail=f"alert {alert_id}: {exc}") from None
+    except RecognitionUnavailable as exc:
+        raise HTTPException(503, detail=str(exc)) from None
+    identity_id = body.identity_id
+    if identity_id is None:
+        try:
+            identity_id = identities.create_identity(
+                conn, display_name=body.display_name, login_name=body.login_name
+            )["id"]
+        except DuplicateLoginError as exc:
+            raise HTTPException(409, detail=str(exc)) from None
+    try:
+        (row,) = store_faces(conn, redis_client, keys, identity_id=identity_id, faces=[face])
+    except psycopg.errors.ForeignKeyViolation:
+        conn.rollback()
+        raise HTTPException(404, detail=f"identity {identity_id} was deleted") from None
+    return AlertEnrolled(
+        identity=IdentityPublic.model_validate(identities.get_identity(conn, identity_id)),
+        face=FaceSamplePublic.model_validate(row),
     )
 
 

@@ -1,6 +1,8 @@
-"""Turn an uploaded photo into a face sample: validate, embed (via recognition), crop, store."""
+"""Turn uploaded photos into face samples: validate, embed (via recognition), check, store."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -8,7 +10,7 @@ import psycopg
 import redis
 
 from watchpost.db import identities
-from watchpost.images import ImageError, crop, decode_upload, encode_jpeg
+from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
 from watchpost.keys import Keys
 
 
@@ -20,56 +22,86 @@ class RecognitionUnavailable(RuntimeError):
     pass
 
 
-def embed_single_face(
-    data: bytes, filename: str, *, recognition_url: str, max_bytes: int
-) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:
-    """(rgb, face box, embedding) of the one face in the photo."""
+@dataclass(frozen=True)
+class FaceRules:
+    max_bytes: int
+    min_face_px: int
+    min_sharpness: float
+    largest: bool = False  # several faces: take the largest instead of refusing
+
+
+@dataclass(frozen=True)
+class CheckedFace:
+    rgb: np.ndarray
+    box: tuple[int, int, int, int]
+    embedding: np.ndarray
+
+
+def check_face(
+    data: bytes, filename: str, *, recognition_url: str, rules: FaceRules
+) -> CheckedFace:
+    """The one usable face in the photo, or EnrolmentError saying what is wrong with it."""
     try:
-        rgb = decode_upload(data, max_bytes=max_bytes)  # reject bad files before recognition
+        rgb = decode_upload(data, max_bytes=rules.max_bytes)  # refuse bad files before recognition
     except ImageError as exc:
         raise EnrolmentError(str(exc)) from None
     try:
         response = httpx.post(
             f"{recognition_url.rstrip('/')}/v1/faces",
             files={"file": (filename, data, "application/octet-stream")},
-            timeout=30.0,
+            timeout=60.0,
         )
     except httpx.HTTPError as exc:
         raise RecognitionUnavailable(f"recognition service unreachable: {exc}") from None
     if response.status_code == 422:
-        raise EnrolmentError(response.json().get("detail", "image rejected"))
+        raise EnrolmentError(str(response.json().get("detail", "image rejected")))
     if response.status_code != 200:
         raise RecognitionUnavailable(f"recognition service answered {response.status_code}")
-    faces = response.json()["faces"]
+    faces = response.json()["faces"]  # largest first
     if not faces:
         raise EnrolmentError("no face found in the photo")
-    if len(faces) > 1:
-        raise EnrolmentError(f"{len(faces)} faces found; send a photo of one person")
-    box = faces[0]["box"]
-    return (
-        rgb,
-        (box["left"], box["top"], box["right"], box["bottom"]),
-        np.asarray(faces[0]["embedding"], np.float32),
-    )
+    if len(faces) > 1 and not rules.largest:
+        raise EnrolmentError(
+            f"{len(faces)} faces found; send a photo of one person (or ask for the largest face)"
+        )
+    b = faces[0]["box"]
+    box = (b["left"], b["top"], b["right"], b["bottom"])
+    width = box[2] - box[0]
+    if width < rules.min_face_px:
+        raise EnrolmentError(f"the face is {width} px wide; at least {rules.min_face_px} px needed")
+    score = sharpness(rgb, box)
+    if score < rules.min_sharpness:
+        raise EnrolmentError(
+            f"the face is too blurry (sharpness {score:.0f}, at least {rules.min_sharpness:.0f})"
+        )
+    return CheckedFace(rgb, box, np.asarray(faces[0]["embedding"], np.float32))
 
 
-def enrol_face(
+def store_faces(
     conn: psycopg.Connection,
     redis_client: redis.Redis,
     keys: Keys,
     *,
     identity_id: int,
-    rgb: np.ndarray,
-    box: tuple[int, int, int, int],
-    embedding: np.ndarray,
-) -> dict:
-    row = identities.add_face_sample(
-        conn,
-        identity_id=identity_id,
-        embedding=embedding,
-        box=box,
-        image_jpeg=encode_jpeg(crop(rgb, box), quality=92),
-    )
+    faces: list[CheckedFace],
+) -> list[dict]:
+    """Insert the faces in one transaction, then tell recognition replicas to reload."""
+    rows = [
+        identities.add_face_sample(
+            conn,
+            identity_id=identity_id,
+            embedding=face.embedding,
+            box=face.box,
+            image_jpeg=encode_jpeg(crop(face.rgb, face.box), quality=92),
+        )
+        for face in faces
+    ]
     conn.commit()  # durable before recognition replicas are told to reload
+    if rows:
+        redis_client.incr(keys.gallery_version)
+    return rows
+
+
+def gallery_changed(conn: psycopg.Connection, redis_client: redis.Redis, keys: Keys) -> None:
+    conn.commit()
     redis_client.incr(keys.gallery_version)
-    return row

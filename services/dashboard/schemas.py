@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from watchpost.messages import AlertKind, LivenessState
 
@@ -16,6 +16,16 @@ class IdentityCreate(BaseModel):
     display_name: str = Field(min_length=1, max_length=200)
     login_name: str | None = Field(None, min_length=1, max_length=200)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdentityUpdate(BaseModel):
+    """Fields to change; a field left out stays as it is (send null to clear a login name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    login_name: str | None = Field(None, min_length=1, max_length=200)
+    metadata: dict[str, Any] | None = None
 
 
 class IdentityPublic(BaseModel):
@@ -33,6 +43,47 @@ class FaceSamplePublic(BaseModel):
     identity_id: int
     box: list[int]
     created_at: datetime
+
+
+class FaceRejection(BaseModel):
+    filename: str
+    reason: str
+
+
+class EnrolmentResult(BaseModel):
+    """Per photo: accepted ones are stored, rejected ones say why (status 422 if any)."""
+
+    detail: str = ""
+    accepted: list[FaceSamplePublic]
+    rejected: list[FaceRejection]
+
+
+class AlertEnrol(BaseModel):
+    """Enrol the face of an alert: into an existing identity, or a new one by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity_id: int | None = None
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    login_name: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AlertEnrol:
+        if (self.identity_id is None) == (self.display_name is None):
+            raise ValueError("give either identity_id or display_name (for a new identity)")
+        return self
+
+
+class AlertEnrolled(BaseModel):
+    identity: IdentityPublic
+    face: FaceSamplePublic
+
+
+class IdentityPage(BaseModel):
+    items: list[IdentityPublic]
+    total: int
+    limit: int
+    offset: int
 
 
 class AlertPublic(BaseModel):
@@ -53,6 +104,8 @@ class AlertPublic(BaseModel):
     acknowledged_by: str | None
     has_snapshot: bool
     snapshot_url: str | None = None
+    has_face: bool = False
+    face_url: str | None = None
 
 
 class CameraPublic(BaseModel):

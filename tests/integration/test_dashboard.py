@@ -57,10 +57,17 @@ def test_enrol_a_person_from_a_photo(client, redis_client, prefix):
     obama = person(client, login="obama")
     response = upload(client, obama["id"], photo.read_bytes(), "obama.jpg")
     assert response.status_code == 201, response.text
-    assert len(response.json()["box"]) == 4
+    (face,) = response.json()["accepted"]
+    assert len(face["box"]) == 4 and response.json()["rejected"] == []
     assert client.get(f"/api/v1/identities/{obama['id']}").json()["face_count"] == 1
     assert int(redis_client.get(Keys(prefix).gallery_version)) == 1  # recognition reloads
-    assert [p["display_name"] for p in client.get("/api/v1/identities").json()] == ["Barack Obama"]
+    page = client.get("/api/v1/identities").json()
+    assert [p["display_name"] for p in page["items"]] == ["Barack Obama"] and page["total"] == 1
+    crop = client.get(f"/api/v1/faces/{face['id']}/image")
+    assert crop.headers["content-type"] == "image/jpeg" and crop.content[:2] == b"\xff\xd8"
+    assert [f["id"] for f in client.get(f"/api/v1/identities/{obama['id']}/faces").json()] == [
+        face["id"]
+    ]
 
 
 @pytest.mark.data
@@ -90,6 +97,7 @@ def test_unusable_photos_get_422_and_store_nothing(client, data, reason):
     response = upload(client, identity["id"], data, "bad.jpg")
     assert response.status_code == 422 and reason in response.json()["detail"]
     assert response.json()["detail"].startswith("bad.jpg: ")
+    assert response.json()["rejected"][0]["filename"] == "bad.jpg"
     assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 0
 
 
@@ -222,3 +230,155 @@ def test_ops_endpoints(client):
     assert ready == {"ready": True, "checks": {"redis": True, "postgres": True}}
     assert "watchpost_dashboard_websocket_clients" in client.get("/metrics").text
     assert client.get("/").status_code == 200
+
+
+def resized_jpeg(path, width: int, blur: float = 0.0) -> bytes:
+    from PIL import ImageFilter
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image = image.resize((width, round(image.height * width / image.width)))
+        if blur:
+            image = image.filter(ImageFilter.GaussianBlur(blur))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=95)
+        return buffer.getvalue()
+
+
+@pytest.mark.data
+def test_several_photos_at_once_keep_the_good_and_name_the_bad(client):
+    obama = require_data("faces/train/obama")
+    identity = person(client)
+    files = [
+        ("file", ("obama.jpg", (obama / "obama.jpg").read_bytes())),
+        ("file", ("blurred.jpg", resized_jpeg(obama / "obama2.jpg", 600, blur=6))),
+        ("file", ("tiny.jpg", resized_jpeg(obama / "obama2.jpg", 120))),
+        ("file", ("obama2.jpg", (obama / "obama2.jpg").read_bytes())),
+    ]
+    response = client.post(f"/api/v1/identities/{identity['id']}/faces", files=files)
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["accepted"]) == 2
+    reasons = {r["filename"]: r["reason"] for r in body["rejected"]}
+    assert "too blurry" in reasons["blurred.jpg"]
+    assert "px wide; at least 80 px needed" in reasons["tiny.jpg"]
+    assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 2
+
+
+@pytest.mark.data
+def test_largest_face_by_explicit_choice(client):
+    photo = require_data("faces/test/obama_and_biden.jpg").read_bytes()
+    identity = person(client)
+    response = client.post(
+        f"/api/v1/identities/{identity['id']}/faces?largest=true",
+        files={"file": ("two.jpg", photo)},
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.data
+def test_faces_can_be_deleted_one_by_one(client, redis_client, prefix):
+    identity = person(client)
+    face = upload(client, identity["id"], require_data("faces/train/obama/obama.jpg").read_bytes())
+    face_id = face.json()["accepted"][0]["id"]
+    assert client.delete(f"/api/v1/faces/{face_id}").status_code == 204
+    assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 0
+    assert client.delete(f"/api/v1/faces/{face_id}").status_code == 404
+    assert client.get(f"/api/v1/faces/{face_id}/image").status_code == 404
+    assert int(redis_client.get(Keys(prefix).gallery_version)) == 2
+
+
+def test_update_and_search_identities(client):
+    ann = person(client, "Ann Smith", login="ann")
+    person(client, "Bob Jones", login="bob")
+    person(client, "100%_real", login=None)
+    changed = client.patch(
+        f"/api/v1/identities/{ann['id']}",
+        json={"display_name": "Ann Smythe", "metadata": {"badge": 7}},
+    )
+    assert changed.status_code == 200
+    assert changed.json()["display_name"] == "Ann Smythe" and changed.json()["login_name"] == "ann"
+    assert changed.json()["metadata"] == {"badge": 7}
+    assert (
+        client.patch(f"/api/v1/identities/{ann['id']}", json={"login_name": "bob"}).status_code
+        == 409
+    )
+    assert (
+        client.patch(f"/api/v1/identities/{ann['id']}", json={"display_name": None}).status_code
+        == 422
+    )
+    assert client.patch("/api/v1/identities/999999", json={"display_name": "x"}).status_code == 404
+    assert (
+        client.patch(f"/api/v1/identities/{ann['id']}", json={"colour": "red"}).status_code == 422
+    )
+    cleared = client.patch(f"/api/v1/identities/{ann['id']}", json={"login_name": None})
+    assert cleared.json()["login_name"] is None
+
+    def names(query: str) -> list[str]:
+        return [
+            i["display_name"] for i in client.get(f"/api/v1/identities?{query}").json()["items"]
+        ]
+
+    assert names("q=smy") == ["Ann Smythe"]
+    assert names("q=BOB") == ["Bob Jones"]  # login or display name, any case
+    assert names("q=%25_") == ["100%_real"]  # LIKE metacharacters are literal
+    page = client.get("/api/v1/identities?limit=2&offset=2").json()
+    assert page["total"] == 3 and [i["display_name"] for i in page["items"]] == ["100%_real"]
+
+
+@pytest.mark.data
+def test_enrol_the_unknown_person_of_an_alert(client, pool):
+    photo = require_data("faces/train/obama/obama.jpg")
+    from tests.support.frames import load_rgb
+    from watchpost.images import crop
+    from watchpost.vision.faces import detect_faces
+
+    rgb = load_rgb(photo)
+    face = encode_jpeg(crop(rgb, detect_faces(rgb)[0], margin=0.5))
+    with pool.connection() as conn:
+        with_face, _ = alerts.upsert_alert(
+            conn,
+            kind="unknown_person",
+            camera_id="door",
+            track_id="u1",
+            captured_at=1.0,
+            snapshot_jpeg=b"s",
+            face_jpeg=face,
+        )
+        without, _ = alerts.upsert_alert(
+            conn, kind="unknown_person", camera_id="door", track_id="u2", captured_at=1.0
+        )
+    assert (
+        client.get(f"/api/v1/alerts/{with_face['id']}").json()["face_url"]
+        == f"/api/v1/alerts/{with_face['id']}/face"
+    )
+    created = client.post(
+        f"/api/v1/alerts/{with_face['id']}/enrol",
+        json={"display_name": "New Colleague", "login_name": "newbie"},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["identity"]["face_count"] == 1
+    again = client.post(
+        f"/api/v1/alerts/{with_face['id']}/enrol",
+        json={"identity_id": created.json()["identity"]["id"]},
+    )
+    assert again.status_code == 201 and again.json()["identity"]["face_count"] == 2
+    assert (
+        client.post(f"/api/v1/alerts/{without['id']}/enrol", json={"display_name": "x"}).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            f"/api/v1/alerts/{with_face['id']}/enrol", json={"identity_id": 999999}
+        ).status_code
+        == 404
+    )
+    both = client.post(
+        f"/api/v1/alerts/{with_face['id']}/enrol", json={"identity_id": 1, "display_name": "x"}
+    )
+    assert both.status_code == 422
+    taken = client.post(
+        f"/api/v1/alerts/{with_face['id']}/enrol",
+        json={"display_name": "Other", "login_name": "newbie"},
+    )
+    assert taken.status_code == 409

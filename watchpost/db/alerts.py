@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 ALERT_COLUMNS = (
     "id, kind, camera_id, track_id, identity_id, display_name, claimed_login, distance,"
     " liveness, reason, details, captured_at, created_at, acknowledged_at, acknowledged_by,"
-    " snapshot_jpeg IS NOT NULL AS has_snapshot"
+    " snapshot_jpeg IS NOT NULL AS has_snapshot, face_jpeg IS NOT NULL AS has_face"
 )
 
 
@@ -30,12 +30,13 @@ def upsert_alert(
     reason: str = "",
     details: dict[str, Any] | None = None,
     snapshot_jpeg: bytes | None = None,
+    face_jpeg: bytes | None = None,
 ) -> tuple[dict, bool]:
     """Insert the alert unless its natural key exists; return (row, created_now)."""
     row = conn.execute(
         "INSERT INTO alerts (kind, camera_id, track_id, identity_id, display_name, claimed_login,"
-        " distance, liveness, reason, details, snapshot_jpeg, captured_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " distance, liveness, reason, details, snapshot_jpeg, face_jpeg, captured_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (camera_id, track_id, kind) DO NOTHING"
         f" RETURNING {ALERT_COLUMNS}",
         (
@@ -50,6 +51,7 @@ def upsert_alert(
             reason,
             Jsonb(details or {}),
             snapshot_jpeg,
+            face_jpeg,
             datetime.fromtimestamp(captured_at, UTC),
         ),
     ).fetchone()
@@ -98,3 +100,9 @@ def list_alerts(
 def get_snapshot(conn: psycopg.Connection, alert_id: int) -> bytes | None:
     row = conn.execute("SELECT snapshot_jpeg FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     return None if row is None else row["snapshot_jpeg"]
+
+
+def get_face(conn: psycopg.Connection, alert_id: int) -> bytes | None:
+    """The raw face crop of the alert (no box drawn), for enrolling the person from it."""
+    row = conn.execute("SELECT face_jpeg FROM alerts WHERE id = %s", (alert_id,)).fetchone()
+    return None if row is None else row["face_jpeg"]

@@ -40,13 +40,81 @@ def get_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
     ).fetchone()
 
 
-def list_identities(conn: psycopg.Connection, *, limit: int = 100, offset: int = 0) -> list[dict]:
-    return conn.execute(
+def list_identities(
+    conn: psycopg.Connection, *, search: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[dict], int]:
+    """A page of identities whose display or login name contains `search`, and the total."""
+    where, params = "", []
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = " WHERE i.display_name ILIKE %s OR i.login_name ILIKE %s"
+        params = [pattern, pattern]
+    total = conn.execute(f"SELECT count(*) AS n FROM identities i{where}", params).fetchone()["n"]
+    rows = conn.execute(
         f"SELECT {_IDENTITY_COLUMNS}, (SELECT count(*) FROM face_samples f"
-        f" WHERE f.identity_id = i.id) AS face_count FROM identities i"
+        f" WHERE f.identity_id = i.id) AS face_count FROM identities i{where}"
         f" ORDER BY id LIMIT %s OFFSET %s",
-        (limit, offset),
+        (*params, limit, offset),
     ).fetchall()
+    return rows, total
+
+
+def update_identity(conn: psycopg.Connection, identity_id: int, **changes: Any) -> dict | None:
+    """Change the given fields (display_name, login_name, metadata); None if no such identity."""
+    allowed = {"display_name", "login_name", "metadata"}
+    if not changes.keys() <= allowed:
+        raise ValueError(f"cannot update {sorted(changes.keys() - allowed)}")
+    if "metadata" in changes:
+        changes["metadata"] = Jsonb(changes["metadata"] or {})
+    assignments = "".join(f"{column} = %s, " for column in changes)
+    try:
+        row = conn.execute(
+            f"UPDATE identities SET {assignments}updated_at = now() WHERE id = %s"
+            f" RETURNING {_IDENTITY_COLUMNS}",
+            (*changes.values(), identity_id),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        raise DuplicateLoginError(
+            f"login name {changes.get('login_name')!r} is already taken"
+        ) from None
+    return None if row is None else get_identity(conn, identity_id)
+
+
+def find_by_login(conn: psycopg.Connection, login_name: str) -> dict | None:
+    return conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE login_name = %s", (login_name,)
+    ).fetchone()
+
+
+def find_by_display_name(conn: psycopg.Connection, display_name: str) -> list[dict]:
+    return conn.execute(
+        f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE display_name = %s ORDER BY id",
+        (display_name,),
+    ).fetchall()
+
+
+def identity_embeddings(conn: psycopg.Connection, identity_id: int) -> np.ndarray:
+    rows = conn.execute(
+        "SELECT embedding FROM face_samples WHERE identity_id = %s ORDER BY id", (identity_id,)
+    ).fetchall()
+    return np.array([r["embedding"] for r in rows], dtype=np.float32).reshape(-1, 128)
+
+
+def list_faces(conn: psycopg.Connection, identity_id: int) -> list[dict]:
+    return conn.execute(
+        "SELECT id, identity_id, box, created_at FROM face_samples WHERE identity_id = %s"
+        " ORDER BY id",
+        (identity_id,),
+    ).fetchall()
+
+
+def face_image(conn: psycopg.Connection, face_id: int) -> bytes | None:
+    row = conn.execute("SELECT image_jpeg FROM face_samples WHERE id = %s", (face_id,)).fetchone()
+    return None if row is None else row["image_jpeg"]
+
+
+def delete_face(conn: psycopg.Connection, face_id: int) -> bool:
+    return conn.execute("DELETE FROM face_samples WHERE id = %s", (face_id,)).rowcount == 1
 
 
 def delete_identity(conn: psycopg.Connection, identity_id: int) -> bool:
