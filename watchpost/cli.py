@@ -71,6 +71,7 @@ class Stack:
         env = dict(os.environ, WATCHPOST_REDIS_URL=redis_url, WATCHPOST_DATABASE_URL=database_url)
         ports = {n: SERVICE_SETTINGS[n].default_port + self.args.port_offset for n in SERVICES}
         env["WATCHPOST_DASHBOARD_RECOGNITION_URL"] = f"http://127.0.0.1:{ports['recognition']}"
+        env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
         if self.args.camera:
             env["WATCHPOST_CAPTURE_SOURCE"] = self.args.camera
         from watchpost.db import apply_migrations

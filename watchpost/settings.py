@@ -144,6 +144,8 @@ class LivenessSettings(CommonSettings):
         15, ge=3, description="Frames with visible eyes needed before calling a spoof."
     )
     liveness_track_timeout_seconds: float = Field(5.0, gt=0)
+    liveness_max_frames: int = Field(120, ge=1, le=600, description="Frames per burst request.")
+    liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
 
 
 class AggregatorSettings(CommonSettings):

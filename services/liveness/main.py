@@ -1,15 +1,24 @@
-"""Liveness service: blink evidence per tracked face, a verdict per track."""
+"""Liveness service: blink evidence per tracked face, a verdict per track; and a synchronous
+endpoint that judges a burst of frames (login kiosks)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Annotated
 
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from services.liveness.blink import BlinkDetector
+from services.liveness.burst import LivenessReport, burst_liveness
 from services.liveness.stream import LivenessTracker
+from services.liveness.verdict import LivenessPolicy
 from watchpost.consumers import stream_worker
+from watchpost.images import ImageError, decode_upload
 from watchpost.keys import LIVENESS_GROUP, Keys
 from watchpost.messages import Frame
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import LivenessSettings
+from watchpost.vision.models import LOCK as MODEL_LOCK
 
 
 def create_app(settings: LivenessSettings | None = None) -> FastAPI:
@@ -17,15 +26,65 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         tracker = LivenessTracker(settings, redis_client=resources.redis)
+
+        def handle(delivery) -> None:
+            with MODEL_LOCK:
+                tracker.handle(delivery)
+
         worker = stream_worker(
             settings,
             resources.redis,
             stream=Keys(settings.stream_prefix).frames,
             group=LIVENESS_GROUP,
             expected=Frame,
-            handle=tracker.handle,
+            handle=handle,
             housekeeping=tracker.expire,
         )
         return [BackgroundLoop("liveness", worker.run)]
 
-    return service_app(settings, needs_db=False, build_loops=build, title="Watchpost liveness")
+    app = service_app(settings, needs_db=False, build_loops=build, title="Watchpost liveness")
+
+    @app.post(
+        "/v1/liveness",
+        response_model=LivenessReport,
+        tags=["liveness"],
+        responses={422: {"description": "an unusable image, or too many"}},
+    )
+    async def judge_burst(
+        file: Annotated[
+            list[UploadFile], File(description="Frames in capture order (JPEG/PNG/WebP)")
+        ],
+        fps: Annotated[
+            float, Form(gt=0, le=120, description="Frames per second of the burst")
+        ] = 10.0,
+    ) -> LivenessReport:
+        """Live, spoof or undecided for one person in a short burst of frames, with evidence."""
+        if len(file) > settings.liveness_max_frames:
+            raise HTTPException(422, detail=f"at most {settings.liveness_max_frames} frames")
+        frames = []
+        for index, upload in enumerate(file):
+            data = await upload.read(settings.liveness_max_upload_bytes + 1)
+            try:
+                frames.append(decode_upload(data, max_bytes=settings.liveness_max_upload_bytes))
+            except ImageError as exc:
+                raise HTTPException(
+                    422, detail=f"frame {index} ({upload.filename}): {exc}"
+                ) from None
+
+        def judge() -> LivenessReport:
+            with MODEL_LOCK:
+                return burst_liveness(
+                    frames,
+                    fps=fps,
+                    policy=LivenessPolicy(
+                        settings.liveness_window_seconds, settings.liveness_min_frames
+                    ),
+                    detector=BlinkDetector(
+                        closed_ratio=settings.liveness_closed_ratio,
+                        closed_ear_max=settings.liveness_closed_ear_max,
+                    ),
+                )
+
+        return await run_in_threadpool(judge)
+
+    return app

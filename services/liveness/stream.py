@@ -13,14 +13,14 @@ import time
 import redis
 from prometheus_client import Counter
 
-from services.liveness.blink import BlinkDetector, eyes_measurable, face_ear
+from services.liveness.blink import BlinkDetector
+from services.liveness.eyes import measure_eyes
 from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
 from watchpost.images import decode_jpeg
 from watchpost.keys import VERDICTS_MAXLEN, Keys
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
 from watchpost.streams import Delivery, publish
-from watchpost.vision.faces import landmarks_68
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,7 @@ class LivenessTracker:
         gray = decode_jpeg(delivery.image, grey=True)
         for face in frame.faces:
             evidence = self._evidence(frame, face.track_id)
-            box = face.box.as_tuple()
-            landmarks = landmarks_68(gray, box)
-            problem = eyes_measurable(landmarks, face.box.width)
-            evidence.observe(frame.source_time, None if problem else face_ear(landmarks), problem)
+            evidence.observe(frame.source_time, *measure_eyes(gray, face.box.as_tuple()))
             self._publish_if_changed(frame.camera_id, face.track_id, evidence)
 
     def expire(self) -> None:

@@ -3,24 +3,24 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
-from pydantic import BaseModel
+import httpx
+import numpy as np
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.consumers import stream_worker
+from watchpost.db import identities
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import RECOGNITION_GROUP, Keys
 from watchpost.messages import Box, Frame
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
-
-# dlib's models are not documented as thread-safe; the stream loop and HTTP handlers share them.
-_MODEL_LOCK = threading.Lock()
+from watchpost.vision.models import LOCK as MODEL_LOCK
 
 
 class FaceOut(BaseModel):
@@ -29,6 +29,20 @@ class FaceOut(BaseModel):
     identity_id: int | None = None
     display_name: str | None = None
     distance: float | None = None
+
+
+class VerifyOut(BaseModel):
+    login_name: str
+    identity_id: int
+    display_name: str
+    match: bool = Field(description="The median distance over the frames is within the threshold")
+    distance: float = Field(description="Median over frames of the distance to the nearest sample")
+    best_distance: float
+    threshold: float
+    frames: int
+    frames_with_face: int
+    liveness: dict | None = Field(None, description="The liveness service's report on the frames")
+    liveness_note: str | None = None
 
 
 class FacesOut(BaseModel):
@@ -47,7 +61,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 
         def handle(delivery) -> None:
-            with _MODEL_LOCK:
+            with MODEL_LOCK:
                 recognizer.handle(delivery)
 
         worker = stream_worker(
@@ -71,7 +85,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             raise HTTPException(422, detail=f"{file.filename or 'image'}: {exc}") from None
 
     def faces_in(rgb, *, identify: bool) -> FacesOut:
-        with _MODEL_LOCK:
+        with MODEL_LOCK:
             boxes = detect_faces(rgb, upsample=1)
             faces = []
             for box in boxes:
@@ -105,5 +119,90 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         """Every face in the image with the best enrolled identity within the threshold."""
         rgb = await read_image(file)
         return await run_in_threadpool(faces_in, rgb, identify=True)
+
+    @app.post(
+        "/v1/verify",
+        response_model=VerifyOut,
+        tags=["recognition"],
+        responses={
+            404: {"description": "no identity with that login name"},
+            409: {"description": "the identity has no enrolled face"},
+            422: {"description": "an unusable image, or no face in any"},
+        },
+    )
+    async def verify(
+        login_name: Annotated[str, Form(min_length=1, max_length=200)],
+        file: Annotated[
+            list[UploadFile], File(description="One photo, or a 2-3 s burst of frames")
+        ],
+        fps: Annotated[float, Form(gt=0, le=120)] = 10.0,
+    ) -> VerifyOut:
+        """1:1: is the person in these frames the one who claims `login_name`? With several
+        frames, the liveness service also says whether they show a live person."""
+        if len(file) > settings.recognition_max_files:
+            raise HTTPException(422, detail=f"at most {settings.recognition_max_files} images")
+        uploads = [
+            (f.filename or f"frame-{i}", await f.read(settings.recognition_max_upload_bytes + 1))
+            for i, f in enumerate(file)
+        ]
+        frames = []
+        for name, data in uploads:
+            try:
+                frames.append(decode_upload(data, max_bytes=settings.recognition_max_upload_bytes))
+            except ImageError as exc:
+                raise HTTPException(422, detail=f"{name}: {exc}") from None
+        with app.state.resources.pool.connection() as conn:
+            identity = identities.find_by_login(conn, login_name)
+            enrolled = identities.identity_embeddings(conn, identity["id"]) if identity else None
+        if identity is None:
+            raise HTTPException(404, detail=f"no identity has the login name {login_name!r}")
+        if len(enrolled) == 0:
+            raise HTTPException(409, detail=f"{login_name!r} has no enrolled face to compare with")
+
+        def distances() -> list[float]:
+            found = []
+            with MODEL_LOCK:
+                for rgb in frames:
+                    boxes = detect_faces(rgb, upsample=1)
+                    if boxes:
+                        embedding = embed_face(rgb, boxes[0])
+                        found.append(float(np.linalg.norm(enrolled - embedding, axis=1).min()))
+            return found
+
+        found = await run_in_threadpool(distances)
+        if not found:
+            raise HTTPException(422, detail="no face found in any of the images")
+        liveness, note = await _ask_liveness(uploads, fps)
+        distance = float(np.median(found))
+        return VerifyOut(
+            login_name=login_name,
+            identity_id=identity["id"],
+            display_name=identity["display_name"],
+            match=distance <= settings.recognition_threshold,
+            distance=distance,
+            best_distance=min(found),
+            threshold=settings.recognition_threshold,
+            frames=len(frames),
+            frames_with_face=len(found),
+            liveness=liveness,
+            liveness_note=note,
+        )
+
+    async def _ask_liveness(uploads, fps: float) -> tuple[dict | None, str | None]:
+        if len(uploads) < 2:
+            return None, "one image: liveness needs a burst of frames"
+        if not settings.recognition_liveness_url:
+            return None, "no liveness service configured"
+        url = f"{settings.recognition_liveness_url.rstrip('/')}/v1/liveness"
+        try:
+            async with httpx.AsyncClient(timeout=120) as client:
+                response = await client.post(
+                    url, data={"fps": str(fps)}, files=[("file", (n, d)) for n, d in uploads]
+                )
+        except httpx.HTTPError as exc:
+            return None, f"liveness service unreachable: {exc}"
+        if response.status_code != 200:
+            return None, f"liveness service answered {response.status_code}"
+        return response.json(), None
 
     return app

@@ -3,10 +3,15 @@ download at run time)."""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 import dlib
 import face_recognition_models as weights
+
+# dlib's models are not documented as thread-safe; a service's stream loop and its HTTP handlers
+# share them under this lock.
+LOCK = threading.Lock()
 
 
 @cache
