@@ -161,6 +161,26 @@ def up(args: argparse.Namespace) -> int:
     return code
 
 
+def enroll(args: argparse.Namespace) -> int:
+    import httpx
+    from rich.console import Console
+
+    from watchpost.enroll import enroll_folder, print_summary
+
+    console = Console()
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        console.print(f"[red]not a folder: {folder}[/red]")
+        return 2
+    try:
+        summary = enroll_folder(folder, url=args.url, largest=args.largest, console=console)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]the dashboard at {args.url} failed: {exc}[/red]")
+        return 2
+    print_summary(summary, console)
+    return 0 if summary.accepted or not summary.rejected else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="watchpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,12 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run one service (what a container runs)")
     serve_parser.add_argument("name", choices=sorted(SERVICE_SETTINGS))
     commands.add_parser("migrate", help="apply database migrations and exit")
+    enroll_parser = commands.add_parser(
+        "enroll", help="enrol every <name>/*.jpg of a folder through the dashboard's API"
+    )
+    enroll_parser.add_argument("folder", help="a folder with one sub-folder of photos per person")
+    enroll_parser.add_argument("--url", default="http://127.0.0.1:8000", help="the dashboard")
+    enroll_parser.add_argument(
+        "--largest", action="store_true", help="in group photos, enrol the largest face"
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args)
     if args.command == "serve":
         serve(args.name)
         return 0
+    if args.command == "enroll":
+        return enroll(args)
     migrate()
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -382,3 +383,42 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
         json={"display_name": "Other", "login_name": "newbie"},
     )
     assert taken.status_code == 409
+
+
+@pytest.mark.data
+def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path):
+    import subprocess
+    import sys
+
+    from watchpost.settings import PROJECT_ROOT
+
+    faces = require_data("faces")
+    layout = {
+        "Barack Obama": [faces / "train/obama/obama.jpg", faces / "train/obama/obama2.jpg"],
+        "Joe Biden": [faces / "train/biden/biden.jpg"],
+        "Crowd": [faces / "test/obama_and_biden.jpg"],
+    }
+    for name, photos in layout.items():
+        (tmp_path / name).mkdir()
+        for photo in photos:
+            (tmp_path / name / photo.name).symlink_to(photo)
+    (tmp_path / "Joe Biden" / "notes.jpg").write_text("not a photo")
+    (tmp_path / "Joe Biden" / "readme.txt").write_text("ignored: not an image name")
+    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
+    with serving(dashboard_app(settings)) as url:
+        httpx.post(f"{url}/api/v1/identities", json={"display_name": "Joe Biden"})
+        result = subprocess.run(
+            [sys.executable, "-m", "watchpost.cli", "enroll", str(tmp_path), "--url", url],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        page = httpx.get(f"{url}/api/v1/identities").json()
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "3 people (2 new), 3 photos enrolled, 2 rejected" in out
+    assert "Crowd/obama_and_biden.jpg" in out and "3 faces found" in out
+    assert "Joe Biden/notes.jpg" in out and "not an image" in out
+    counts = {i["display_name"]: i["face_count"] for i in page["items"]}
+    assert counts == {"Joe Biden": 1, "Barack Obama": 2, "Crowd": 0}  # Joe Biden was not duplicated
