@@ -117,3 +117,19 @@ def test_camera_status(pool):
         cameras.report_status(conn, camera_id="door", status="error", error="video file not found")
         row = cameras.get_camera(conn, "door")
         assert (row["status"], row["last_error"]) == ("error", "video file not found")
+
+
+def test_an_alert_naming_a_just_deleted_identity_is_kept_without_the_link(pool):
+    with pool.connection() as conn:
+        gone = identities.create_identity(conn, display_name="Gone")["id"]
+        identities.delete_identity(conn, gone)
+        row, created = alerts.upsert_alert(
+            conn,
+            kind="access_granted",
+            camera_id="door",
+            track_id="t",
+            captured_at=1.0,
+            identity_id=gone,
+            display_name="Gone",
+        )
+    assert created and row["identity_id"] is None and row["display_name"] == "Gone"

@@ -36,7 +36,9 @@ def upsert_alert(
     row = conn.execute(
         "INSERT INTO alerts (kind, camera_id, track_id, identity_id, display_name, claimed_login,"
         " distance, liveness, reason, details, snapshot_jpeg, face_jpeg, captured_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        # A gallery snapshot can name a person deleted a moment ago: keep the alert, drop the link.
+        " VALUES (%s, %s, %s, (SELECT id FROM identities WHERE id = %s),"
+        " %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (camera_id, track_id, kind) DO NOTHING"
         f" RETURNING {ALERT_COLUMNS}",
         (
