@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from services.liveness.blink import face_ear
-from watchpost.images import decode_jpeg
+from watchpost.images import decode_jpeg, to_grey
 from watchpost.settings import default_data_dir
 from watchpost.vision.faces import detect_faces, embed_face, landmarks_68
 from watchpost.vision.tracking import FaceTracker
@@ -72,7 +72,7 @@ def watchpost_loop(frames, detect_every: int = 5, recheck_frames: int = 60) -> f
             continue
         jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
         decoded = decode_jpeg(jpeg)
-        gray = decoded.mean(axis=2).astype(np.uint8)
+        gray = to_grey(decoded)
         for t in tracked:
             face_ear(landmarks_68(gray, t.box))
             if i - last_embedded.get(t.track_id, -recheck_frames) >= recheck_frames:

@@ -113,6 +113,10 @@ class LivenessVerdict(Message):
     frames_seen: int = Field(ge=0)
     frames_with_eyes: int = Field(ge=0)
     open_ear: float | None = Field(None, description="The track's calibrated open-eye EAR.")
+    passive_score: float | None = Field(
+        None, description="Mean P(spoof) of the passive check over the track's scored crops."
+    )
+    passive_frames: int = Field(0, ge=0, description="Crops the passive check scored.")
     decided_at: float = Field(default_factory=time.time)
 
 

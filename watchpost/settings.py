@@ -144,6 +144,28 @@ class LivenessSettings(CommonSettings):
         15, ge=3, description="Frames with visible eyes needed before calling a spoof."
     )
     liveness_track_timeout_seconds: float = Field(5.0, gt=0)
+    liveness_eye_cnn: bool = Field(
+        True, description="Fuse the eye-state CNN with the EAR (off: EAR alone, no TensorFlow)."
+    )
+    liveness_passive: bool = Field(True, description="Run the passive real-vs-spoof CNN.")
+    liveness_passive_every: int = Field(
+        3, ge=1, description="Score a track's face crop for spoofing every N frames."
+    )
+    liveness_passive_min_face: int = Field(
+        80,
+        ge=20,
+        description="Faces narrower than this (px) are not scored by the passive check: its "
+        "training faces were 150-250 px, and on small blurry faces it flags real people.",
+    )
+    liveness_passive_decides: bool = Field(
+        False,
+        description="Let a consistent passive score alone call a track a spoof. Off by default: "
+        "off NUAA's capture conditions the passive CNN flags real people (docs/liveness.md); it "
+        "then only vetoes 'live' and corroborates a missing blink.",
+    )
+    liveness_spoof_threshold: float | None = Field(
+        None, gt=0, lt=1, description="P(spoof) threshold; default: the one in the model card."
+    )
     liveness_max_frames: int = Field(120, ge=1, le=600, description="Frames per burst request.")
     liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
 

@@ -9,6 +9,7 @@ of closed frames between open ones.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,11 +54,15 @@ def eyes_measurable(
 
 @dataclass
 class BlinkDetector:
-    """Counts blinks in a stream of per-frame EAR values, calibrated on the stream itself.
+    """Counts blinks in a stream of per-frame eye observations, calibrated on the stream itself.
 
-    Hysteresis: an eye closes below `threshold()` but only counts as open again above
-    `reopen_threshold()`, a third of the way back to the open EAR, so a noisy dip and recovery
-    is one event, not two.
+    Each frame gives the EAR and, when the eye-state CNN ran, its P(closed). Both become a
+    "closedness" in [0, 1]: for the EAR, 0 at the track's open EAR and 1 at its closed threshold;
+    fused, the mean of that and the CNN's probability. An eye closes when closedness reaches
+    `close_level` and re-opens only below `reopen_level` (hysteresis), so a noisy dip and
+    recovery is one event, not two. With the EAR alone the levels are 1.0 (at the threshold) and
+    2/3 (a third of the way back to open); fused, 0.75 and 0.45, so either signal alone can
+    neither make nor hide a blink unless it is very sure.
     """
 
     closed_ratio: float = 0.75
@@ -86,29 +91,32 @@ class BlinkDetector:
             return None
         return min(open_ear * self.closed_ratio, self.closed_ear_max)
 
-    def reopen_threshold(self) -> float | None:
+    def closedness(self, ear: float, p_closed: float | None = None) -> float | None:
         closed, open_ear = self.threshold(), self.open_ear
         if closed is None or open_ear is None:
             return None
-        return closed + max(0.0, open_ear - closed) / 3.0
+        span = max(open_ear - closed, 1e-6)
+        from_ear = float(np.clip((open_ear - ear) / span, 0.0, 1.0))
+        return from_ear if p_closed is None else (from_ear + p_closed) / 2.0
 
     @property
     def eyes_closed(self) -> bool:
         return self._closed_run > 0
 
-    def update(self, ear: float) -> bool:
-        """Feed one frame's EAR; True when this frame completes a blink."""
+    def update(self, ear: float, p_closed: float | None = None) -> bool:
+        """Feed one frame; True when this frame completes a blink."""
         self._ears.append(ear)
-        closed, reopen = self.threshold(), self.reopen_threshold()
-        if closed is None or reopen is None:
+        closedness = self.closedness(ear, p_closed)
+        if closedness is None:
             return False
+        close_level, reopen_level = (1.0, 2 / 3) if p_closed is None else (0.75, 0.45)
         if not self.eyes_closed:
-            if ear < closed:
+            if closedness >= close_level:
                 self._closed_run = 1
             else:
                 self._seen_open = True
             return False
-        if ear <= reopen:
+        if closedness >= reopen_level:
             self._closed_run += 1
             return False
         run, self._closed_run = self._closed_run, 0
@@ -119,8 +127,10 @@ class BlinkDetector:
         return blinked
 
 
-def count_blinks(ears: Iterable[float], **thresholds) -> int:
+def count_blinks(
+    ears: Iterable[float], p_closed: Iterable[float | None] | None = None, **thresholds
+) -> int:
     detector = BlinkDetector(**thresholds)
-    for ear in ears:
-        detector.update(ear)
+    for ear, p in zip(ears, p_closed or itertools.repeat(None), strict=False):
+        detector.update(ear, p)
     return detector.blinks

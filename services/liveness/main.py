@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from services.liveness.blink import BlinkDetector
 from services.liveness.burst import LivenessReport, burst_liveness
 from services.liveness.stream import LivenessTracker
-from services.liveness.verdict import LivenessPolicy
 from watchpost.consumers import stream_worker
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import LIVENESS_GROUP, Keys
@@ -26,6 +25,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         tracker = LivenessTracker(settings, redis_client=resources.redis)
+        app.state.reader = tracker.reader
 
         def handle(delivery) -> None:
             with MODEL_LOCK:
@@ -76,9 +76,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
                 return burst_liveness(
                     frames,
                     fps=fps,
-                    policy=LivenessPolicy(
-                        settings.liveness_window_seconds, settings.liveness_min_frames
-                    ),
+                    reader=app.state.reader,
                     detector=BlinkDetector(
                         closed_ratio=settings.liveness_closed_ratio,
                         closed_ear_max=settings.liveness_closed_ear_max,

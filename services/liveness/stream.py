@@ -1,5 +1,6 @@
-"""Read landmarks on every tracked face of every frame, keep per-track evidence, and publish a
-liveness verdict whenever a track's verdict or blink count changes.
+"""Read every tracked face of every frame (landmarks, EAR, eye-state CNN; a passive spoof score
+every few frames), keep per-track evidence, and publish a liveness verdict whenever a track's
+verdict or blink count changes.
 
 State is per (camera, track) in this process, so one camera's frames must reach one replica in
 order; see docs/architecture.md (scale-out).
@@ -11,12 +12,12 @@ import logging
 import time
 
 import redis
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.liveness.blink import BlinkDetector
-from services.liveness.eyes import measure_eyes
-from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
-from watchpost.images import decode_jpeg
+from services.liveness.evidence import EvidenceReader
+from services.liveness.verdict import TrackEvidence, decide
+from watchpost.images import decode_jpeg, to_grey
 from watchpost.keys import VERDICTS_MAXLEN, Keys
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STALE_FRAMES = Counter("watchpost_liveness_stale_frames_total", "Frames skipped as too old")
 VERDICTS = Counter("watchpost_liveness_verdicts_total", "Verdicts published", ["state"])
+FRAME_SECONDS = Histogram("watchpost_liveness_frame_seconds", "Evidence reading per frame")
 MAX_TRACKS = 2_000
 
 
@@ -34,7 +36,8 @@ class LivenessTracker:
         self.settings = settings
         self.redis = redis_client
         self.keys = Keys(settings.stream_prefix)
-        self.policy = LivenessPolicy(settings.liveness_window_seconds, settings.liveness_min_frames)
+        self.reader = EvidenceReader(settings)
+        self.policy = self.reader.policy
         self.tracks: dict[tuple[str, str], TrackEvidence] = {}
 
     def handle(self, delivery: Delivery) -> None:
@@ -44,16 +47,28 @@ class LivenessTracker:
         if max_age and time.time() - frame.captured_at > max_age:
             STALE_FRAMES.inc()
             return
-        gray = decode_jpeg(delivery.image, grey=True)
-        for face in frame.faces:
-            evidence = self._evidence(frame, face.track_id)
-            evidence.observe(frame.source_time, *measure_eyes(gray, face.box.as_tuple()))
+        with FRAME_SECONDS.time():
+            rgb = decode_jpeg(delivery.image)
+            grey = to_grey(rgb)
+            boxes = [face.box.as_tuple() for face in frame.faces]
+            tracks = [self._evidence(frame, face.track_id) for face in frame.faces]
+            due = [
+                i
+                for i, t in enumerate(tracks)
+                if t.frames_seen % self.settings.liveness_passive_every == 0
+            ]
+            scores = self.reader.spoof_scores(rgb, [boxes[i] for i in due])
+            for index, score in zip(due, scores, strict=True):
+                if score is not None:
+                    tracks[index].observe_passive(score)
+            for evidence, reading in zip(tracks, self.reader.read_eyes(grey, boxes), strict=True):
+                evidence.observe(frame.source_time, reading.ear, reading.problem, reading.p_closed)
+        for face, evidence in zip(frame.faces, tracks, strict=True):
             self._publish_if_changed(frame.camera_id, face.track_id, evidence)
 
     def expire(self) -> None:
         """Forget tracks nobody has seen for a while (called when the stream is idle)."""
-        timeout = self.settings.liveness_track_timeout_seconds
-        cutoff = time.monotonic() - timeout
+        cutoff = time.monotonic() - self.settings.liveness_track_timeout_seconds
         for key in [k for k, e in self.tracks.items() if e.touched < cutoff]:
             del self.tracks[key]
 
@@ -90,6 +105,8 @@ class LivenessTracker:
             frames_seen=evidence.frames_seen,
             frames_with_eyes=evidence.frames_with_eyes,
             open_ear=evidence.detector.open_ear,
+            passive_score=evidence.mean_passive,
+            passive_frames=len(evidence.passive),
         )
         publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
         evidence.published = signature

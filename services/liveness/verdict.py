@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from services.liveness.blink import BlinkDetector
 from watchpost.messages import LivenessState
@@ -10,8 +13,12 @@ from watchpost.messages import LivenessState
 
 @dataclass(frozen=True)
 class LivenessPolicy:
-    window_seconds: float = 10.0
-    min_frames: int = 15
+    window_seconds: float = 10.0  # a blink must have been seen within this long
+    min_frames: int = 15  # frames with readable eyes before "no blink" can mean spoof
+    spoof_threshold: float = 0.5  # P(spoof) at or above which one crop looks like an attack
+    min_passive: int = 8  # passive scores needed before the passive check may decide
+    passive_consistency: float = 0.7  # share of crops over the threshold that is "consistent"
+    passive_decides: bool = False  # may a consistent passive score alone call a spoof?
 
 
 @dataclass
@@ -22,11 +29,15 @@ class TrackEvidence:
     frames_seen: int = 0
     frames_with_eyes: int = 0
     first_eyes_at: float | None = None
+    last_blink_at: float | None = None
     last_problem: str | None = None
+    passive: deque = field(default_factory=lambda: deque(maxlen=100))
     published: tuple | None = None
     touched: float = field(default=0.0, repr=False)  # monotonic time of the last frame, for expiry
 
-    def observe(self, at: float, ear: float | None, problem: str | None) -> None:
+    def observe(
+        self, at: float, ear: float | None, problem: str | None, p_closed: float | None = None
+    ) -> None:
         self.frames_seen += 1
         self.last_seen = at
         if ear is None:
@@ -35,20 +46,54 @@ class TrackEvidence:
         self.frames_with_eyes += 1
         if self.first_eyes_at is None:
             self.first_eyes_at = at
-        self.detector.update(ear)
+        if self.detector.update(ear, p_closed):
+            self.last_blink_at = at
+
+    def observe_passive(self, spoof_probability: float) -> None:
+        self.passive.append(float(spoof_probability))
+
+    @property
+    def mean_passive(self) -> float | None:
+        return float(np.mean(self.passive)) if self.passive else None
+
+
+def passive_says_spoof(evidence: TrackEvidence, policy: LivenessPolicy) -> bool:
+    if len(evidence.passive) < policy.min_passive:
+        return False
+    flagged = np.mean(np.asarray(evidence.passive) >= policy.spoof_threshold)
+    return bool(
+        evidence.mean_passive >= policy.spoof_threshold and flagged >= policy.passive_consistency
+    )
 
 
 def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> tuple[LivenessState, str]:
-    blinks = evidence.detector.blinks
-    if blinks:
-        return "live", f"{blinks} blink(s) seen"
-    if evidence.frames_with_eyes == 0:
-        return "undecided", evidence.last_problem or "no frame with readable eyes yet"
-    watched = evidence.last_seen - evidence.first_eyes_at
-    if evidence.frames_with_eyes >= policy.min_frames and watched >= policy.window_seconds:
+    passive = evidence.mean_passive
+    passive_note = "" if passive is None else f"; passive spoof score {passive:.2f}"
+    if policy.passive_decides and passive_says_spoof(evidence, policy):
         return (
             "spoof",
-            f"eyes visible for {watched:.1f}s over {evidence.frames_with_eyes} frames "
-            "without a blink",
+            f"the passive check flags {len(evidence.passive)} crops as an attack{passive_note}",
         )
-    return "undecided", f"watching: {evidence.frames_with_eyes} frame(s) with eyes, no blink yet"
+    blinks = evidence.detector.blinks
+    if evidence.frames_with_eyes == 0:
+        return "undecided", (
+            evidence.last_problem or "no frame with readable eyes yet"
+        ) + passive_note
+    since = evidence.last_blink_at if evidence.last_blink_at is not None else evidence.first_eyes_at
+    without_blink = evidence.last_seen - since
+    if without_blink < policy.window_seconds and evidence.last_blink_at is not None:
+        if passive_says_spoof(evidence, policy):
+            return (
+                "undecided",
+                f"{blinks} blink(s) seen, but the passive check disagrees{passive_note}",
+            )
+        return "live", f"{blinks} blink(s) seen{passive_note}"
+    if evidence.frames_with_eyes >= policy.min_frames and without_blink >= policy.window_seconds:
+        return "spoof", (
+            f"eyes visible for {without_blink:.1f}s over {evidence.frames_with_eyes} frames "
+            f"without a blink{passive_note}"
+        )
+    return (
+        "undecided",
+        f"watching: {evidence.frames_with_eyes} frame(s) with eyes, no blink yet{passive_note}",
+    )

@@ -83,3 +83,55 @@ def test_a_face_without_readable_eyes_stays_undecided_with_a_reason(env_settings
     verdicts = run_liveness(env_settings, redis_client)
     assert [v.state for v in verdicts] == ["undecided"]
     assert "small" in verdicts[0].reason
+
+
+HELD_OUT = ["0003", "0007"]  # subjects the spoof CNN never saw in training or validation
+
+
+def play_sessions(
+    env_settings, redis_client, folder, *, fps: float = 10.0
+) -> dict[str, list[LivenessVerdict]]:
+    """Each NUAA session as one camera's stream; the verdicts per session."""
+    from tests.support.nuaa import sessions
+
+    settings = env_settings(LivenessSettings)
+    keys = Keys(settings.stream_prefix)
+    for name, frames in sessions(folder).items():
+        for seq, path in enumerate(frames):
+            rgb = load_rgb(path)
+            boxes = detect_faces(rgb, upsample=0)[:1]
+            if boxes:
+                frame, jpeg = frame_of(
+                    rgb, camera_id=name, seq=seq, source_time=seq / fps, boxes=boxes
+                )
+                publish(redis_client, keys.frames, frame, image=jpeg, maxlen=100_000)
+    by_session: dict[str, list[LivenessVerdict]] = {}
+    for verdict in run_liveness(env_settings, redis_client):
+        by_session.setdefault(verdict.camera_id, []).append(verdict)
+    return by_session
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subject", HELD_OUT)
+def test_printed_photo_attacks_played_as_a_stream_are_never_live(
+    env_settings, redis_client, subject
+):
+    folder = require_data(f"liveness/nuaa_train/ImposterRaw/{subject}")
+    verdicts = play_sessions(env_settings, redis_client, folder)
+    assert len(verdicts) == 5  # one frontal and four moved-photo sessions
+    for session, seen in verdicts.items():
+        assert all(v.state != "live" for v in seen), (session, seen[-1])
+        assert seen[-1].passive_frames > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subject", HELD_OUT)
+def test_real_people_are_not_called_spoof_by_the_passive_check(env_settings, redis_client, subject):
+    """Even when the passive check is allowed to decide on its own, it does not call NUAA's real
+    webcam sessions of held-out subjects a spoof (a missing blink may still do so)."""
+    folder = require_data(f"liveness/nuaa_train/ClientRaw/{subject}")
+    deciding = lambda cls, **kw: env_settings(cls, liveness_passive_decides=True, **kw)  # noqa: E731
+    for session, seen in play_sessions(deciding, redis_client, folder).items():
+        assert seen[-1].passive_frames >= 8, session
+        for verdict in seen:
+            assert "passive check" not in verdict.reason.split(";")[0], (session, verdict.reason)

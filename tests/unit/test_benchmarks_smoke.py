@@ -76,3 +76,41 @@ def test_identification_benchmark():
     require_data("faces")
     figures = run_benchmark("benchmarks.identification")
     assert figures["agreement_with_brute_force"] == 1.0 and figures["genuine_probes"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_eye_state_benchmark_on_a_folder_of_patches(tmp_path):
+    import zipfile
+
+    archive = require_data("eyes/cew_dataset_B_Eye_Images.zip")
+    with zipfile.ZipFile(archive) as bundle:
+        for kind, prefix in (("open", "openLeftEyes/"), ("closed", "closedLeftEyes/")):
+            (tmp_path / kind).mkdir()
+            names = [n for n in bundle.namelist() if prefix in n and n.endswith(".jpg")][:15]
+            for name in names:
+                (tmp_path / kind / name.split("/")[-1]).write_bytes(bundle.read(name))
+    figures = run_benchmark("benchmarks.eye_state_accuracy", str(tmp_path))
+    assert figures["patches"] == 30 and figures["closed"] == 15
+    assert figures["accuracy"] > figures["majority_baseline_accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_pad_benchmark_on_real_and_spoof_folders(tmp_path):
+    nuaa = require_data("liveness/nuaa_train")
+    for kind, source in (("real", "ClientRaw/0003"), ("spoof", "ImposterRaw/0003")):
+        (tmp_path / kind).mkdir()
+        for photo in sorted((nuaa / source).glob("*.jpg"))[:4]:
+            (tmp_path / kind / photo.name).symlink_to(photo)
+    figures = run_benchmark("benchmarks.pad_evaluation", str(tmp_path))
+    assert figures["per_crop"]["attacks"] == 4 and figures["per_crop"]["bona_fide"] == 4
+    assert {"apcer", "bpcer", "acer"} <= figures["per_item"].keys()
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_blink_count_benchmark_on_a_video():
+    video = require_data("video/talking_blinks_720p.mp4")
+    figures = run_benchmark("benchmarks.blink_count", str(video), "--max-frames", "60")
+    assert figures["frames"] == 60 and len(figures["tracks"]) == 1

@@ -90,7 +90,10 @@ def test_healthchecks_hit_the_real_healthz_on_the_service_port(name):
 def test_images_install_with_the_constraints_and_only_what_they_need(name):
     (install,) = [r for r in instruction(dockerfile(name), "RUN") if "pip install" in r]
     assert "-c deploy/constraints.txt" in install
-    assert ("[vision]" in install) == (name not in LIGHT)
+    extras = re.search(r'"\.(?:\[([a-z,]+)\])?"', install)
+    installed = set((extras.group(1) or "").split(",")) - {""}
+    assert ("vision" in installed) == (name not in LIGHT)
+    assert ("liveness" in installed) == (name == "liveness")  # only it needs TensorFlow
     assert "dlib==0.0.0" in (PROJECT_ROOT / "deploy/constraints.txt").read_text()
 
 

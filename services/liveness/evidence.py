@@ -1,0 +1,66 @@
+"""From pixels to evidence for one frame: eye readings (EAR and the eye-state CNN, batched over
+every face of the frame) and passive spoof scores. Used by the stream and the burst endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.liveness.blink import eyes_measurable, face_ear
+from services.liveness.passive import EyeStateClassifier, SpoofClassifier, eye_patches, spoof_crop
+from services.liveness.verdict import LivenessPolicy
+from watchpost.settings import LivenessSettings
+from watchpost.vision.faces import landmarks_68
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class EyeReading:
+    ear: float | None
+    problem: str | None
+    p_closed: float | None
+
+
+class EvidenceReader:
+    def __init__(self, settings: LivenessSettings) -> None:
+        self.eyes = EyeStateClassifier() if settings.liveness_eye_cnn else None
+        self.spoof = SpoofClassifier() if settings.liveness_passive else None
+        threshold = settings.liveness_spoof_threshold or (
+            self.spoof.threshold if self.spoof else 0.5
+        )
+        self.passive_min_face = settings.liveness_passive_min_face
+        self.policy = LivenessPolicy(
+            window_seconds=settings.liveness_window_seconds,
+            min_frames=settings.liveness_min_frames,
+            spoof_threshold=threshold,
+            passive_decides=settings.liveness_passive_decides,
+        )
+
+    def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
+        """One reading per face; the CNN runs once for all readable eyes of the frame."""
+        readings: list[tuple[float | None, str | None]] = []
+        patches = []
+        for box in boxes:
+            landmarks = landmarks_68(grey, box)
+            problem = eyes_measurable(landmarks, box[2] - box[0])
+            readings.append((None, problem) if problem else (face_ear(landmarks), None))
+            if not problem and self.eyes is not None:
+                patches.append(eye_patches(grey, landmarks))
+        p_closed = iter([])
+        if patches:
+            p_closed = iter(self.eyes.scores(np.concatenate(patches)).reshape(-1, 2).mean(axis=1))
+        return [
+            EyeReading(ear, problem, float(next(p_closed)) if ear is not None and patches else None)
+            for ear, problem in readings
+        ]
+
+    def spoof_scores(self, rgb: np.ndarray, boxes: list[Box]) -> list[float | None]:
+        """P(spoof) per face; None for faces too small for the passive check to judge."""
+        usable = [i for i, b in enumerate(boxes) if b[2] - b[0] >= self.passive_min_face]
+        if self.spoof is None or not usable:
+            return [None] * len(boxes)
+        scores = self.spoof.scores(np.stack([spoof_crop(rgb, boxes[i]) for i in usable]))
+        by_face: dict[int, float] = dict(zip(usable, (float(s) for s in scores), strict=True))
+        return [by_face.get(i) for i in range(len(boxes))]

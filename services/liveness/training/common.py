@@ -1,0 +1,97 @@
+"""What the training scripts share: seeding, group splits, metrics, curves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def seed_everything(seed: int) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    random.seed(seed)
+    np.random.seed(seed)
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+
+
+def split_of(group: str, *, test: float, validation: float) -> str:
+    """A stable split by group (source image, subject): the same group always lands together."""
+    bucket = int(hashlib.sha1(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if bucket < test:
+        return "test"
+    if bucket < test + validation:
+        return "validation"
+    return "train"
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:
+    """Accuracy, and precision/recall of the positive class (label 1)."""
+    predicted = scores >= threshold
+    positive = labels == 1
+    tp = int(np.sum(predicted & positive))
+    fp = int(np.sum(predicted & ~positive))
+    fn = int(np.sum(~predicted & positive))
+    return {
+        "accuracy": float(np.mean(predicted == positive)),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "threshold": threshold,
+        "samples": len(labels),
+    }
+
+
+def pad_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """ISO/IEC 30107-3: APCER = attacks accepted as bona fide, BPCER = bona fide rejected."""
+    attack = labels == 1
+    flagged = scores >= threshold
+    apcer = float(np.mean(~flagged[attack])) if attack.any() else 0.0
+    bpcer = float(np.mean(flagged[~attack])) if (~attack).any() else 0.0
+    return {
+        "apcer": apcer,
+        "bpcer": bpcer,
+        "acer": (apcer + bpcer) / 2,
+        "threshold": threshold,
+        "attacks": int(attack.sum()),
+        "bona_fide": int((~attack).sum()),
+    }
+
+
+def equal_error_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    candidates = np.unique(np.concatenate([scores, [0.5]]))
+    gaps = [
+        abs(pad_metrics(labels, scores, t)["apcer"] - pad_metrics(labels, scores, t)["bpcer"])
+        for t in candidates
+    ]
+    return float(candidates[int(np.argmin(gaps))])
+
+
+def plot_curves(history: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, axis in (("loss", loss), ("accuracy", accuracy)):
+        axis.plot(history[key], label="train")
+        axis.plot(history[f"val_{key}"], label="validation")
+        axis.set(xlabel="epoch", ylabel=key)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
