@@ -21,7 +21,7 @@ from services.aggregator.policy import (
 from watchpost.db import alerts
 from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import ALERTS_MAXLEN, Keys
-from watchpost.messages import AlertEvent, LivenessVerdict, RecognitionVerdict
+from watchpost.messages import LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import Delivery, publish
 
@@ -115,19 +115,7 @@ class AlertAggregator:
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),
             )
-        event = AlertEvent(
-            alert_id=row["id"],
-            kind=row["kind"],
-            camera_id=row["camera_id"],
-            track_id=row["track_id"],
-            identity_id=row["identity_id"],
-            display_name=row["display_name"],
-            distance=row["distance"],
-            liveness=row["liveness"],
-            reason=row["reason"],
-            captured_at=row["captured_at"].timestamp(),
-            created_at=row["created_at"].timestamp(),
-        )
+        event = alerts.event_from_row(row)
         # Published even when the row existed (a redelivery after a crash between the write and
         # the publish); consumers de-duplicate on alert_id.
         publish(self.redis, self.keys.alerts, event, maxlen=ALERTS_MAXLEN)

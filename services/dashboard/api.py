@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
@@ -20,6 +21,8 @@ from services.dashboard.enrolment import (
     store_faces,
 )
 from services.dashboard.schemas import (
+    Acknowledge,
+    AlertCount,
     AlertEnrol,
     AlertEnrolled,
     AlertPublic,
@@ -249,17 +252,53 @@ def delete_face(face_id: int, conn: ConnDep, redis_client: RedisDep, keys: KeysD
 def list_alerts(
     conn: ConnDep,
     kind: AlertKind | None = None,
-    camera_id: str | None = None,
+    camera_id: Annotated[str | None, Query(max_length=64)] = None,
+    identity_id: int | None = None,
+    acknowledged: bool | None = None,
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Created before (ISO 8601)")] = None,
     before_id: Annotated[
         int | None, Query(description="Keyset paging: alerts older than this id")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[AlertPublic]:
-    """Newest first."""
+    """Newest first; page with `before_id` = the last id of the previous page."""
     rows = alerts.list_alerts(
-        conn, kind=kind, camera_id=camera_id, before_id=before_id, limit=limit
+        conn,
+        kind=kind,
+        camera_id=camera_id,
+        identity_id=identity_id,
+        acknowledged=acknowledged,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
     )
     return [alert_public(r) for r in rows]
+
+
+@router.get("/alerts/stats", response_model=list[AlertCount], tags=["alerts"])
+def alert_counts(
+    conn: ConnDep,
+    since: Annotated[datetime | None, Query(description="Default: 24 hours ago")] = None,
+    until: datetime | None = None,
+) -> list[AlertCount]:
+    """Alerts per kind and hour (UTC), for a chart."""
+    since = since or datetime.now(UTC) - timedelta(hours=24)
+    return [
+        AlertCount.model_validate(r) for r in alerts.counts_per_hour(conn, since=since, until=until)
+    ]
+
+
+@router.post(
+    "/alerts/{alert_id}/ack", response_model=AlertPublic, tags=["alerts"], responses=NOT_FOUND
+)
+def acknowledge_alert(alert_id: int, body: Acknowledge, conn: ConnDep) -> AlertPublic:
+    """Mark an alert as seen to; acknowledging again keeps the first who and when."""
+    row = alerts.acknowledge(conn, alert_id, by=body.by)
+    if row is None:
+        raise HTTPException(404, detail=f"alert {alert_id} not found")
+    return alert_public(row)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertPublic, tags=["alerts"], responses=NOT_FOUND)

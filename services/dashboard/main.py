@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.dashboard import api, live
+from services.dashboard import api, legacy, live
 from services.dashboard.broadcast import AlertBroadcaster
 from watchpost.keys import Keys
 from watchpost.service import BackgroundLoop, Resources, service_app
@@ -38,6 +38,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(live.router)
+    app.include_router(legacy.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -122,3 +122,15 @@ class CameraPublic(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class Acknowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=100, description="Who saw to it")
+
+
+class AlertCount(BaseModel):
+    hour: datetime
+    kind: AlertKind
+    count: int

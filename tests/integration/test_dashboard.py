@@ -422,3 +422,86 @@ def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path):
     assert "Joe Biden/notes.jpg" in out and "not an image" in out
     counts = {i["display_name"]: i["face_count"] for i in page["items"]}
     assert counts == {"Joe Biden": 1, "Barack Obama": 2, "Crowd": 0}  # Joe Biden was not duplicated
+
+
+def test_acknowledge_filter_and_count_alerts(client, pool, redis_client, prefix):
+    first = store_alert(pool, redis_client, prefix, "a1")
+    second = store_alert(pool, redis_client, prefix, "a2")
+    acked = client.post(f"/api/v1/alerts/{first}/ack", json={"by": "guard on duty"})
+    assert acked.status_code == 200
+    assert acked.json()["acknowledged_by"] == "guard on duty" and acked.json()["acknowledged_at"]
+    again = client.post(f"/api/v1/alerts/{first}/ack", json={"by": "someone else"}).json()
+    assert again["acknowledged_by"] == "guard on duty"  # the first acknowledgement stands
+    assert client.post("/api/v1/alerts/999999/ack", json={"by": "x"}).status_code == 404
+    assert client.post(f"/api/v1/alerts/{first}/ack", json={"by": ""}).status_code == 422
+
+    def ids(query: str) -> list[int]:
+        return [a["id"] for a in client.get(f"/api/v1/alerts?{query}").json()]
+
+    assert ids("acknowledged=false") == [second]
+    assert ids("acknowledged=true") == [first]
+    assert ids("since=2000-01-01T00:00:00Z") == [second, first]
+    assert ids("until=2000-01-01T00:00:00Z") == []
+    assert ids("identity_id=1") == []
+    assert client.get("/api/v1/alerts?since=yesterday").status_code == 422
+    counts = client.get("/api/v1/alerts/stats").json()
+    assert [(c["kind"], c["count"]) for c in counts] == [("unknown_person", 2)]
+
+
+def legacy_post(**overrides) -> dict:
+    import base64
+
+    jpeg = encode_jpeg(np.full((120, 160, 3), 77, np.uint8))
+    body = {
+        "login_name": "ada",
+        "time": "2026-11-24T08:30:00Z",
+        "type": "unknown",
+        "image": base64.b64encode(jpeg).decode(),
+    }
+    body.update(overrides)
+    return body
+
+
+def test_legacy_clients_post_alerts_that_reach_the_websocket(client):
+    with client.websocket_connect("/api/v1/alerts/ws") as ws:
+        response = client.post("/dashboard", json=legacy_post())
+        assert response.status_code == 201, response.text
+        alert = response.json()
+        assert (alert["kind"], alert["camera_id"], alert["claimed_login"]) == (
+            "unknown_person",
+            "legacy",
+            "ada",
+        )
+        assert ws.receive_json()["alert"]["id"] == alert["id"]
+    snapshot = client.get(alert["snapshot_url"])
+    assert snapshot.content[:2] == b"\xff\xd8"
+    retried = client.post("/dashboard", json=legacy_post())  # a client retrying the same post
+    assert retried.status_code == 201 and retried.json()["id"] == alert["id"]
+    epoch = client.post("/dashboard", json=legacy_post(time=1_795_500_000, type="spoof"))
+    assert epoch.status_code == 201 and epoch.json()["kind"] == "spoof_attempt"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "reason"),
+    [
+        ({"image": "not base64 at all!"}, 422, "not valid base64"),
+        ({"image": "aGVsbG8gd29ybGQ="}, 422, "not a JPEG"),
+        ({"image": "/9j/AAAA"}, 422, "image:"),  # JPEG magic, then garbage
+        ({"type": "burglary"}, 422, "unknown type"),
+        ({"time": "soon"}, 422, "time"),
+        ({"login_name": ""}, 422, "login_name"),
+        ({"extra": 1}, 422, "extra"),
+    ],
+)
+def test_malformed_legacy_posts_are_refused_with_a_reason(client, overrides, status, reason):
+    response = client.post("/dashboard", json=legacy_post(**overrides))
+    assert response.status_code == status
+    assert reason in str(response.json()["detail"])
+    assert client.get("/api/v1/alerts").json() == []
+
+
+def test_legacy_post_missing_fields(client):
+    body = legacy_post()
+    del body["image"]
+    response = client.post("/dashboard", json=body)
+    assert response.status_code == 422 and "image" in str(response.json()["detail"])

@@ -8,6 +8,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from watchpost.messages import AlertEvent
+
 ALERT_COLUMNS = (
     "id, kind, camera_id, track_id, identity_id, display_name, claimed_login, distance,"
     " liveness, reason, details, captured_at, created_at, acknowledged_at, acknowledged_by,"
@@ -70,33 +72,66 @@ def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:
     return conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,)).fetchone()
 
 
-def list_alerts(
-    conn: psycopg.Connection,
+def _filters(
     *,
     after_id: int | None = None,
     before_id: int | None = None,
     kind: str | None = None,
     camera_id: str | None = None,
-    limit: int = 50,
-) -> list[dict]:
-    """Newest first, keyset-paged by id (`before_id`); `after_id` returns oldest first instead,
-    which is what a websocket client catching up after a reconnect wants."""
+    identity_id: int | None = None,
+    acknowledged: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> tuple[str, list]:
     where, params = [], []
     for clause, value in (
         ("id > %s", after_id),
         ("id < %s", before_id),
         ("kind = %s", kind),
         ("camera_id = %s", camera_id),
+        ("identity_id = %s", identity_id),
+        ("created_at >= %s", since),
+        ("created_at < %s", until),
     ):
         if value is not None:
             where.append(clause)
             params.append(value)
-    sql = f"SELECT {ALERT_COLUMNS} FROM alerts"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id ASC" if after_id is not None else " ORDER BY id DESC"
-    sql += " LIMIT %s"
-    return conn.execute(sql, (*params, limit)).fetchall()
+    if acknowledged is not None:
+        where.append("acknowledged_at IS NOT NULL" if acknowledged else "acknowledged_at IS NULL")
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def list_alerts(conn: psycopg.Connection, *, limit: int = 50, **filters: Any) -> list[dict]:
+    """Newest first, keyset-paged by id (`before_id`); `after_id` returns oldest first instead,
+    which is what a websocket client catching up after a reconnect wants. Filters: kind,
+    camera_id, identity_id, acknowledged, since/until (created_at)."""
+    where, params = _filters(**filters)
+    order = " ORDER BY id ASC" if filters.get("after_id") is not None else " ORDER BY id DESC"
+    return conn.execute(
+        f"SELECT {ALERT_COLUMNS} FROM alerts{where}{order} LIMIT %s", (*params, limit)
+    ).fetchall()
+
+
+def acknowledge(conn: psycopg.Connection, alert_id: int, *, by: str) -> dict | None:
+    """Mark the alert seen by `by`; the first acknowledgement stands. None if no such alert."""
+    conn.execute(
+        "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s"
+        " WHERE id = %s AND acknowledged_at IS NULL",
+        (by, alert_id),
+    )
+    return get_alert(conn, alert_id)
+
+
+def counts_per_hour(
+    conn: psycopg.Connection, *, since: datetime, until: datetime | None = None
+) -> list[dict]:
+    """Alerts per kind and hour (UTC) in the range, for the page's chart."""
+    where, params = _filters(since=since, until=until)
+    return conn.execute(
+        "SELECT date_trunc('hour', created_at AT TIME ZONE 'UTC') AS hour, kind, count(*) AS count"
+        f" FROM alerts{where} GROUP BY 1, 2 ORDER BY 1, 2",
+        params,
+    ).fetchall()
 
 
 def get_snapshot(conn: psycopg.Connection, alert_id: int) -> bytes | None:
@@ -108,3 +143,20 @@ def get_face(conn: psycopg.Connection, alert_id: int) -> bytes | None:
     """The raw face crop of the alert (no box drawn), for enrolling the person from it."""
     row = conn.execute("SELECT face_jpeg FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     return None if row is None else row["face_jpeg"]
+
+
+def event_from_row(row: dict) -> AlertEvent:
+    """The stream message announcing a stored alert."""
+    return AlertEvent(
+        alert_id=row["id"],
+        kind=row["kind"],
+        camera_id=row["camera_id"],
+        track_id=row["track_id"],
+        identity_id=row["identity_id"],
+        display_name=row["display_name"],
+        distance=row["distance"],
+        liveness=row["liveness"],
+        reason=row["reason"],
+        captured_at=row["captured_at"].timestamp(),
+        created_at=row["created_at"].timestamp(),
+    )

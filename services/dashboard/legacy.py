@@ -1,0 +1,102 @@
+"""`POST /dashboard`: the alert shape older capture clients send,
+`{"login_name", "time", "type", "image"}` with the image as a base64 JPEG. Validated, stored as
+an alert like any other (camera `legacy`) and pushed to the live page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.dashboard.api import alert_public
+from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
+from services.dashboard.schemas import AlertPublic, Problem
+from watchpost.db import alerts
+from watchpost.images import ImageError, decode_upload
+from watchpost.keys import ALERTS_MAXLEN
+from watchpost.messages import AlertKind
+from watchpost.streams import publish
+
+router = APIRouter()
+
+# What older clients call each kind.
+LEGACY_KINDS: dict[str, AlertKind] = {
+    "unknown": "unknown_person",
+    "unknown_person": "unknown_person",
+    "intruder": "unknown_person",
+    "spoof": "spoof_attempt",
+    "spoof_attempt": "spoof_attempt",
+    "fake": "spoof_attempt",
+    "mismatch": "identity_mismatch",
+    "identity_mismatch": "identity_mismatch",
+    "granted": "access_granted",
+    "access_granted": "access_granted",
+}
+
+
+class LegacyAlert(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    login_name: str = Field(min_length=1, max_length=200)
+    time: datetime = Field(description="ISO 8601 or Unix seconds")
+    type: str = Field(description=f"one of {sorted(LEGACY_KINDS)}")
+    image: str = Field(min_length=4, description="base64 JPEG")
+
+    @field_validator("time")
+    @classmethod
+    def _utc_when_naive(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value.lower() not in LEGACY_KINDS:
+            raise ValueError(f"unknown type {value!r}; expected one of {sorted(LEGACY_KINDS)}")
+        return value.lower()
+
+
+@router.post(
+    "/dashboard",
+    status_code=201,
+    response_model=AlertPublic,
+    tags=["legacy"],
+    responses={422: {"model": Problem}},
+)
+def legacy_alert(
+    body: LegacyAlert, conn: ConnDep, redis_client: RedisDep, keys: KeysDep, settings: SettingsDep
+) -> AlertPublic:
+    """Store an alert sent in the legacy shape; the same post twice is one alert."""
+    try:
+        jpeg = base64.b64decode(body.image, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, detail="image is not valid base64") from None
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise HTTPException(422, detail="image is not a JPEG")
+    try:
+        decode_upload(jpeg, max_bytes=settings.dashboard_max_upload_bytes)
+    except ImageError as exc:
+        raise HTTPException(422, detail=f"image: {exc}") from None
+    kind = LEGACY_KINDS[body.type]
+    # The natural key of a legacy alert is its content, so a client that retries a post
+    # (it cannot know whether the first one landed) does not make a second alert.
+    digest = hashlib.sha256(
+        f"{body.login_name}|{body.time.isoformat()}|{kind}".encode()
+    ).hexdigest()
+    row, created = alerts.upsert_alert(
+        conn,
+        kind=kind,
+        camera_id="legacy",
+        track_id=f"legacy-{digest[:24]}",
+        captured_at=body.time.timestamp(),
+        claimed_login=body.login_name,
+        reason=f"reported by a legacy client for login {body.login_name!r}",
+        snapshot_jpeg=jpeg,
+    )
+    conn.commit()
+    if created:
+        publish(redis_client, keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+    return alert_public(row)
