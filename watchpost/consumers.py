@@ -21,6 +21,7 @@ def stream_worker(
     expected: type | object,
     handle: Callable[[Delivery], None],
     housekeeping: Callable[[], None] | None = None,
+    start_id: str = "0",
 ) -> StreamWorker:
     consumer = GroupConsumer(
         client,
@@ -29,5 +30,6 @@ def stream_worker(
         consumer=settings.consumer_name,
         expected=expected,
         dead_letter_stream=Keys(settings.stream_prefix).dead_letter,
+        start_id=start_id,
     )
     return StreamWorker(consumer, handle, service=settings.service_name, housekeeping=housekeeping)

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -194,10 +194,38 @@ class DashboardSettings(CommonSettings):
     dashboard_min_sharpness: float = Field(
         25.0, ge=0, description="Least Laplacian variance of the face (150 px) for enrolment."
     )
+    dashboard_webhooks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Alert kind (or "*") -> URLs to POST each new alert to, as JSON, e.g. '
+        '{"spoof_attempt": ["https://soc.example/hook"]}.',
+    )
+    dashboard_webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key for the X-Watchpost-Signature header; required with webhooks.",
+    )
+    dashboard_webhook_attempts: int = Field(5, ge=1, le=20)
+    dashboard_webhook_backoff_seconds: float = Field(
+        1.0, gt=0, description="First retry delay; doubles per attempt."
+    )
     dashboard_max_websockets: int = Field(200, ge=1, description="Refuse clients beyond this.")
     dashboard_replay_limit: int = Field(
         500, ge=1, le=10_000, description="Most alerts replayed to a reconnecting client."
     )
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> DashboardSettings:
+        kinds = {"unknown_person", "spoof_attempt", "identity_mismatch", "access_granted", "*"}
+        unknown = set(self.dashboard_webhooks) - kinds
+        if unknown:
+            raise ValueError(f"dashboard_webhooks: unknown alert kinds {sorted(unknown)}")
+        for url in (u for urls in self.dashboard_webhooks.values() for u in urls):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"dashboard_webhooks: {url!r} is not an http(s) URL")
+        if self.dashboard_webhooks and self.dashboard_webhook_secret is None:
+            raise ValueError(
+                "dashboard_webhooks need WATCHPOST_DASHBOARD_WEBHOOK_SECRET to sign them"
+            )
+        return self
 
 
 SERVICE_SETTINGS: dict[str, type[CommonSettings]] = {

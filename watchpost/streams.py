@@ -49,9 +49,10 @@ def publish(
     return client.xadd(stream, encode(message, image), maxlen=maxlen, approximate=True)
 
 
-def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "0") -> None:
+    """Create the group if missing: from the stream's start ("0"), or for new entries only ("$")."""
     try:
-        client.xgroup_create(stream, group, id="0", mkstream=True)
+        client.xgroup_create(stream, group, id=start_id, mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
@@ -69,6 +70,7 @@ class GroupConsumer:
         dead_letter_stream: str,
         claim_idle_ms: int = 30_000,
         max_failures: int = 3,
+        start_id: str = "0",
     ) -> None:
         self.client = client
         self.stream = stream
@@ -78,12 +80,13 @@ class GroupConsumer:
         self.dead_letter_stream = dead_letter_stream
         self.claim_idle_ms = claim_idle_ms
         self.max_failures = max_failures
+        self.start_id = start_id
         self._own_pending_done = False
         self._claim_cursor = b"0-0"
         self._failures: dict[bytes, int] = {}
 
     def start(self) -> None:
-        ensure_group(self.client, self.stream, self.group)
+        ensure_group(self.client, self.stream, self.group, self.start_id)
 
     def read(self, *, count: int = 16, block_ms: int = 1000) -> list[Delivery]:
         entries = self._own_pending(count) or self._claim_stale(count)

@@ -10,9 +10,13 @@ from fastapi.staticfiles import StaticFiles
 
 from services.dashboard import api, legacy, live
 from services.dashboard.broadcast import AlertBroadcaster
+from services.dashboard.webhooks import NOTIFIER_GROUP, WebhookNotifier
+from watchpost.consumers import stream_worker
 from watchpost.keys import Keys
+from watchpost.messages import AlertEvent
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import DashboardSettings
+from watchpost.worker import StreamWorker
 
 STATIC = Path(__file__).parent / "static"
 
@@ -27,7 +31,24 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             max_clients=settings.dashboard_max_websockets,
         )
         app.state.broadcaster = broadcaster
-        return [BackgroundLoop("alert-broadcast", broadcaster.run)]
+        loops = [BackgroundLoop("alert-broadcast", broadcaster.run)]
+        if settings.dashboard_webhooks:
+            loops.append(
+                BackgroundLoop("webhooks", lambda stop: notifier(resources, stop).run(stop))
+            )
+        return loops
+
+    def notifier(resources: Resources, stop) -> StreamWorker:
+        sender = WebhookNotifier(settings, redis_client=resources.redis, stop=stop)
+        return stream_worker(
+            settings,
+            resources.redis,
+            stream=Keys(settings.stream_prefix).alerts,
+            group=NOTIFIER_GROUP,
+            expected=AlertEvent,
+            handle=sender.handle,
+            start_id="$",  # a newly configured webhook is not sent the alert history
+        )
 
     app = service_app(
         settings,

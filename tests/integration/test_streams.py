@@ -141,3 +141,11 @@ def test_encode_rejects_nothing_that_decode_accepts(redis_client, prefix):
     keys = Keys(prefix)
     redis_client.xadd(keys.alerts, encode(alert(9)))
     assert consumer(redis_client, keys).read(block_ms=100)[0].message == alert(9)
+
+
+def test_a_group_created_at_the_end_skips_the_history(redis_client, prefix):
+    keys = Keys(prefix)
+    publish(redis_client, keys.alerts, alert(1), maxlen=100)
+    late = consumer(redis_client, keys, start_id="$")
+    publish(redis_client, keys.alerts, alert(2), maxlen=100)
+    assert [d.message.alert_id for d in late.read(block_ms=100)] == [2]
