@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: up test test-fast lint install clean
+.PHONY: up test test-fast lint install clean browser-deps
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ install: $(STAMP)
 up: $(STAMP)
 	$(VENV)/bin/watchpost up $(ARGS)
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (no browser download works here); as root, install it.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed: the browser tests cannot run"
+
+test: $(STAMP) browser-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -59,8 +59,26 @@ function alertCard(alert, fresh) {
       el("div", { class: "who" }, alert.display_name || (alert.kind === "access_granted" ? "" : "Not enrolled")),
       el("div", { class: "meta" }, `${alert.camera_id} · ${when.toLocaleString()} · liveness ${alert.liveness}${distance}`),
       alert.reason ? el("div", { class: "meta" }, alert.reason) : null,
+      alert.acknowledged_at
+        ? el("div", { class: "meta", dataset: { testid: "alert-acknowledged" } }, `acknowledged by ${alert.acknowledged_by}`)
+        : ackButton(alert),
     ),
   );
+}
+
+function ackButton(alert) {
+  const button = el("button", { type: "button", dataset: { testid: "alert-ack" } }, "Acknowledge");
+  button.addEventListener("click", async () => {
+    try {
+      const { body } = await api(`/api/v1/alerts/${alert.id}/ack`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ by: "dashboard operator" }),
+      });
+      const card = document.querySelector(`[data-alert-id="${alert.id}"]`);
+      if (card) card.replaceWith(alertCard(body, false));
+    } catch (error) { showError(`acknowledge: ${error.message}`); }
+  });
+  return button;
 }
 
 function addAlert(alert, { fresh = false, append = false } = {}) {

@@ -1,0 +1,86 @@
+"""The dashboard page in headless Chromium (Debian's package, driven by Playwright): enrol a
+person, play a video through the pipeline, see the alert arrive live, acknowledge it.
+Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from services.dashboard.main import create_app as dashboard_app
+from services.recognition.main import create_app as recognition_app
+from tests.conftest import require_data
+from tests.support.pipeline import run_pipeline
+from tests.support.servers import serving
+from watchpost.settings import PROJECT_ROOT, DashboardSettings, RecognitionSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser():
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        message = "Chromium is not installed (apt-get install chromium; `make test` does it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, redis_client, pool):
+    photo = require_data("faces/train/obama/obama.jpg")
+    video = require_data("video/talking_blinks_720p.mp4")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        serving(recognition_app(env_settings(RecognitionSettings))) as recognition_url,
+        serving(
+            dashboard_app(
+                env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
+            )
+        ) as url,
+    ):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
+
+        page.get_by_test_id("identity-name").fill("Barack Obama")
+        page.get_by_test_id("face-file").set_input_files(str(photo))
+        page.get_by_test_id("identity-submit").click()
+        page.get_by_test_id("identity-list").filter(has_text="Barack Obama").filter(
+            has_text="1 photo"
+        ).wait_for(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "01-enrolled.png", full_page=True)
+
+        run_pipeline(env_settings, redis_client, pool, video)  # the speaker is not enrolled
+        card = page.locator('[data-testid="alert-card"][data-kind="unknown_person"]')
+        card.wait_for(timeout=15_000)
+        assert "urgent" in (card.get_attribute("class") or "")
+        assert card.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+        page.screenshot(path=ARTIFACTS / "02-alert-live.png", full_page=True)
+
+        card.get_by_test_id("alert-ack").click()
+        page.get_by_test_id("alert-acknowledged").wait_for(timeout=10_000)
+        acknowledged = page.locator('[data-testid="alert-card"][data-kind="unknown_person"]')
+        assert "urgent" not in (acknowledged.get_attribute("class") or "")
+        page.screenshot(path=ARTIFACTS / "03-acknowledged.png", full_page=True)
+        assert errors == []

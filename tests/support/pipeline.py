@@ -1,0 +1,63 @@
+"""Run capture, recognition, liveness and the aggregator to completion in turn (burst mode)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from services.aggregator.stream import AlertAggregator
+from services.capture.loop import CaptureLoop
+from services.liveness.stream import LivenessTracker
+from services.recognition.stream import FrameRecognizer, GalleryHolder
+from watchpost.consumers import stream_worker
+from watchpost.keys import AGGREGATOR_GROUP, LIVENESS_GROUP, RECOGNITION_GROUP, Keys
+from watchpost.messages import Frame, Verdict
+from watchpost.settings import (
+    AggregatorSettings,
+    CaptureSettings,
+    LivenessSettings,
+    RecognitionSettings,
+)
+
+
+def run_pipeline(env_settings, redis_client, pool, video: Path) -> dict:
+    """Play `video` through every stage; returns what each stage did."""
+    stop = threading.Event()
+    capture = CaptureLoop(
+        env_settings(CaptureSettings), redis_client=redis_client, pool=pool, source=str(video)
+    )
+    published = capture.run(stop, burst=True)
+    rec_settings = env_settings(RecognitionSettings)
+    keys = Keys(rec_settings.stream_prefix)
+    recognizer = FrameRecognizer(
+        rec_settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
+    )
+    stream_worker(
+        rec_settings,
+        redis_client,
+        stream=keys.frames,
+        group=RECOGNITION_GROUP,
+        expected=Frame,
+        handle=recognizer.handle,
+    ).run(stop, burst=True)
+    live_settings = env_settings(LivenessSettings)
+    tracker = LivenessTracker(live_settings, redis_client=redis_client)
+    stream_worker(
+        live_settings,
+        redis_client,
+        stream=keys.frames,
+        group=LIVENESS_GROUP,
+        expected=Frame,
+        handle=tracker.handle,
+    ).run(stop, burst=True)
+    agg_settings = env_settings(AggregatorSettings)
+    aggregator = AlertAggregator(agg_settings, redis_client=redis_client, pool=pool)
+    stream_worker(
+        agg_settings,
+        redis_client,
+        stream=keys.verdicts,
+        group=AGGREGATOR_GROUP,
+        expected=Verdict,
+        handle=aggregator.handle,
+    ).run(stop, burst=True)
+    return {"frames": published, "liveness_tracks": tracker.tracks}
