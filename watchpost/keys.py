@@ -38,6 +38,19 @@ class Keys:
         return f"{self.prefix}:dead"
 
     @property
+    def cameras_version(self) -> str:
+        """Incremented whenever cameras change; capture reconciles its loops when it moves."""
+        return f"{self.prefix}:cameras:version"
+
+    def live_frame(self, camera_id: str) -> str:
+        """The latest annotated JPEG of a camera, for the live view (expires when it stops)."""
+        return f"{self.prefix}:live:{camera_id}"
+
+    def track_label(self, camera_id: str, track_id: str) -> str:
+        """What the aggregator knows of a track (name, liveness), drawn on the live view."""
+        return f"{self.prefix}:label:{camera_id}:{track_id}"
+
+    @property
     def gallery_version(self) -> str:
         """Incremented whenever enrolled faces change; recognition reloads when it moves."""
         return f"{self.prefix}:gallery:version"

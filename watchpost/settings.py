@@ -96,6 +96,12 @@ class CaptureSettings(CommonSettings):
     capture_min_face: int = Field(40, ge=10, description="Ignore faces smaller than this (px).")
     capture_jpeg_quality: int = Field(85, ge=30, le=100)
     capture_reconnect_seconds: float = Field(5.0, gt=0, description="Retry a failed stream after.")
+    capture_live_every: int = Field(
+        3, ge=1, description="Refresh a camera's live-view image every N frames with faces."
+    )
+    capture_cameras_check_seconds: float = Field(
+        2.0, gt=0, description="How often capture looks for added, changed or removed cameras."
+    )
 
     @field_validator("capture_source")
     @classmethod

@@ -3,6 +3,7 @@ snapshot in Postgres, then publish them. The verdict is acked only after that (b
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from services.aggregator.policy import (
     Recognition,
     TrackEvidence,
     decide_alerts,
+    vote_identity,
 )
 from watchpost.db import alerts
 from watchpost.images import crop_jpeg, draw_box
@@ -74,6 +76,13 @@ class AlertAggregator:
         for decision in decide_alerts(track.evidence, self.policy):
             self._raise(track, decision)
             track.evidence.alerted.add(decision.kind)
+        self._label(verdict.camera_id, verdict.track_id, track.evidence)
+
+    def _label(self, camera_id: str, track_id: str, evidence: TrackEvidence) -> None:
+        """What the live view draws next to this track's box."""
+        vote = vote_identity(evidence.recognitions)
+        label = {"name": vote.display_name if vote else None, "liveness": evidence.liveness}
+        self.redis.set(self.keys.track_label(camera_id, track_id), json.dumps(label), ex=60)
 
     def expire(self) -> None:
         cutoff = time.monotonic() - self.settings.aggregator_track_timeout_seconds

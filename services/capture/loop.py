@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from watchpost.messages import Box, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
+from watchpost.vision.models import LOCK as MODEL_LOCK
 from watchpost.vision.tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ DETECT_SECONDS = Histogram("watchpost_capture_detect_seconds", "Face detection t
 FPS = Gauge("watchpost_capture_fps", "Frames processed per second", ["camera"])
 
 STATUS_EVERY_S = 2.0
+LIVE_COLOURS = {"live": (74, 163, 22), "spoof": (38, 38, 220), "undecided": (6, 119, 217)}  # BGR
 
 
 class CaptureLoop:
@@ -50,12 +53,13 @@ class CaptureLoop:
         redis_client: redis.Redis,
         pool: ConnectionPool | None,
         source: str,
+        camera_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis_client
         self.pool = pool
         self.source = source
-        self.camera = settings.capture_camera_id
+        self.camera = camera_id or settings.capture_camera_id
         self.keys = Keys(settings.stream_prefix)
         self.tracker = FaceTracker()
         self.status = "starting"
@@ -141,13 +145,15 @@ class CaptureLoop:
         self._seq += 1
         detections = None
         if seq % self.settings.capture_detect_every == 0:
-            with DETECT_SECONDS.labels(self.camera).time():
+            with DETECT_SECONDS.labels(self.camera).time(), MODEL_LOCK:
                 detections = [
                     b
                     for b in detect_faces(rgb, upsample=self.settings.capture_upsample)
                     if min(b[2] - b[0], b[3] - b[1]) >= self.settings.capture_min_face
                 ]
         tracked = self.tracker.update(rgb, detections)
+        if seq % self.settings.capture_live_every == 0:
+            self._publish_live(bgr, tracked)
         if not tracked:
             return None
         h, w = rgb.shape[:2]
@@ -182,6 +188,34 @@ class CaptureLoop:
         FRAMES_PUBLISHED.labels(self.camera).inc()
         self.frames_published += 1
         return frame
+
+    def _publish_live(self, bgr: np.ndarray, tracked) -> None:
+        """The frame with boxes and what the aggregator knows of each track, for the live view."""
+        try:
+            keys = [self.keys.track_label(self.camera, t.track_id) for t in tracked]
+            labels = self.redis.mget(keys) if keys else []
+            annotated = bgr.copy()
+            for face, raw in zip(tracked, labels, strict=True):
+                label = json.loads(raw) if raw else {}
+                colour = LIVE_COLOURS.get(label.get("liveness"), (200, 200, 200))
+                left, top, right, bottom = face.box
+                cv2.rectangle(annotated, (left, top), (right - 1, bottom - 1), colour, 2)
+                text = f"{label.get('name') or 'unknown'} | {label.get('liveness', 'checking')}"
+                cv2.putText(
+                    annotated,
+                    text,
+                    (left, max(12, top - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45,
+                    colour,
+                    1,
+                    cv2.LINE_AA,
+                )
+            ok, jpeg = cv2.imencode(".jpg", annotated, [cv2.IMWRITE_JPEG_QUALITY, 70])
+            if ok:
+                self.redis.set(self.keys.live_frame(self.camera), jpeg.tobytes(), ex=5)
+        except redis.RedisError:
+            pass  # the live view is a convenience; the frame itself went out above
 
     def _resize(self, bgr: np.ndarray) -> np.ndarray:
         h, w = bgr.shape[:2]

@@ -1,10 +1,10 @@
-"""Capture service: one camera per process (scale out with one container per camera)."""
+"""Capture service: one loop per enabled camera, following camera changes without a restart."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.capture.loop import CaptureLoop
+from services.capture.supervisor import CaptureSupervisor
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import CaptureSettings
 
@@ -22,26 +22,20 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
-        loop = CaptureLoop(
+        supervisor = CaptureSupervisor(
             settings,
             redis_client=resources.redis,
             pool=resources.pool,
-            source=resolve_source(settings),
+            default_source=resolve_source(settings),
         )
-        app.state.capture = loop
-        return [BackgroundLoop("capture", loop.run)]
+        app.state.supervisor = supervisor
+        return [BackgroundLoop("capture", supervisor.run)]
 
     app = service_app(settings, needs_db=True, build_loops=build, title="Watchpost capture")
 
     @app.get("/status", tags=["capture"])
-    def status() -> dict:
-        loop: CaptureLoop = app.state.capture
-        return {
-            "camera_id": loop.camera,
-            "source": loop.source,
-            "status": loop.status,
-            "last_error": loop.last_error,
-            "frames_published": loop.frames_published,
-        }
+    def status() -> list[dict]:
+        """Every camera this process runs, with its status and last error."""
+        return app.state.supervisor.statuses()
 
     return app

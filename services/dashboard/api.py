@@ -26,7 +26,9 @@ from services.dashboard.schemas import (
     AlertEnrol,
     AlertEnrolled,
     AlertPublic,
+    CameraCreate,
     CameraPublic,
+    CameraUpdate,
     EnrolmentResult,
     FaceRejection,
     FaceSamplePublic,
@@ -393,6 +395,70 @@ def enrol_from_alert(
 
 
 # -- cameras --------------------------------------------------------------------------------
+def cameras_changed(conn, redis_client, keys) -> None:
+    conn.commit()  # durable before capture is told to reconcile
+    redis_client.incr(keys.cameras_version)
+
+
 @router.get("/cameras", response_model=list[CameraPublic], tags=["cameras"])
 def list_cameras(conn: ConnDep) -> list[CameraPublic]:
+    """Every camera with what capture last reported: status, fps, last frame, last error."""
     return [CameraPublic.model_validate(r) for r in cameras.list_cameras(conn)]
+
+
+@router.post(
+    "/cameras",
+    status_code=201,
+    response_model=CameraPublic,
+    tags=["cameras"],
+    responses={409: {"model": Problem}},
+)
+def create_camera(
+    body: CameraCreate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+) -> CameraPublic:
+    """Capture starts reading it within a few seconds, without a restart."""
+    row = cameras.create_camera(
+        conn,
+        camera_id=body.id,
+        name=body.name,
+        source=body.source,
+        enabled=body.enabled,
+        claimed_login=body.claimed_login,
+    )
+    if row is None:
+        raise HTTPException(409, detail=f"camera {body.id!r} already exists")
+    cameras_changed(conn, redis_client, keys)
+    return CameraPublic.model_validate(row)
+
+
+@router.get(
+    "/cameras/{camera_id}", response_model=CameraPublic, tags=["cameras"], responses=NOT_FOUND
+)
+def get_camera(camera_id: str, conn: ConnDep) -> CameraPublic:
+    row = cameras.get_camera(conn, camera_id)
+    if row is None:
+        raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    return CameraPublic.model_validate(row)
+
+
+@router.patch(
+    "/cameras/{camera_id}", response_model=CameraPublic, tags=["cameras"], responses=NOT_FOUND
+)
+def update_camera(
+    camera_id: str, body: CameraUpdate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+) -> CameraPublic:
+    """Rename, point at another source, enable or disable; capture follows."""
+    row = cameras.update_camera(conn, camera_id, **body.model_dump(exclude_unset=True))
+    if row is None:
+        raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    cameras_changed(conn, redis_client, keys)
+    return CameraPublic.model_validate(row)
+
+
+@router.delete("/cameras/{camera_id}", status_code=204, tags=["cameras"], responses=NOT_FOUND)
+def delete_camera(camera_id: str, conn: ConnDep, redis_client: RedisDep, keys: KeysDep) -> Response:
+    """Capture stops reading it; its alerts stay."""
+    if not cameras.delete_camera(conn, camera_id):
+        raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    cameras_changed(conn, redis_client, keys)
+    return Response(status_code=204)

@@ -1,16 +1,19 @@
-"""Websocket `/api/v1/alerts/ws`: new alerts as they are decided, and, after a reconnect, the
-ones missed (`?after=<last alert id seen>`), replayed from Postgres."""
+"""What is live: the websocket `/api/v1/alerts/ws` (new alerts as they are decided and, after a
+reconnect, the ones missed: `?after=<last alert id seen>`, replayed from Postgres), and an MJPEG
+live view per camera."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.dashboard.api import alert_public
-from watchpost.db import alerts
+from watchpost.db import alerts, cameras
+from watchpost.keys import Keys
 
 router = APIRouter(prefix="/api/v1")
 
@@ -76,3 +79,39 @@ async def _drain_client(websocket: WebSocket) -> None:
             await websocket.receive_text()
     except WebSocketDisconnect:
         return
+
+
+@router.get(
+    "/cameras/{camera_id}/live.mjpg",
+    tags=["cameras"],
+    responses={200: {"content": {"multipart/x-mixed-replace": {}}}, 404: {}},
+)
+async def live_view(camera_id: str, request: Request) -> StreamingResponse:
+    """The camera's latest frames as MJPEG (about 10 per second), with face boxes, names and
+    liveness drawn by capture; ends when the client goes away."""
+    resources = request.app.state.resources
+    keys = Keys(resources.settings.stream_prefix)
+    if not await run_in_threadpool(_camera_exists, resources.pool, camera_id):
+        raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+
+    async def frames():
+        last = None
+        while not await request.is_disconnected():
+            jpeg = await run_in_threadpool(resources.redis.get, keys.live_frame(camera_id))
+            if jpeg and jpeg != last:
+                last = jpeg
+                yield (
+                    b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    + str(len(jpeg)).encode()
+                    + b"\r\n\r\n"
+                    + jpeg
+                    + b"\r\n"
+                )
+            await asyncio.sleep(0.1)
+
+    return StreamingResponse(frames(), media_type="multipart/x-mixed-replace; boundary=frame")
+
+
+def _camera_exists(pool, camera_id: str) -> bool:
+    with pool.connection() as conn:
+        return cameras.get_camera(conn, camera_id) is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from watchpost.messages import AlertKind, LivenessState
 
@@ -134,3 +134,45 @@ class AlertCount(BaseModel):
     hour: datetime
     kind: AlertKind
     count: int
+
+
+CameraId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class CameraCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: CameraId
+    name: str = Field(min_length=1, max_length=200)
+    source: str = Field(
+        min_length=1, max_length=2000, description="file path, webcam index, rtsp/http URL"
+    )
+    enabled: bool = True
+    claimed_login: str | None = Field(None, max_length=200, description="kiosk: who should be here")
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return check_source(value)
+
+
+class CameraUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    source: str | None = Field(None, min_length=1, max_length=2000)
+    enabled: bool | None = None
+    claimed_login: str | None = Field(None, max_length=200)
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        return None if value is None else check_source(value)
+
+
+def check_source(value: str) -> str:
+    if "://" in value and not value.lower().startswith(
+        ("rtsp://", "rtsps://", "http://", "https://")
+    ):
+        raise ValueError("a stream URL must be rtsp://, rtsps://, http:// or https://")
+    return value

@@ -119,3 +119,47 @@ def test_without_a_burst_the_loop_keeps_retrying_a_bad_source_until_stopped(
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_the_supervisor_follows_camera_changes_without_a_restart(
+    env_settings, redis_client, pool, prefix
+):
+    from services.capture.supervisor import CaptureSupervisor
+
+    video = require_data("video/two_people_1080p.mp4")
+    settings = env_settings(CaptureSettings, capture_loop=True, capture_cameras_check_seconds=0.1)
+    supervisor = CaptureSupervisor(
+        settings, redis_client=redis_client, pool=pool, default_source=None
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=supervisor.run, args=(stop,))
+    thread.start()
+    try:
+        with pool.connection() as conn:
+            cameras.create_camera(conn, camera_id="lobby", name="Lobby", source=str(video))
+        redis_client.incr(Keys(prefix).cameras_version)
+        assert _eventually(
+            lambda: any(f.camera_id == "lobby" for f in published(redis_client, prefix))
+        )
+        assert _eventually(lambda: redis_client.exists(Keys(prefix).live_frame("lobby")))
+        with pool.connection() as conn:
+            cameras.update_camera(conn, "lobby", enabled=False)
+        redis_client.incr(Keys(prefix).cameras_version)
+        assert _eventually(lambda: "lobby" not in supervisor.running)
+        with pool.connection() as conn:
+            assert cameras.get_camera(conn, "lobby")["status"] == "stopped"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive() and supervisor.running == {}
+
+
+def _eventually(predicate, timeout: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False

@@ -505,3 +505,48 @@ def test_legacy_post_missing_fields(client):
     del body["image"]
     response = client.post("/dashboard", json=body)
     assert response.status_code == 422 and "image" in str(response.json()["detail"])
+
+
+def test_cameras_can_be_added_changed_and_removed(client, redis_client, prefix):
+    version = lambda: int(redis_client.get(Keys(prefix).cameras_version) or 0)  # noqa: E731
+    created = client.post(
+        "/api/v1/cameras",
+        json={"id": "door-2", "name": "Side door", "source": "rtsp://127.0.0.1:8554/side"},
+    )
+    assert created.status_code == 201 and created.json()["enabled"] and version() == 1
+    assert (
+        client.post(
+            "/api/v1/cameras", json={"id": "door-2", "name": "x", "source": "0"}
+        ).status_code
+        == 409
+    )
+    bad = client.post("/api/v1/cameras", json={"id": "door 3", "name": "x", "source": "0"})
+    assert bad.status_code == 422
+    ftp = client.post(
+        "/api/v1/cameras", json={"id": "door-3", "name": "x", "source": "ftp://cam/x"}
+    )
+    assert ftp.status_code == 422 and "rtsp://" in str(ftp.json()["detail"])
+    disabled = client.patch("/api/v1/cameras/door-2", json={"enabled": False, "name": "Side"})
+    assert disabled.status_code == 200 and not disabled.json()["enabled"] and version() == 2
+    assert client.patch("/api/v1/cameras/nope", json={"enabled": False}).status_code == 404
+    assert client.get("/api/v1/cameras/door-2").json()["name"] == "Side"
+    assert client.delete("/api/v1/cameras/door-2").status_code == 204
+    assert client.get("/api/v1/cameras/door-2").status_code == 404
+    assert client.delete("/api/v1/cameras/door-2").status_code == 404
+
+
+def test_live_view_streams_the_latest_frame_as_mjpeg(client, redis_client, prefix):
+    client.post(
+        "/api/v1/cameras", json={"id": "door-4", "name": "Lobby", "source": "0", "enabled": False}
+    )
+    jpeg = encode_jpeg(np.full((48, 64, 3), 30, np.uint8))
+    redis_client.set(Keys(prefix).live_frame("door-4"), jpeg, ex=30)
+    with client.stream("GET", "/api/v1/cameras/door-4/live.mjpg") as response:
+        assert response.headers["content-type"].startswith("multipart/x-mixed-replace")
+        received = b""
+        for chunk in response.iter_bytes():
+            received += chunk
+            if jpeg in received:
+                break
+    assert received.startswith(b"--frame\r\nContent-Type: image/jpeg")
+    assert client.get("/api/v1/cameras/unknown/live.mjpg").status_code == 404

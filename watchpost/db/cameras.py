@@ -43,3 +43,44 @@ def get_camera(conn: psycopg.Connection, camera_id: str) -> dict | None:
     return conn.execute(
         f"SELECT {CAMERA_COLUMNS} FROM cameras WHERE id = %s", (camera_id,)
     ).fetchone()
+
+
+def create_camera(
+    conn: psycopg.Connection,
+    *,
+    camera_id: str,
+    name: str,
+    source: str,
+    enabled: bool = True,
+    claimed_login: str | None = None,
+) -> dict | None:
+    """The new camera, or None if the id is taken."""
+    return conn.execute(
+        "INSERT INTO cameras (id, name, source, enabled, claimed_login) VALUES (%s, %s, %s, %s, %s)"
+        f" ON CONFLICT (id) DO NOTHING RETURNING {CAMERA_COLUMNS}",
+        (camera_id, name, source, enabled, claimed_login),
+    ).fetchone()
+
+
+def update_camera(conn: psycopg.Connection, camera_id: str, **changes) -> dict | None:
+    allowed = {"name", "source", "enabled", "claimed_login"}
+    if not changes.keys() <= allowed:
+        raise ValueError(f"cannot update {sorted(changes.keys() - allowed)}")
+    if not changes:
+        return get_camera(conn, camera_id)
+    assignments = "".join(f"{column} = %s, " for column in changes)
+    return conn.execute(
+        f"UPDATE cameras SET {assignments}updated_at = now() WHERE id = %s"
+        f" RETURNING {CAMERA_COLUMNS}",
+        (*changes.values(), camera_id),
+    ).fetchone()
+
+
+def delete_camera(conn: psycopg.Connection, camera_id: str) -> bool:
+    return conn.execute("DELETE FROM cameras WHERE id = %s", (camera_id,)).rowcount == 1
+
+
+def enabled_cameras(conn: psycopg.Connection) -> dict[str, str]:
+    """Camera id -> source, for every enabled camera."""
+    rows = conn.execute("SELECT id, source FROM cameras WHERE enabled ORDER BY id").fetchall()
+    return {r["id"]: r["source"] for r in rows}
