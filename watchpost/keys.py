@@ -50,6 +50,10 @@ class Keys:
         """What the aggregator knows of a track (name, liveness), drawn on the live view."""
         return f"{self.prefix}:label:{camera_id}:{track_id}"
 
+    def cooldown(self, key: str) -> str:
+        """Set while alerts of one kind are held back on a camera (see AlertPolicy)."""
+        return f"{self.prefix}:cooldown:{key}"
+
     @property
     def gallery_version(self) -> str:
         """Incremented whenever enrolled faces change; recognition reloads when it moves."""

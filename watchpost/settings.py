@@ -183,6 +183,19 @@ class AggregatorSettings(CommonSettings):
     aggregator_track_timeout_seconds: float = Field(
         60.0, gt=0, description="Forget a track's evidence after this long without news."
     )
+    aggregator_cooldowns: dict[str, float] = Field(
+        default_factory=lambda: {
+            "unknown_person": 10.0,
+            "spoof_attempt": 30.0,
+            "identity_mismatch": 60.0,
+            "access_granted": 60.0,
+        },
+        description="Seconds after an alert during which the same kind on the same camera (for "
+        "the same person, when known) raises no new alert. JSON.",
+    )
+    aggregator_claims_refresh_seconds: float = Field(
+        10.0, gt=0, description="How long a camera's claimed login is cached."
+    )
 
 
 class DashboardSettings(CommonSettings):

@@ -69,7 +69,17 @@ def vote_identity(recognitions: list[Recognition]) -> IdentityVote | None:
     )
 
 
-def decide_alerts(evidence: TrackEvidence, policy: AlertPolicy) -> list[AlertDecision]:
+@dataclass(frozen=True)
+class Claim:
+    """A camera or kiosk bound to a login: who should be in front of it."""
+
+    login_name: str
+    identity_id: int | None  # None when no enrolled identity has that login
+
+
+def decide_alerts(
+    evidence: TrackEvidence, policy: AlertPolicy, claim: Claim | None = None
+) -> list[AlertDecision]:
     """Alerts this track now warrants that it has not raised yet (one per kind per track)."""
     vote = vote_identity(evidence.recognitions)
     if vote is None:  # no frame of the track identified yet: nothing to report, no snapshot
@@ -78,6 +88,16 @@ def decide_alerts(evidence: TrackEvidence, policy: AlertPolicy) -> list[AlertDec
     if evidence.liveness == "spoof":
         decisions.append(AlertDecision("spoof_attempt", evidence.liveness_reason))
     if vote.total >= policy.min_votes:
+        if claim is not None and (
+            vote.identity_id is None or vote.identity_id != claim.identity_id
+        ):
+            seen = vote.display_name or "nobody enrolled"
+            decisions.append(
+                AlertDecision(
+                    "identity_mismatch",
+                    f"claimed login {claim.login_name!r}, but the face is {seen}",
+                )
+            )
         if vote.identity_id is None:
             decisions.append(
                 AlertDecision(
@@ -85,7 +105,9 @@ def decide_alerts(evidence: TrackEvidence, policy: AlertPolicy) -> list[AlertDec
                     f"no enrolled face within the threshold ({vote.votes}/{vote.total} checks)",
                 )
             )
-        elif evidence.liveness == "live":
+        elif evidence.liveness == "live" and (
+            claim is None or claim.identity_id == vote.identity_id
+        ):
             decisions.append(
                 AlertDecision(
                     "access_granted",
@@ -94,3 +116,14 @@ def decide_alerts(evidence: TrackEvidence, policy: AlertPolicy) -> list[AlertDec
                 )
             )
     return [d for d in decisions if d.kind not in evidence.alerted]
+
+
+def cooldown_key(kind: str, camera_id: str, identity_id: int | None) -> str:
+    """What a cool-down is counted on: the person for known faces, the camera for the rest
+    (a stranger re-tracked after an occlusion must not raise a second alert a second later)."""
+    who = (
+        identity_id
+        if identity_id is not None and kind in ("access_granted", "identity_mismatch")
+        else "any"
+    )
+    return f"{kind}:{camera_id}:{who}"

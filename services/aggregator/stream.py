@@ -15,12 +15,14 @@ from psycopg_pool import ConnectionPool
 from services.aggregator.policy import (
     AlertDecision,
     AlertPolicy,
+    Claim,
     Recognition,
     TrackEvidence,
+    cooldown_key,
     decide_alerts,
     vote_identity,
 )
-from watchpost.db import alerts
+from watchpost.db import alerts, cameras
 from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import ALERTS_MAXLEN, Keys
 from watchpost.messages import LivenessVerdict, RecognitionVerdict
@@ -30,6 +32,9 @@ from watchpost.streams import Delivery, publish
 log = logging.getLogger(__name__)
 
 ALERTS = Counter("watchpost_alerts_total", "Alerts stored", ["kind"])
+SUPPRESSED = Counter(
+    "watchpost_alerts_suppressed_total", "Alerts held back by a cool-down", ["kind"]
+)
 COLOURS = {
     "unknown_person": "#d97706",
     "spoof_attempt": "#dc2626",
@@ -57,6 +62,7 @@ class AlertAggregator:
         self.keys = Keys(settings.stream_prefix)
         self.policy = AlertPolicy()
         self.tracks: dict[tuple[str, str], _Track] = {}
+        self._claims: dict[str, tuple[float, Claim | None]] = {}
 
     def handle(self, delivery: Delivery) -> None:
         verdict = delivery.message
@@ -73,8 +79,9 @@ class AlertAggregator:
             track.evidence.liveness = verdict.state
             track.evidence.liveness_reason = verdict.reason
         track.counted.add(delivery.entry_id)
-        for decision in decide_alerts(track.evidence, self.policy):
-            self._raise(track, decision)
+        claim = self._claim(verdict.camera_id)
+        for decision in decide_alerts(track.evidence, self.policy, claim):
+            self._raise(track, decision, claim)
             track.evidence.alerted.add(decision.kind)
         self._label(verdict.camera_id, verdict.track_id, track.evidence)
 
@@ -94,12 +101,31 @@ class AlertAggregator:
         track.touched = time.monotonic()
         return track
 
-    def _raise(self, track: _Track, decision: AlertDecision) -> None:
+    def _claim(self, camera_id: str) -> Claim | None:
+        cached = self._claims.get(camera_id)
+        refresh = self.settings.aggregator_claims_refresh_seconds
+        if cached is None or time.monotonic() - cached[0] > refresh:
+            with self.pool.connection() as conn:
+                found = cameras.claimed_identity(conn, camera_id)
+            cached = (time.monotonic(), Claim(*found) if found else None)
+            self._claims[camera_id] = cached
+        return cached[1]
+
+    def _raise(self, track: _Track, decision: AlertDecision, claim: Claim | None) -> None:
         shot = track.snapshot
-        assert (
-            shot is not None and track.snapshot_jpeg is not None
-        )  # policy waits for a recognition
+        # The policy decides nothing before a recognition verdict, which carries the frame.
+        assert shot is not None and track.snapshot_jpeg is not None
         identity = shot.identity_id if decision.kind != "unknown_person" else None
+        cooldown = self.keys.cooldown(cooldown_key(decision.kind, shot.camera_id, identity))
+        if self.redis.exists(cooldown):
+            SUPPRESSED.labels(decision.kind).inc()
+            log.info(
+                "%s on %s/%s held back by its cool-down",
+                decision.kind,
+                shot.camera_id,
+                shot.track_id,
+            )
+            return
         name = shot.display_name if identity else None
         label = f"{decision.kind}: {name}" if name else decision.kind
         snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
@@ -112,6 +138,7 @@ class AlertAggregator:
                 captured_at=shot.captured_at,
                 identity_id=identity,
                 display_name=name,
+                claimed_login=claim.login_name if claim else None,
                 distance=shot.distance,
                 liveness=track.evidence.liveness,
                 reason=decision.reason,
@@ -128,6 +155,9 @@ class AlertAggregator:
         # Published even when the row existed (a redelivery after a crash between the write and
         # the publish); consumers de-duplicate on alert_id.
         publish(self.redis, self.keys.alerts, event, maxlen=ALERTS_MAXLEN)
+        seconds = self.settings.aggregator_cooldowns.get(decision.kind, 0)
+        if seconds > 0:  # set only once the alert is stored: a crash before it loses nothing
+            self.redis.set(cooldown, row["id"], ex=max(1, round(seconds)))
         if created:
             ALERTS.labels(decision.kind).inc()
             log.info(

@@ -44,8 +44,8 @@ def liveness(track: str, state: str) -> LivenessVerdict:
     )
 
 
-def run(env_settings, redis_client, pool, verdicts) -> None:
-    settings = env_settings(AggregatorSettings)
+def run(env_settings, redis_client, pool, verdicts, **overrides) -> None:
+    settings = env_settings(AggregatorSettings, **overrides)
     keys = Keys(settings.stream_prefix)
     for verdict in verdicts:
         image = FRAME if isinstance(verdict, RecognitionVerdict) else None
@@ -123,3 +123,55 @@ def test_a_deleted_identity_leaves_the_alert_but_not_the_link(env_settings, redi
         identities.delete_identity(conn, ann)
     (row,) = stored(pool)
     assert row["kind"] == "access_granted" and row["identity_id"] is None
+
+
+def test_cooldowns_hold_back_repeats_on_one_camera(env_settings, redis_client, pool):
+    with pool.connection() as conn:
+        ann = identities.create_identity(conn, display_name="Ann")["id"]
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            recognition("s1"),
+            recognition("s2"),  # the same stranger, re-tracked a moment later
+            recognition("a1", ann, "Ann", 0.4),
+            liveness("a1", "live"),
+            recognition("a2", ann, "Ann", 0.4),
+            liveness("a2", "live"),
+        ],
+    )
+    assert [(r["track_id"], r["kind"]) for r in stored(pool)] == [
+        ("s1", "unknown_person"),
+        ("a1", "access_granted"),
+    ]
+
+
+def test_no_cooldown_configured_means_every_track_alerts(env_settings, redis_client, pool):
+    settings = {"aggregator_cooldowns": {}}
+    run(env_settings, redis_client, pool, [recognition("s1"), recognition("s2")], **settings)
+    assert [r["track_id"] for r in stored(pool)] == ["s1", "s2"]
+
+
+def test_a_kiosk_bound_to_a_login_reports_someone_else(env_settings, redis_client, pool):
+    from watchpost.db import cameras
+
+    with pool.connection() as conn:
+        identities.create_identity(conn, display_name="Ada", login_name="ada")
+        bob = identities.create_identity(conn, display_name="Bob")["id"]
+        cameras.create_camera(
+            conn, camera_id="door", name="Ada's kiosk", source="0", claimed_login="ada"
+        )
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [recognition("k1", bob, "Bob", 0.3), liveness("k1", "live")],
+    )
+    (row,) = stored(pool)
+    assert (row["kind"], row["claimed_login"], row["display_name"]) == (
+        "identity_mismatch",
+        "ada",
+        "Bob",
+    )
+    assert "claimed login 'ada'" in row["reason"]

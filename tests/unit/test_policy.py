@@ -59,3 +59,30 @@ def test_min_votes_delays_the_identity_decision():
     assert decide_alerts(evidence, AlertPolicy(min_votes=2)) == []
     evidence.recognitions.append(UNKNOWN)
     assert [d.kind for d in decide_alerts(evidence, AlertPolicy(min_votes=2))] == ["unknown_person"]
+
+
+from services.aggregator.policy import Claim, cooldown_key  # noqa: E402
+
+KIOSK_FOR_ALICE = Claim("alice", 1)
+
+
+@pytest.mark.parametrize(
+    ("recognitions", "liveness", "claim", "expected"),
+    [
+        ([ALICE], "live", KIOSK_FOR_ALICE, ["access_granted"]),
+        ([BOB], "live", KIOSK_FOR_ALICE, ["identity_mismatch"]),  # someone else at Alice's kiosk
+        ([UNKNOWN], "undecided", KIOSK_FOR_ALICE, ["identity_mismatch", "unknown_person"]),
+        ([ALICE], "live", Claim("carol", None), ["identity_mismatch"]),  # login nobody enrolled
+        ([BOB], "spoof", KIOSK_FOR_ALICE, ["spoof_attempt", "identity_mismatch"]),
+    ],
+)
+def test_claimed_logins(recognitions, liveness, claim, expected):
+    evidence = TrackEvidence(recognitions=list(recognitions), liveness=liveness)
+    assert [d.kind for d in decide_alerts(evidence, AlertPolicy(), claim)] == expected
+
+
+def test_cooldowns_count_per_person_when_known_and_per_camera_otherwise():
+    assert cooldown_key("access_granted", "door", 7) == "access_granted:door:7"
+    assert cooldown_key("identity_mismatch", "kiosk", 7) == "identity_mismatch:kiosk:7"
+    assert cooldown_key("unknown_person", "door", None) == "unknown_person:door:any"
+    assert cooldown_key("spoof_attempt", "door", 7) == "spoof_attempt:door:any"

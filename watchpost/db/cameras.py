@@ -84,3 +84,14 @@ def enabled_cameras(conn: psycopg.Connection) -> dict[str, str]:
     """Camera id -> source, for every enabled camera."""
     rows = conn.execute("SELECT id, source FROM cameras WHERE enabled ORDER BY id").fetchall()
     return {r["id"]: r["source"] for r in rows}
+
+
+def claimed_identity(conn: psycopg.Connection, camera_id: str) -> tuple[str, int | None] | None:
+    """(claimed login, the identity with that login or None) for a camera bound to a login."""
+    row = conn.execute(
+        "SELECT c.claimed_login, i.id AS identity_id FROM cameras c"
+        " LEFT JOIN identities i ON i.login_name = c.claimed_login"
+        " WHERE c.id = %s AND c.claimed_login IS NOT NULL",
+        (camera_id,),
+    ).fetchone()
+    return None if row is None else (row["claimed_login"], row["identity_id"])
