@@ -27,6 +27,9 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # a synthetic camera for the webcam-enrolment button
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 
 
@@ -57,12 +60,14 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
             )
         ) as url,
     ):
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
+        page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(url)
         page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
 
+        page.get_by_test_id("nav-people").click()
         page.get_by_test_id("identity-name").fill("Barack Obama")
         page.get_by_test_id("face-file").set_input_files(str(photo))
         page.get_by_test_id("identity-submit").click()
@@ -71,6 +76,13 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
         ).wait_for(timeout=30_000)
         page.screenshot(path=ARTIFACTS / "01-enrolled.png", full_page=True)
 
+        page.get_by_test_id("webcam-start").click()
+        page.get_by_test_id("webcam-snap").click()
+        page.get_by_test_id("webcam-count").filter(has_text="1 webcam photo").wait_for(
+            timeout=10_000
+        )
+
+        page.get_by_test_id("nav-live").click()
         run_pipeline(env_settings, redis_client, pool, video)  # the speaker is not enrolled
         card = page.locator('[data-testid="alert-card"][data-kind="unknown_person"]')
         card.wait_for(timeout=15_000)
@@ -83,4 +95,23 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
         acknowledged = page.locator('[data-testid="alert-card"][data-kind="unknown_person"]')
         assert "urgent" not in (acknowledged.get_attribute("class") or "")
         page.screenshot(path=ARTIFACTS / "03-acknowledged.png", full_page=True)
+
+        page.get_by_test_id("nav-history").click()
+        page.get_by_test_id("history-ack").select_option("true")
+        page.get_by_test_id("history-apply").click()
+        page.get_by_test_id("history-list").locator('[data-kind="unknown_person"]').wait_for(
+            timeout=10_000
+        )
+        page.get_by_test_id("history-ack").select_option("false")
+        page.get_by_test_id("history-apply").click()
+        page.wait_for_function("document.querySelectorAll('#history-list li').length === 0")
+        page.screenshot(path=ARTIFACTS / "04-history.png", full_page=True)
+
+        page.get_by_test_id("nav-cameras").click()
+        page.get_by_test_id("camera-id").fill("lobby")
+        page.get_by_test_id("camera-name").fill("Lobby")
+        page.get_by_test_id("camera-source").fill("rtsp://127.0.0.1:9/lobby")
+        page.get_by_test_id("camera-submit").click()
+        page.get_by_test_id("camera-list").filter(has_text="Lobby").wait_for(timeout=10_000)
+        page.screenshot(path=ARTIFACTS / "05-cameras.png", full_page=True)
         assert errors == []

@@ -74,8 +74,9 @@ function ackButton(alert) {
         method: "POST", headers: { "content-type": "application/json" },
         body: JSON.stringify({ by: "dashboard operator" }),
       });
-      const card = document.querySelector(`[data-alert-id="${alert.id}"]`);
-      if (card) card.replaceWith(alertCard(body, false));
+      for (const card of document.querySelectorAll(`[data-alert-id="${alert.id}"]`)) {
+        card.replaceWith(alertCard(body, false));
+      }
     } catch (error) { showError(`acknowledge: ${error.message}`); }
   });
   return button;
@@ -156,7 +157,7 @@ async function enrol(event) {
       method: "POST", headers: { "content-type": "application/json" },
       body: JSON.stringify({ display_name: $("identity-name").value.trim(), login_name: login || null }),
     });
-    const files = $("face-file").files;
+    const files = [...$("face-file").files, ...webcamPhotos];
     if (files.length) {
       const form = new FormData();
       for (const file of files) form.append("file", file);
@@ -166,24 +167,142 @@ async function enrol(event) {
       }
     }
     event.target.reset();
+    webcamPhotos.length = 0;
+    $("webcam-count").textContent = "";
   } catch (error) { showError(error.message); }
   await loadPeople();
 }
 
-// -- cameras --------------------------------------------------------------------------------
+// -- webcam enrolment ---------------------------------------------------------------------------
+const webcamPhotos = [];
+
+async function startWebcam() {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    const video = $("webcam-video");
+    video.srcObject = stream;
+    video.hidden = false;
+    $("webcam-snap").hidden = false;
+  } catch (error) { showError(`webcam: ${error.message}`); }
+}
+
+function takePhoto() {
+  const video = $("webcam-video");
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  canvas.toBlob((blob) => {
+    webcamPhotos.push(new File([blob], `webcam-${webcamPhotos.length + 1}.jpg`, { type: "image/jpeg" }));
+    $("webcam-count").textContent = `${webcamPhotos.length} webcam photo(s) ready`;
+  }, "image/jpeg", 0.92);
+}
+
+// -- cameras ----------------------------------------------------------------------------------
+function cameraStatus(camera) {
+  const fps = camera.fps ? ` · ${camera.fps.toFixed(1)} fps` : "";
+  const error = camera.last_error ? ` · ${camera.last_error}` : "";
+  return `${camera.enabled ? camera.status : "disabled"}${fps}${error}`;
+}
+
 async function loadCameras() {
   try {
     const { body } = await api("/api/v1/cameras");
-    $("camera-list").replaceChildren(...body.map((camera) => el("li", { dataset: { cameraId: camera.id } },
-      el("span", {}, el("span", { class: `dot ${camera.status}` }), camera.name),
-      el("span", { class: "meta" },
-        `${camera.status}${camera.fps ? ` · ${camera.fps.toFixed(1)} fps` : ""}${camera.last_error ? ` · ${camera.last_error}` : ""}`),
-    )));
+    $("camera-list").replaceChildren(...body.map((camera) => {
+      const toggle = el("button", { type: "button" }, camera.enabled ? "Disable" : "Enable");
+      toggle.addEventListener("click", () => changeCamera(camera.id, { method: "PATCH",
+        headers: { "content-type": "application/json" }, body: JSON.stringify({ enabled: !camera.enabled }) }));
+      const remove = el("button", { type: "button", class: "danger" }, "Remove");
+      remove.addEventListener("click", () => confirm(`Remove camera ${camera.name}?`)
+        && changeCamera(camera.id, { method: "DELETE" }));
+      return el("li", { dataset: { cameraId: camera.id } },
+        el("span", {}, el("span", { class: `dot ${camera.status}` }), `${camera.name} `,
+          el("span", { class: "meta" }, camera.source)),
+        el("span", { class: "meta" }, cameraStatus(camera)), el("span", {}, toggle, " ", remove));
+    }));
+    renderTiles(body.filter((camera) => camera.enabled));
   } catch (error) { showError(`cameras: ${error.message}`); }
+}
+
+function renderTiles(cameras) {
+  const tiles = $("camera-tiles");
+  const wanted = new Set(cameras.map((camera) => camera.id));
+  for (const tile of [...tiles.children]) if (!wanted.has(tile.dataset.cameraId)) tile.remove();
+  for (const camera of cameras) {
+    let tile = tiles.querySelector(`[data-camera-id="${CSS.escape(camera.id)}"]`);
+    if (!tile) {
+      tile = el("figure", { class: "tile", dataset: { cameraId: camera.id, testid: "camera-tile" } },
+        el("img", { src: `/api/v1/cameras/${encodeURIComponent(camera.id)}/live.mjpg`, alt: `Live view of ${camera.name}` }),
+        el("figcaption", { class: "meta" }));
+      tiles.append(tile);
+    }
+    tile.querySelector("figcaption").textContent = `${camera.name} · ${cameraStatus(camera)}`;
+  }
+}
+
+async function changeCamera(id, options) {
+  try {
+    await api(`/api/v1/cameras/${encodeURIComponent(id)}`, options);
+  } catch (error) { showError(`camera ${id}: ${error.message}`); }
+  await loadCameras();
+}
+
+async function addCamera(event) {
+  event.preventDefault();
+  showError("");
+  try {
+    await api("/api/v1/cameras", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: $("camera-id").value.trim(), name: $("camera-name").value.trim(),
+        source: $("camera-source").value.trim() }),
+    });
+    event.target.reset();
+  } catch (error) { showError(`camera: ${error.message}`); }
+  await loadCameras();
+}
+
+// -- history --------------------------------------------------------------------------------
+let oldestShown = null;
+
+function historyQuery() {
+  const params = new URLSearchParams({ limit: "50" });
+  const add = (key, value) => { if (value) params.set(key, value); };
+  add("kind", $("history-kind").value);
+  add("camera_id", $("history-camera").value.trim());
+  add("acknowledged", $("history-ack").value);
+  if ($("history-since").value) add("since", new Date($("history-since").value).toISOString());
+  if ($("history-until").value) add("until", new Date($("history-until").value).toISOString());
+  if (oldestShown !== null) params.set("before_id", String(oldestShown));
+  return params;
+}
+
+async function loadHistory({ more = false } = {}) {
+  if (!more) {
+    oldestShown = null;
+    $("history-list").replaceChildren();
+  }
+  try {
+    const { body } = await api(`/api/v1/alerts?${historyQuery()}`);
+    $("history-list").append(...body.map((alert) => alertCard(alert, false)));
+    if (body.length) oldestShown = body[body.length - 1].id;
+    $("history-more").hidden = body.length < 50;
+  } catch (error) { showError(`history: ${error.message}`); }
+}
+
+function showView(name) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === name);
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  if (name === "history") loadHistory();
 }
 
 // -- start ----------------------------------------------------------------------------------
 $("identity-form").addEventListener("submit", enrol);
+$("camera-form").addEventListener("submit", addCamera);
+$("webcam-start").addEventListener("click", startWebcam);
+$("webcam-snap").addEventListener("click", takePhoto);
+$("history-filters").addEventListener("submit", (event) => { event.preventDefault(); loadHistory(); });
+$("history-more").addEventListener("click", () => loadHistory({ more: true }));
+for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
 try {
   await loadAlerts();
 } catch (error) { showError(`alerts: ${error.message}`); }
