@@ -60,7 +60,9 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
             )
         ) as url,
     ):
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, permissions=["camera"])
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, permissions=["camera"]
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -115,3 +117,29 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
         page.get_by_test_id("camera-list").filter(has_text="Lobby").wait_for(timeout=10_000)
         page.screenshot(path=ARTIFACTS / "05-cameras.png", full_page=True)
         assert errors == []
+
+
+def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(
+    browser, env_settings, pool, redis_client, prefix
+):
+    from tests.integration.test_dashboard import store_alert
+    from tests.support.servers import free_port
+
+    port = free_port()
+    settings = env_settings(DashboardSettings)
+    page = browser.new_context().new_page()
+    with serving(dashboard_app(settings), port=port) as url:
+        page.goto(url)
+        page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
+    page.get_by_test_id("connection-status").filter(has_text="reconnecting").wait_for(
+        timeout=10_000
+    )
+    missed = store_alert(
+        pool, redis_client, prefix, "while-down"
+    )  # decided while the page was cut off
+    with serving(dashboard_app(settings), port=port):
+        page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=20_000)
+        page.locator(f'[data-testid="alert-card"][data-alert-id="{missed}"]').wait_for(
+            timeout=10_000
+        )
+        page.screenshot(path=ARTIFACTS / "06-reconnected.png", full_page=True)
