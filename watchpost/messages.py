@@ -79,6 +79,11 @@ class Frame(Message):
     height: int = Field(gt=0)
     faces: list[TrackedFace] = Field(min_length=1)
 
+    def is_stale(self, max_age_seconds: float) -> bool:
+        """Older than `max_age_seconds` (0: never stale): consumers skip such frames rather than
+        fall further behind a live camera."""
+        return bool(max_age_seconds) and time.time() - self.captured_at > max_age_seconds
+
 
 class RecognitionVerdict(Message):
     """Who a tracked face is, from one embedding. The `image` field is the frame embedded."""

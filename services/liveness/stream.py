@@ -43,8 +43,7 @@ class LivenessTracker:
     def handle(self, delivery: Delivery) -> None:
         frame = delivery.message
         assert isinstance(frame, Frame)
-        max_age = self.settings.frame_max_age_seconds
-        if max_age and time.time() - frame.captured_at > max_age:
+        if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
         with FRAME_SECONDS.time():

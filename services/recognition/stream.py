@@ -91,8 +91,7 @@ class FrameRecognizer:
     def handle(self, delivery: Delivery) -> None:
         frame = delivery.message
         assert isinstance(frame, Frame)
-        max_age = self.settings.frame_max_age_seconds
-        if max_age and time.time() - frame.captured_at > max_age:
+        if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
         due = [face for face in frame.faces if self._due(frame.camera_id, face.track_id)]

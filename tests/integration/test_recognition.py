@@ -38,11 +38,20 @@ def enrol(conn, name: str, *photos) -> int:
     return person["id"]
 
 
-def recognise(env_settings, redis_client, pool, photos) -> list[RecognitionVerdict]:
-    settings = env_settings(RecognitionSettings)
+def recognise(env_settings, redis_client, pool, photos, **overrides) -> list[RecognitionVerdict]:
+    """Each photo as a frame of its own track; the verdicts recognition publishes."""
+    frames = [
+        frame_of(load_rgb(photo), track_prefix=f"p{n}", seq=n) for n, photo in enumerate(photos)
+    ]
+    return run_recognition(env_settings, redis_client, pool, frames, **overrides)
+
+
+def run_recognition(
+    env_settings, redis_client, pool, frames, **overrides
+) -> list[RecognitionVerdict]:
+    settings = env_settings(RecognitionSettings, **overrides)
     keys = Keys(settings.stream_prefix)
-    for n, photo in enumerate(photos):
-        frame, jpeg = frame_of(load_rgb(photo), track_prefix=f"p{n}", seq=n)
+    for frame, jpeg in frames:
         publish(redis_client, keys.frames, frame, image=jpeg, maxlen=1000)
     recognizer = FrameRecognizer(
         settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
@@ -98,26 +107,13 @@ def test_two_people_in_one_frame_get_a_verdict_each(env_settings, redis_client, 
 
 
 def test_a_track_is_not_embedded_on_every_frame(env_settings, redis_client, pool):
-    photo = require_data("faces/test/obama1.jpg")
-    settings = env_settings(RecognitionSettings, recognition_recheck_seconds=3600)
-    keys = Keys(settings.stream_prefix)
-    rgb = load_rgb(photo)
+    rgb = load_rgb(require_data("faces/test/obama1.jpg"))
     boxes = detect_faces(rgb, upsample=1)
-    for seq in range(5):
-        frame, jpeg = frame_of(rgb, seq=seq, boxes=boxes)
-        publish(redis_client, keys.frames, frame, image=jpeg, maxlen=1000)
-    recognizer = FrameRecognizer(
-        settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
+    frames = [frame_of(rgb, seq=seq, boxes=boxes) for seq in range(5)]  # one track, five frames
+    verdicts = run_recognition(
+        env_settings, redis_client, pool, frames, recognition_recheck_seconds=3600
     )
-    stream_worker(
-        settings,
-        redis_client,
-        stream=keys.frames,
-        group=RECOGNITION_GROUP,
-        expected=Frame,
-        handle=recognizer.handle,
-    ).run(threading.Event(), burst=True)
-    assert redis_client.xlen(keys.verdicts) == 1
+    assert len(verdicts) == 1
 
 
 def test_the_gallery_reloads_when_its_version_moves(env_settings, redis_client, pool):

@@ -34,6 +34,17 @@ def split_of(group: str, *, test: float, validation: float) -> str:
     return "train"
 
 
+def shuffled_batches(
+    x: np.ndarray, y: np.ndarray, *, size: int, rng: np.random.Generator, transform
+):
+    """Endless (transform(x batch), y batch) pairs over a fresh permutation each epoch."""
+    while True:
+        order = rng.permutation(len(y))
+        for start in range(0, len(order), size):
+            index = order[start : start + size]
+            yield transform(x[index]), y[index]
+
+
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict:
     """Accuracy, and precision/recall of the positive class (label 1)."""
     predicted = scores >= threshold

@@ -27,6 +27,7 @@ from services.liveness.training.common import (
     binary_metrics,
     plot_curves,
     seed_everything,
+    shuffled_batches,
     split_of,
     write_metrics,
 )
@@ -111,12 +112,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     train_x, train_y = sets["train"]
 
-    def batches():
-        while True:
-            order = rng.permutation(len(train_y))
-            for start in range(0, len(order), 64):
-                index = order[start : start + 64]
-                yield standardise(augment(train_x[index], rng)), train_y[index]
+    batches = shuffled_batches(
+        train_x, train_y, size=64, rng=rng, transform=lambda batch: standardise(augment(batch, rng))
+    )
 
     model = build_model()
     model.compile(
@@ -124,7 +122,7 @@ def main() -> None:
     )
     started = time.time()
     history = model.fit(
-        batches(),
+        batches,
         steps_per_epoch=int(np.ceil(len(train_y) / 64)),
         epochs=args.epochs,
         validation_data=(standardise(sets["validation"][0]), sets["validation"][1]),

@@ -27,6 +27,7 @@ from services.liveness.training.common import (
     pad_metrics,
     plot_curves,
     seed_everything,
+    shuffled_batches,
     write_metrics,
 )
 from watchpost.settings import PROJECT_ROOT, default_data_dir
@@ -114,12 +115,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     train_x, train_y = sets["train"]
 
-    def batches():
-        while True:
-            order = rng.permutation(len(train_y))
-            for start in range(0, len(order), 32):
-                index = order[start : start + 32]
-                yield augment(train_x[index], rng), train_y[index]
+    batches = shuffled_batches(
+        train_x, train_y, size=32, rng=rng, transform=lambda batch: augment(batch, rng)
+    )
 
     model = build_model()
     model.compile(
@@ -127,7 +125,7 @@ def main() -> None:
     )
     started = time.time()
     history = model.fit(
-        batches(),
+        batches,
         steps_per_epoch=int(np.ceil(len(train_y) / 32)),
         epochs=args.epochs,
         validation_data=sets["validation"],
