@@ -123,7 +123,9 @@ class CaptureSupervisor:
         log.info("camera %s started: %s", camera_id, source)
 
     def _stop(self, camera_id: str) -> None:
-        running = self.running.pop(camera_id)
+        """Stop a loop and wait for it to finish its frame and report its status."""
+        running = self.running[camera_id]
         running.stop.set()
         running.thread.join(30)
+        del self.running[camera_id]
         log.info("camera %s stopped", camera_id)

@@ -83,7 +83,9 @@ class AlertListener:
     def _run(self) -> None:
         try:
             for raw in self.ws:
-                self.messages.append(json.loads(raw))
+                message = json.loads(raw)
+                message["received_at"] = time.time()
+                self.messages.append(message)
         except Exception:  # the socket closes when the test ends
             return
 
@@ -157,6 +159,11 @@ def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix):
             cameras = httpx.get(f"{dashboard}/api/v1/cameras").json()
             assert [(c["id"], c["status"]) for c in cameras] == [("front-door", "online")]
         alert = message["alert"]
+        # Reported, not asserted (timings do not belong in tests): decision to websocket.
+        print(
+            f"alert pushed {1000 * (message['received_at'] - alert['created_at']):.0f} ms after "
+            f"it was stored, {message['received_at'] - started:.1f} s after capture started"
+        )
         assert alert["display_name"] == "Speaker" and alert["camera_id"] == "front-door"
         assert alert["liveness"] == "live"
         assert alert["created_at"] >= started

@@ -146,8 +146,12 @@ def test_the_supervisor_follows_camera_changes_without_a_restart(
             cameras.update_camera(conn, "lobby", enabled=False)
         redis_client.incr(Keys(prefix).cameras_version)
         assert _eventually(lambda: "lobby" not in supervisor.running)
-        with pool.connection() as conn:
-            assert cameras.get_camera(conn, "lobby")["status"] == "stopped"
+
+        def status() -> str:
+            with pool.connection() as conn:
+                return cameras.get_camera(conn, "lobby")["status"]
+
+        assert _eventually(lambda: status() == "stopped"), status()
     finally:
         stop.set()
         thread.join(30)
