@@ -53,7 +53,7 @@ def load_patches(archive: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.stack(images), np.array(labels), groups
 
 
-def build_model(width: int = 32):
+def build_model(width: int = 32, name: str = "eye_state"):
     from tensorflow import keras
     from tensorflow.keras import layers
 
@@ -70,7 +70,7 @@ def build_model(width: int = 32):
             layers.Dropout(0.5),
             layers.Dense(1, activation="sigmoid"),
         ],
-        name="eye_state",
+        name=name,
     )
 
 
@@ -95,36 +95,24 @@ def mirrored_scores(model, x: np.ndarray) -> np.ndarray:
     return (scores[: len(x)] + scores[len(x) :]) / 2
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=default_data_dir())
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    seed_everything(args.seed)
+def train_member(sets: dict, *, seed: int, epochs: int):
+    """One CNN, early-stopped on the validation split; returns (model, history)."""
     from tensorflow import keras
 
-    patches, labels, groups = load_patches(args.data / ARCHIVE)
-    split = np.array([split_of(g, test=0.1, validation=0.1) for g in groups])
-    x = patches[..., None]
-    sets = {s: (x[split == s], labels[split == s]) for s in ("train", "validation", "test")}
-    print({s: (len(v[1]), int(v[1].sum())) for s, v in sets.items()}, "(samples, closed)")
-    rng = np.random.default_rng(args.seed)
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
     train_x, train_y = sets["train"]
-
     batches = shuffled_batches(
         train_x, train_y, size=64, rng=rng, transform=lambda batch: standardise(augment(batch, rng))
     )
-
-    model = build_model()
+    model = build_model(name=f"eye_state_seed{seed}")
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", metrics=["accuracy"]
     )
-    started = time.time()
     history = model.fit(
         batches,
         steps_per_epoch=int(np.ceil(len(train_y) / 64)),
-        epochs=args.epochs,
+        epochs=epochs,
         validation_data=(standardise(sets["validation"][0]), sets["validation"][1]),
         callbacks=[
             keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=4, monitor="val_loss"),
@@ -134,29 +122,75 @@ def main() -> None:
         ],
         verbose=2,
     )
+    return model, history.history
+
+
+def average_of(members: list):
+    """One Keras model whose output is the mean of the members' (saved and loaded as one)."""
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input((PATCH, PATCH, 1))
+    outputs = layers.Average()([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name="eye_state")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_data_dir())
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="one member per seed; with several, the saved model is their mean (an ensemble of "
+        "three measured no better on validation: see the model card)",
+    )
+    args = parser.parse_args()
+    patches, labels, groups = load_patches(args.data / ARCHIVE)
+    split = np.array([split_of(g, test=0.1, validation=0.1) for g in groups])
+    x = patches[..., None]
+    sets = {s: (x[split == s], labels[split == s]) for s in ("train", "validation", "test")}
+    print({s: (len(v[1]), int(v[1].sum())) for s, v in sets.items()}, "(samples, closed)")
+    started = time.time()
+    trained = [train_member(sets, seed=seed, epochs=args.epochs) for seed in args.seeds]
     seconds = time.time() - started
+    model = average_of([m for m, _ in trained])
     test_x, test_y = sets["test"]
-    scores = mirrored_scores(model, test_x)
-    validation_scores = mirrored_scores(model, sets["validation"][0])
+    members = [
+        {
+            "seed": seed,
+            "epochs_run": len(history["loss"]),
+            "validation_accuracy": binary_metrics(
+                sets["validation"][1], mirrored_scores(m, sets["validation"][0])
+            )["accuracy"],
+            "test_accuracy": binary_metrics(test_y, mirrored_scores(m, test_x))["accuracy"],
+        }
+        for seed, (m, history) in zip(args.seeds, trained, strict=True)
+    ]
     metrics = {
         "data": ARCHIVE,
         "split": "by source image (both eyes together), 80/10/10 train/validation/test "
         "by sha1 bucket of the source name",
-        "train_samples": len(train_y),
+        "train_samples": len(sets["train"][1]),
         "validation_samples": len(sets["validation"][1]),
-        "test": binary_metrics(test_y, scores),
-        "validation": binary_metrics(sets["validation"][1], validation_scores),
-        "inference": "mean P(closed) of the patch and its mirror image",
+        "test": binary_metrics(test_y, mirrored_scores(model, test_x)),
+        "validation": binary_metrics(
+            sets["validation"][1], mirrored_scores(model, sets["validation"][0])
+        ),
+        "inference": "mean P(closed) of the ensemble over the patch and its mirror image",
         "positive_class": "closed",
-        "epochs_run": len(history.history["loss"]),
+        "members": members,
         "training_seconds": round(seconds, 1),
         "parameters": int(model.count_params()),
-        "seed": args.seed,
     }
     MODELS.mkdir(exist_ok=True)
     model.save(MODELS / "eye_state.keras")
     write_metrics(MODELS / "eye_state.metrics.json", metrics)
-    plot_curves(history.history, MODELS / "eye_state_curves.png", "Eye-state CNN (CEW)")
+    plot_curves(trained[0][1], MODELS / "eye_state_curves.png", "Eye-state CNN (CEW), first member")
     print(metrics)
 
 
