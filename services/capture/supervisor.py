@@ -4,7 +4,8 @@ The cameras table is the truth; the dashboard bumps `wp:cameras:version` after e
 the supervisor reconciles on the next check: new or re-enabled cameras start, disabled or removed
 ones stop (finishing the frame in hand), a changed source restarts its loop. The camera named in
 the settings is registered at start (the demo video too, while no camera is configured at all),
-so `watchpost up` and a single-camera container need no API call.
+so `watchpost up` and a single-camera container need no API call. A video file that has played
+to its end stays ended (unless `capture_loop`); a loop that died of an error is restarted.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class _Running:
     loop: CaptureLoop
     stop: threading.Event
     thread: threading.Thread
+
+    @property
+    def crashed(self) -> bool:
+        """Gone without being asked to, and not because its video file simply ended."""
+        return not self.thread.is_alive() and self.loop.status not in ("ended", "stopped")
 
 
 class CaptureSupervisor:
@@ -62,7 +68,7 @@ class CaptureSupervisor:
     def reconcile(self, *, force: bool = False) -> None:
         try:
             version = self.redis.get(self.keys.cameras_version)
-            crashed = [c for c, r in self.running.items() if not r.thread.is_alive()]
+            crashed = [c for c, r in self.running.items() if r.crashed]
             if version == self._version and not crashed and not force:
                 return
             with self.pool.connection() as conn:
@@ -72,7 +78,7 @@ class CaptureSupervisor:
             return
         self._version = version
         for camera_id, running in list(self.running.items()):
-            if desired.get(camera_id) != running.loop.source or not running.thread.is_alive():
+            if desired.get(camera_id) != running.loop.source or running.crashed:
                 self._stop(camera_id)
         for camera_id, source in desired.items():
             if camera_id not in self.running:

@@ -167,3 +167,37 @@ def _eventually(predicate, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_file_that_ended_is_not_played_again(env_settings, redis_client, pool, prefix):
+    from services.capture.supervisor import CaptureSupervisor
+
+    video = require_data("video/two_people_1080p.mp4")
+    settings = env_settings(
+        CaptureSettings, capture_realtime=False, capture_cameras_check_seconds=0.05
+    )
+    supervisor = CaptureSupervisor(
+        settings, redis_client=redis_client, pool=pool, default_source=str(video)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=supervisor.run, args=(stop,))
+    thread.start()
+    try:
+        assert _eventually(
+            lambda: (
+                "demo" in supervisor.running and supervisor.running["demo"].loop.status == "ended"
+            )
+        )
+        played = supervisor.running["demo"].loop.frames_published
+        redis_client.incr(Keys(prefix).cameras_version)  # a reconcile must not restart it
+        assert _eventually(
+            lambda: supervisor._version == redis_client.get(Keys(prefix).cameras_version)
+        )
+        import time
+
+        time.sleep(0.3)
+        assert supervisor.running["demo"].loop.frames_published == played
+        assert len(published(redis_client, prefix)) == played
+    finally:
+        stop.set()
+        thread.join(30)
