@@ -156,6 +156,10 @@ def up(args: argparse.Namespace) -> int:
         print(f"watchpost up failed: {exc}", file=sys.stderr)
         code = 1
     finally:
+        # A second Ctrl-C (or the terminal's SIGINT to the whole group) must not cut the
+        # orderly shutdown short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
     print("stopped.", flush=True)
     return code
