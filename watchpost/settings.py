@@ -119,6 +119,12 @@ class RecognitionSettings(CommonSettings):
     recognition_recheck_seconds: float = Field(
         2.0, gt=0, description="Embed a known track again after this long."
     )
+    recognition_recheck_unknown_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="Re-embed a track that matched nobody this soon (one blurred "
+        "first frame must not make an enrolled person a stranger).",
+    )
     recognition_max_checks: int = Field(
         5, ge=1, description="Stop re-embedding a track after this many verdicts."
     )
@@ -192,6 +198,9 @@ class AggregatorSettings(CommonSettings):
         },
         description="Seconds after an alert during which the same kind on the same camera (for "
         "the same person, when known) raises no new alert. JSON.",
+    )
+    aggregator_unknown_min_checks: int = Field(
+        2, ge=1, description="Recognition checks that must agree before a track is a stranger."
     )
     aggregator_claims_refresh_seconds: float = Field(
         10.0, gt=0, description="How long a camera's claimed login is cached."

@@ -34,7 +34,10 @@ class TrackEvidence:
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    min_votes: int = 1  # recognition verdicts needed before the identity counts
+    min_votes: int = 1  # recognition verdicts needed before a known identity counts
+    # ...and before "unknown" counts: one bad first frame (blur, a blink, a turned head) must not
+    # call an enrolled person a stranger; recognition re-checks unknown tracks quickly.
+    min_unknown_votes: int = 2
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,13 @@ def decide_alerts(
     decisions = []
     if evidence.liveness == "spoof":
         decisions.append(AlertDecision("spoof_attempt", evidence.liveness_reason))
-    if vote.total >= policy.min_votes:
+    # A stranger takes that many checks *saying* unknown; a known face, that many checks in all.
+    enough = (
+        vote.votes >= policy.min_unknown_votes
+        if vote.identity_id is None
+        else vote.total >= policy.min_votes
+    )
+    if enough:
         if claim is not None and (
             vote.identity_id is None or vote.identity_id != claim.identity_id
         ):

@@ -60,7 +60,7 @@ class AlertAggregator:
         self.redis = redis_client
         self.pool = pool
         self.keys = Keys(settings.stream_prefix)
-        self.policy = AlertPolicy()
+        self.policy = AlertPolicy(min_unknown_votes=settings.aggregator_unknown_min_checks)
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
 
@@ -115,7 +115,11 @@ class AlertAggregator:
         shot = track.snapshot
         # The policy decides nothing before a recognition verdict, which carries the frame.
         assert shot is not None and track.snapshot_jpeg is not None
-        identity = shot.identity_id if decision.kind != "unknown_person" else None
+        # Who the alert names is the track's vote, not whichever verdict had the best frame.
+        vote = vote_identity(track.evidence.recognitions)
+        known = decision.kind != "unknown_person" and vote is not None
+        identity = vote.identity_id if known else None
+        distance = vote.best_distance if known else shot.distance
         cooldown = self.keys.cooldown(cooldown_key(decision.kind, shot.camera_id, identity))
         if self.redis.exists(cooldown):
             SUPPRESSED.labels(decision.kind).inc()
@@ -126,7 +130,7 @@ class AlertAggregator:
                 shot.track_id,
             )
             return
-        name = shot.display_name if identity else None
+        name = vote.display_name if identity else None
         label = f"{decision.kind}: {name}" if name else decision.kind
         snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
         with self.pool.connection() as conn:
@@ -139,7 +143,7 @@ class AlertAggregator:
                 identity_id=identity,
                 display_name=name,
                 claimed_login=claim.login_name if claim else None,
-                distance=shot.distance,
+                distance=distance,
                 liveness=track.evidence.liveness,
                 reason=decision.reason,
                 details={

@@ -40,7 +40,8 @@ GALLERY_CHECK_S = 1.0
 @dataclass
 class _TrackChecks:
     count: int = 0
-    last_at: float = 0.0
+    last_at: float = 0.0  # source time of the last check (video position or camera uptime)
+    known: bool = False
 
 
 class GalleryHolder:
@@ -94,7 +95,11 @@ class FrameRecognizer:
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
-        due = [face for face in frame.faces if self._due(frame.camera_id, face.track_id)]
+        due = [
+            face
+            for face in frame.faces
+            if self._due(frame.camera_id, face.track_id, frame.source_time)
+        ]
         if not due:
             return
         gallery = self.gallery.refresh()
@@ -123,21 +128,30 @@ class FrameRecognizer:
                 maxlen=VERDICTS_MAXLEN,
             )
             VERDICTS.labels("known" if match.identity_id else "unknown").inc()
-            self._checked(frame.camera_id, face.track_id)
+            self._checked(
+                frame.camera_id, face.track_id, frame.source_time, match.identity_id is not None
+            )
 
-    def _due(self, camera_id: str, track_id: str) -> bool:
+    def _due(self, camera_id: str, track_id: str, at: float) -> bool:
+        """Embed a new track now; re-check a track nobody matched soon, a known one rarely."""
         checks = self._tracks.get((camera_id, track_id))
         if checks is None:
             return True
         if checks.count >= self.settings.recognition_max_checks:
             return False
-        return time.monotonic() - checks.last_at >= self.settings.recognition_recheck_seconds
+        interval = (
+            self.settings.recognition_recheck_seconds
+            if checks.known
+            else self.settings.recognition_recheck_unknown_seconds
+        )
+        return at - checks.last_at >= interval
 
-    def _checked(self, camera_id: str, track_id: str) -> None:
+    def _checked(self, camera_id: str, track_id: str, at: float, known: bool) -> None:
         key = (camera_id, track_id)
         checks = self._tracks.pop(key, None) or _TrackChecks()
         checks.count += 1
-        checks.last_at = time.monotonic()
+        checks.last_at = at
+        checks.known = known
         self._tracks[key] = checks
         while len(self._tracks) > MAX_TRACKS:
             self._tracks.popitem(last=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from services.aggregator.stream import AlertAggregator
 from watchpost.consumers import stream_worker
@@ -45,6 +46,8 @@ def liveness(track: str, state: str) -> LivenessVerdict:
 
 
 def run(env_settings, redis_client, pool, verdicts, **overrides) -> None:
+    # One check per stranger keeps these tables short; the two-check default has its own test.
+    overrides.setdefault("aggregator_unknown_min_checks", 1)
     settings = env_settings(AggregatorSettings, **overrides)
     keys = Keys(settings.stream_prefix)
     for verdict in verdicts:
@@ -175,3 +178,33 @@ def test_a_kiosk_bound_to_a_login_reports_someone_else(env_settings, redis_clien
         "Bob",
     )
     assert "claimed login 'ada'" in row["reason"]
+
+
+def test_by_default_a_stranger_takes_two_checks_and_the_alert_names_the_vote(
+    env_settings, redis_client, pool
+):
+    with pool.connection() as conn:
+        ann = identities.create_identity(conn, display_name="Ann")["id"]
+    big = Box(left=10, top=10, right=150, bottom=110)  # the best frame of track a1 is unidentified
+    verdicts = [
+        recognition("s1"),
+        recognition("a1", ann, "Ann", 0.4),
+        RecognitionVerdict(
+            camera_id="door",
+            track_id="a1",
+            frame_seq=2,
+            captured_at=1_700_000_001.0,
+            box=big,
+            distance=0.7,
+            threshold=0.6,
+        ),
+        recognition("a1", ann, "Ann", 0.45),
+        liveness("a1", "live"),
+    ]
+    run(env_settings, redis_client, pool, verdicts, aggregator_unknown_min_checks=2)
+    rows = stored(pool)
+    assert [(r["track_id"], r["kind"]) for r in rows] == [
+        ("a1", "access_granted")
+    ]  # s1: one check only
+    assert rows[0]["display_name"] == "Ann" and rows[0]["identity_id"] == ann
+    assert rows[0]["distance"] == pytest.approx(0.4)

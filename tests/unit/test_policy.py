@@ -51,14 +51,20 @@ def test_decide_alerts(recognitions, liveness, already, expected):
     evidence = TrackEvidence(
         recognitions=list(recognitions), liveness=liveness, alerted=set(already)
     )
-    assert [d.kind for d in decide_alerts(evidence, AlertPolicy())] == expected
+    assert [d.kind for d in decide_alerts(evidence, AlertPolicy(min_unknown_votes=1))] == expected
 
 
-def test_min_votes_delays_the_identity_decision():
+def test_a_stranger_needs_two_agreeing_checks_by_default():
     evidence = TrackEvidence(recognitions=[UNKNOWN])
-    assert decide_alerts(evidence, AlertPolicy(min_votes=2)) == []
+    assert decide_alerts(evidence, AlertPolicy()) == []  # one blurred first frame proves nothing
+    evidence.recognitions.append(ALICE)
+    assert decide_alerts(evidence, AlertPolicy()) == []  # a tie with unknown: wait
     evidence.recognitions.append(UNKNOWN)
-    assert [d.kind for d in decide_alerts(evidence, AlertPolicy(min_votes=2))] == ["unknown_person"]
+    assert [d.kind for d in decide_alerts(evidence, AlertPolicy())] == ["unknown_person"]
+    known = TrackEvidence(recognitions=[ALICE], liveness="live")
+    assert [d.kind for d in decide_alerts(known, AlertPolicy())] == [
+        "access_granted"
+    ]  # one is enough
 
 
 from services.aggregator.policy import Claim, cooldown_key  # noqa: E402
@@ -78,7 +84,9 @@ KIOSK_FOR_ALICE = Claim("alice", 1)
 )
 def test_claimed_logins(recognitions, liveness, claim, expected):
     evidence = TrackEvidence(recognitions=list(recognitions), liveness=liveness)
-    assert [d.kind for d in decide_alerts(evidence, AlertPolicy(), claim)] == expected
+    assert [
+        d.kind for d in decide_alerts(evidence, AlertPolicy(min_unknown_votes=1), claim)
+    ] == expected
 
 
 def test_cooldowns_count_per_person_when_known_and_per_camera_otherwise():

@@ -1,0 +1,221 @@
+"""The whole pipeline against the naive loop, on the same clip, in the same run.
+
+    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--max-frames N]
+
+ENROL_DIR holds `<name>/*.jpg`. The reference is the loop every tutorial writes: for each frame,
+HOG detection with one upsampling step on the full frame, a 128-d encoding of every face, the
+nearest known encoding within 0.6. Watchpost runs as `watchpost up` does (five processes, real
+Redis and Postgres: the local ones, else embedded), the photos are enrolled through the REST API,
+then each camera is added through the API with capture unpaced, so frames go in as fast as the
+services take them. Reported: frames per second end to end (frames with faces published by
+capture and read by both consumers), latency from a frame's capture to its alert on the websocket
+(p50, p95), CPU (share of one core) and peak memory per service, the identities both name, and the
+speed ratio. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from argparse import Namespace
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+from websockets.sync.client import connect
+
+from watchpost.cli import Stack
+from watchpost.vision.faces import detect_faces, embed_face
+
+
+def reference_loop(video: Path, known: dict[str, list[np.ndarray]], max_frames: int | None) -> dict:
+    names, vectors = zip(*[(n, v) for n, vs in known.items() for v in vs], strict=True)
+    matrix = np.stack(vectors)
+    capture = cv2.VideoCapture(str(video))
+    seen: dict[str, int] = {}
+    frames = 0
+    started = time.perf_counter()
+    while max_frames is None or frames < max_frames:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        for box in detect_faces(rgb, upsample=1):
+            distances = np.linalg.norm(matrix - embed_face(rgb, box), axis=1)
+            best = int(np.argmin(distances))
+            name = names[best] if distances[best] <= 0.6 else "unknown"
+            seen[name] = seen.get(name, 0) + 1
+        frames += 1
+    seconds = time.perf_counter() - started
+    return {"fps": frames / seconds, "frames": frames, "faces_by_identity": seen}
+
+
+def enrolment_photos(folder: Path) -> dict[str, list[Path]]:
+    return {
+        p.name: sorted(f for f in p.iterdir() if f.suffix.lower() in {".jpg", ".jpeg", ".png"})
+        for p in sorted(folder.iterdir())
+        if p.is_dir()
+    }
+
+
+def known_encodings(photos: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
+    known = {}
+    for name, paths in photos.items():
+        for path in paths:
+            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            boxes = detect_faces(rgb, upsample=1)
+            if boxes:
+                known.setdefault(name, []).append(embed_face(rgb, boxes[0]))
+    return known
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds so far, peak resident MB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return cpu, int(peak.group(1)) / 1024 if peak else 0.0
+
+
+def processed(url: str, service: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    match = re.search(
+        rf'watchpost_messages_processed_total{{service="{service}"}} ([0-9.e+]+)', text
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def run_watchpost(
+    video: Path, photos: dict[str, list[Path]], cameras: int, max_frames: int | None
+) -> dict:
+    offset = 20000 + uuid.uuid4().int % 20000
+    ports = {
+        "dashboard": 8000,
+        "recognition": 8001,
+        "capture": 8002,
+        "liveness": 8003,
+        "aggregator": 8004,
+    }
+    url = {name: f"http://127.0.0.1:{port + offset}" for name, port in ports.items()}
+    home = Path(tempfile.mkdtemp(prefix="wp-bench-"))
+    os.environ.update(
+        {
+            "WATCHPOST_STREAM_PREFIX": f"wpb-{uuid.uuid4().hex[:8]}",
+            "WATCHPOST_CAPTURE_REALTIME": "false",
+            "WATCHPOST_FRAME_MAX_AGE_SECONDS": "0",
+            "WATCHPOST_CAPTURE_CAMERAS_CHECK_SECONDS": "0.2",
+            "WATCHPOST_DATA_DIR": str(
+                home / "no-demo"
+            ),  # no demo camera: cameras come from the API
+            "WATCHPOST_LOG_LEVEL": "WARNING",
+        }
+    )
+    stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset))
+    try:
+        stack.start()
+        api = httpx.Client(base_url=url["dashboard"], timeout=60)
+        api.delete("/api/v1/cameras/demo")
+        for name, paths in photos.items():
+            identity = api.post("/api/v1/identities", json={"display_name": name}).json()
+            files = [("file", (p.name, p.read_bytes())) for p in paths]
+            api.post(f"/api/v1/identities/{identity['id']}/faces?largest=true", files=files)
+        alerts: list[tuple[float, dict]] = []
+        ws = connect(f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws")
+        threading.Thread(
+            target=lambda: [alerts.append((time.time(), json.loads(m)["alert"])) for m in ws],
+            daemon=True,
+        ).start()
+        usage_before = {n: process_usage(p.pid)[0] for n, p in stack.children.items()}
+        started = time.time()
+        for index in range(cameras):
+            api.post(
+                "/api/v1/cameras",
+                json={"id": f"bench-{index}", "name": f"bench {index}", "source": str(video)},
+            )
+        while True:  # until every camera ended and both consumers have read every frame
+            status = httpx.get(f"{url['capture']}/status").json()
+            published = sum(c["frames_published"] for c in status)
+            ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
+            if (
+                ended
+                and min(
+                    processed(url["recognition"], "recognition"),
+                    processed(url["liveness"], "liveness"),
+                )
+                >= published
+            ):
+                break
+            time.sleep(0.05)
+        wall = time.time() - started
+        time.sleep(1.0)  # the last verdicts reach the aggregator and the websocket
+        usage = {n: process_usage(p.pid) for n, p in stack.children.items()}
+        latencies = [received - alert["captured_at"] for received, alert in alerts]
+        ws.close()
+    finally:
+        stack.stop()
+    return {
+        "fps": published / wall,
+        "frames_with_faces": published,
+        "seconds": wall,
+        "alert_latency_p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
+        "alert_latency_p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None,
+        "alerts": [
+            {"kind": a["kind"], "name": a.get("display_name"), "camera": a["camera_id"]}
+            for _, a in alerts
+        ],
+        "cpu_share_of_one_core": {n: (u[0] - usage_before[n]) / wall for n, u in usage.items()},
+        "peak_memory_mb": {n: u[1] for n, u in usage.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("video", type=Path)
+    parser.add_argument("enrol", type=Path)
+    parser.add_argument("--cameras", type=int, default=1)
+    parser.add_argument("--max-frames", type=int, default=None, help="for the reference loop")
+    args = parser.parse_args()
+    photos = enrolment_photos(args.enrol)
+    reference = reference_loop(args.video, known_encodings(photos), args.max_frames)
+    ours = run_watchpost(args.video, photos, args.cameras, args.max_frames)
+    named_by_reference = sorted(n for n in reference["faces_by_identity"] if n != "unknown")
+    named_by_watchpost = sorted({a["name"] for a in ours["alerts"] if a["name"]})
+    figures = {
+        "video": args.video.name,
+        "cameras": args.cameras,
+        "reference": reference,
+        "watchpost": ours,
+        "speedup": ours["fps"] / reference["fps"],
+        "identities_reference": named_by_reference,
+        "identities_watchpost": named_by_watchpost,
+        "same_people": named_by_reference == named_by_watchpost,
+    }
+    print(
+        f"reference loop {reference['fps']:.1f} fps; Watchpost {ours['fps']:.1f} fps with "
+        f"{args.cameras} camera(s) ({figures['speedup']:.1f}x); alert latency p50 "
+        f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; "
+        f"same people: {figures['same_people']}"
+    )
+    print(json.dumps(rounded(figures)))
+
+
+def rounded(value):
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v) for v in value]
+    return value
+
+
+if __name__ == "__main__":
+    main()
