@@ -1,21 +1,39 @@
-"""What can be checked of the Docker deployment without a Docker engine (none runs here)."""
+"""What can be checked of the Docker deployment without a Docker engine (none runs here).
+
+Every check parses the real files (docker-compose.yml, the Dockerfiles, pyproject.toml,
+.dockerignore, .env.example) and holds them against the code they start: the settings classes,
+the CLI, the ops routes and the import graph. No image is built and no service is started.
+"""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import http.server
+import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import threading
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
-from watchpost.service import add_ops_routes
+from watchpost.cli import main as cli_main
+from watchpost.service import BackgroundLoop, add_ops_routes
 from watchpost.settings import PROJECT_ROOT, SERVICE_SETTINGS
 
-COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+EXPECTED = ["aggregator", "capture", "dashboard", "liveness", "recognition"]
 SERVICES = sorted(SERVICE_SETTINGS)
 LIGHT = ["aggregator", "dashboard"]  # must not carry dlib, OpenCV or TensorFlow
 HEAVY_MODULES = {
@@ -23,87 +41,399 @@ HEAVY_MODULES = {
     "cv2",
     "tensorflow",
     "keras",
+    "face_recognition",
     "face_recognition_models",
     "watchpost.vision",
 }
+HEAVY_DISTRIBUTIONS = {
+    "dlib",
+    "dlib-bin",
+    "face-recognition",
+    "face-recognition-models",
+    "opencv-python",
+    "opencv-python-headless",
+    "opencv-contrib-python",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+}
+# What an image may copy from the build context (README.md: pyproject's `readme`).
+IMAGE_SOURCES = {"pyproject.toml", "README.md", "deploy/constraints.txt", "watchpost", "services"}
+# Stand-in for the operator's .env when interpolating the compose file.
+DOTENV = {"POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef0123456789abcdef"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
 
-def dockerfile(name: str) -> str:
-    return (PROJECT_ROOT / "services" / name / "Dockerfile").read_text()
+# --- Dockerfile parsing ---------------------------------------------------------------------
 
 
-def instruction(text: str, keyword: str) -> list[str]:
-    joined = re.sub(r"\\\n\s*", " ", text)
-    return [
-        line[len(keyword) + 1 :].strip()
-        for line in joined.splitlines()
-        if line.startswith(keyword + " ")
+def dockerfile_path(name: str) -> Path:
+    return PROJECT_ROOT / "services" / name / "Dockerfile"
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """(KEYWORD, arguments) per instruction, comments dropped and continuations joined."""
+    lines = [
+        line
+        for line in dockerfile_path(name).read_text().splitlines()
+        if not line.lstrip().startswith("#")
     ]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
 
 
-def test_every_service_is_in_compose_with_its_own_dockerfile():
-    assert set(SERVICES) <= set(COMPOSE["services"])
-    for name in SERVICES:
-        build = COMPOSE["services"][name]["build"]
-        assert build["context"] == "."
-        assert (
-            PROJECT_ROOT / build["dockerfile"]
-        ).resolve() == PROJECT_ROOT / "services" / name / "Dockerfile"
+def instruction(name: str, keyword: str) -> list[str]:
+    return [rest for kw, rest in instructions(name) if kw == keyword]
+
+
+def image_env(name: str) -> dict[str, str]:
+    env = {}
+    for line in instruction(name, "ENV"):
+        for item in shlex.split(line):
+            assert "=" in item, f"{name}: use ENV KEY=value, not the legacy form: {line}"
+            key, value = item.split("=", 1)
+            env[key] = value
+    return env
+
+
+def exec_form(text: str) -> list[str]:
+    """A JSON-array (exec form) command; Docker runs anything else through /bin/sh."""
+    command = json.loads(text)
+    assert isinstance(command, list)
+    assert all(isinstance(part, str) for part in command)
+    return command
+
+
+def image_healthcheck(name: str) -> list[str]:
+    (line,) = instruction(name, "HEALTHCHECK")
+    options, separator, command = line.partition("CMD ")
+    assert separator, f"{name}: HEALTHCHECK without CMD"
+    assert all(option.startswith("--") for option in options.split())
+    return exec_form(command)
+
+
+def pip_install(name: str) -> list[str]:
+    runs = [run for run in instruction(name, "RUN") if "pip install" in run]
+    assert len(runs) == 1, f"{name}: expected one pip install, got {runs}"
+    tokens = shlex.split(runs[0])
+    start = tokens.index("install")
+    end = tokens.index("&&", start) if "&&" in tokens[start:] else len(tokens)
+    return tokens[start + 1 : end]
+
+
+def installed_extras(name: str) -> set[str]:
+    targets = [t for t in pip_install(name) if t == "." or t.startswith(".[")]
+    assert len(targets) == 1, f"{name}: pip install must install the project itself once"
+    match = re.fullmatch(r"\.(?:\[([a-z0-9_,-]*)\])?", targets[0])
+    assert match, targets[0]
+    return set(filter(None, (match.group(1) or "").split(",")))
+
+
+# --- compose parsing --------------------------------------------------------------------------
+
+INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+)
+
+
+def interpolate(value: str, dotenv: dict[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` against an .env."""
+
+    def substitute(match: re.Match) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        present = name in dotenv and (dotenv[name] != "" or op in ("-", "?"))
+        if present:
+            return dotenv[name]
+        if op in (":-", "-"):
+            return arg
+        if op in (":?", "?"):
+            raise KeyError(f"{name} is required: {arg}")
+        return ""
+
+    return INTERPOLATION.sub(substitute, value)
+
+
+def compose_service(name: str) -> dict:
+    assert name in COMPOSE["services"], f"{name} is not in docker-compose.yml"
+    return COMPOSE["services"][name]
+
+
+def compose_env(name: str) -> dict[str, str]:
+    env = compose_service(name).get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    for key, value in env.items():
+        # Compose rejects booleans (`true` unquoted) in environment maps.
+        assert value is None or type(value) in (str, int, float), f"{name}: {key}={value!r}"
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def compose_healthcheck(name: str) -> list[str]:
+    test = compose_service(name)["healthcheck"]["test"]
+    assert isinstance(test, list) and test[0] == "CMD", f"{name}: use the exec (CMD) form"
+    return test[1:]
+
+
+def container_env(name: str) -> dict[str, str]:
+    """What the process in the container sees: the image's ENV, overridden by compose's."""
+    compose = {key: interpolate(value, DOTENV) for key, value in compose_env(name).items()}
+    return {**image_env(name), **compose}
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_the_five_services_are_settings_classes_and_compose_services():
+    assert set(EXPECTED) <= set(SERVICE_SETTINGS)
+    built = {n for n, s in COMPOSE["services"].items() if "build" in s}
+    assert built == set(SERVICES), "every service (and only they) is built from this repo"
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_each_container_runs_a_real_entry_point(name):
-    (cmd,) = instruction(dockerfile(name), "CMD")
-    assert ast.literal_eval(cmd) == ["watchpost", "serve", name]
-    scripts = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["watchpost"] == "watchpost.cli:main"
+def test_compose_builds_each_service_from_its_own_dockerfile(name):
+    build = compose_service(name)["build"]
+    assert build["context"] == "."
+    path = (PROJECT_ROOT / build["dockerfile"]).resolve()
+    assert path == dockerfile_path(name)
+    assert path.is_file()
+    assert instruction(name, "FROM") == ["python:3.11-slim"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_container_runs_the_cli_serving_that_service(name, capsys):
+    (cmd,) = instruction(name, "CMD")
+    assert exec_form(cmd) == ["watchpost", "serve", name]
+    assert name in SERVICE_SETTINGS
+    assert PYPROJECT["project"]["scripts"]["watchpost"] == "watchpost.cli:main"
+    # The CLI itself accepts the name (argparse lists its choices in the help and exits).
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    choices = re.search(r"\{([a-z,]+)\}", capsys.readouterr().out)
+    assert choices and name in choices.group(1).split(",")
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_environment_variable_is_a_real_setting(name):
     fields = SERVICE_SETTINGS[name].model_fields
-    env = COMPOSE["services"][name]["environment"]
-    env_in_image = [
-        e.split("=")[0] for line in instruction(dockerfile(name), "ENV") for e in shlex.split(line)
-    ]
-    for variable in [*env, *env_in_image]:
-        if not variable.startswith("WATCHPOST_"):
+    variables = [*compose_env(name), *image_env(name)]
+    assert any(v.startswith("WATCHPOST_") for v in variables)
+    for variable in variables:
+        if variable.startswith("WATCHPOST_"):
+            field = variable.removeprefix("WATCHPOST_").lower()
+            assert field in fields, f"{name}: {variable} is not a {SERVICE_SETTINGS[name].__name__}"
+        else:
+            assert variable.startswith(("PYTHON", "PIP_")), f"{name}: stray variable {variable}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_settings_class_accepts_the_container_environment(name, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("WATCHPOST_"):
+            monkeypatch.delenv(key)
+    env = container_env(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cls = SERVICE_SETTINGS[name]
+    settings = cls()
+    assert settings.http_host == "0.0.0.0"
+    assert settings.port == cls.default_port
+    assert settings.log_json is True
+    assert settings.redis_url == "redis://redis:6379/0"
+    password = DOTENV["POSTGRES_PASSWORD"]
+    assert settings.database_url == f"postgresql://watchpost:{password}@postgres:5432/watchpost"
+    if "WATCHPOST_CONSUMER_NAME" in env:
+        assert settings.consumer_name == name
+
+
+def test_stream_consumers_have_stable_consumer_names():
+    """A replica's consumer name must survive a container re-create (the default is the
+    hostname, a fresh container id), or what it had taken stays pending for ever."""
+    consumers = {
+        path.parent.name
+        for path in (PROJECT_ROOT / "services").glob("*/*.py")
+        if "stream_worker(" in path.read_text()
+    }
+    assert consumers >= {"recognition", "liveness", "aggregator", "dashboard"}
+    for name in consumers:
+        assert compose_env(name).get("WATCHPOST_CONSUMER_NAME") == name
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_urls_between_containers_point_at_compose_services_and_their_ports(name):
+    for key, value in container_env(name).items():
+        parts = urlsplit(value)
+        if not parts.scheme or not parts.hostname:
             continue
-        assert variable.removeprefix("WATCHPOST_").lower() in fields, (
-            f"{name}: {variable} is no setting"
-        )
+        assert parts.hostname in COMPOSE["services"], f"{name}: {key} points at {parts.hostname}"
+        if parts.hostname in SERVICE_SETTINGS:
+            assert parts.port == SERVICE_SETTINGS[parts.hostname].default_port, f"{name}: {key}"
+    postgres = compose_service("postgres")["environment"]
+    database = urlsplit(container_env(name)["WATCHPOST_DATABASE_URL"])
+    assert database.username == postgres["POSTGRES_USER"]
+    assert database.path == "/" + postgres["POSTGRES_DB"]
 
 
-@pytest.mark.parametrize("name", SERVICES)
-def test_healthchecks_hit_the_real_healthz_on_the_service_port(name):
+def healthcheck_url(command: list[str]) -> tuple[str, str]:
+    """The URL a `python -c "...urlopen(url)..."` healthcheck opens, and the snippet."""
+    assert command[:2] == ["python", "-c"], command
+    snippet = command[2]
+    urls = [
+        node.value
+        for node in ast.walk(ast.parse(snippet))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "://" in node.value
+    ]
+    assert len(urls) == 1, snippet
+    return urls[0], snippet
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def run_healthcheck(snippet: str, url: str, status: int) -> int:
+    """Run the healthcheck's snippet against a stub answering /healthz with `status`."""
+    handler = type("Stub", (_Stub,), {"status": status})
+    with http.server.HTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            port = server.server_address[1]
+            local = snippet.replace(url, f"http://127.0.0.1:{port}/healthz")
+            done = subprocess.run([sys.executable, "-c", local], capture_output=True, timeout=30)
+        finally:
+            server.shutdown()
+    return done.returncode
+
+
+def test_healthz_is_an_ops_route_that_reports_a_crashed_loop():
+    crashed = BackgroundLoop("boom", lambda stop: 1 / 0)
+    crashed.start()
+    crashed.stop()
+    loops: list[BackgroundLoop] = []
     app = FastAPI()
-    add_ops_routes(app, loops=list, dependencies=dict)
+    add_ops_routes(app, loops=lambda: loops, dependencies=dict)
     assert "/healthz" in {route.path for route in app.routes}
-    port = SERVICE_SETTINGS[name].default_port
-    url = f"http://127.0.0.1:{port}/healthz"
-    assert url in " ".join(COMPOSE["services"][name]["healthcheck"]["test"])
-    assert url in " ".join(instruction(dockerfile(name), "HEALTHCHECK"))
-    assert f"WATCHPOST_HTTP_PORT={port}" in " ".join(instruction(dockerfile(name), "ENV"))
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        loops.append(crashed)
+        assert client.get("/healthz").status_code == 503
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_images_install_with_the_constraints_and_only_what_they_need(name):
-    (install,) = [r for r in instruction(dockerfile(name), "RUN") if "pip install" in r]
-    assert "-c deploy/constraints.txt" in install
-    extras = re.search(r'"\.(?:\[([a-z,]+)\])?"', install)
-    installed = set((extras.group(1) or "").split(",")) - {""}
-    assert ("vision" in installed) == (name not in LIGHT)
-    assert ("liveness" in installed) == (name == "liveness")  # only it needs TensorFlow
-    assert "dlib==0.0.0" in (PROJECT_ROOT / "deploy/constraints.txt").read_text()
+def test_healthchecks_hit_healthz_on_the_service_port_and_fail_when_it_fails(name):
+    port = SERVICE_SETTINGS[name].default_port
+    expected = f"http://127.0.0.1:{port}/healthz"
+    compose_url, compose_snippet = healthcheck_url(compose_healthcheck(name))
+    image_url, image_snippet = healthcheck_url(image_healthcheck(name))
+    assert compose_url == expected
+    assert image_url == expected
+    assert container_env(name).get("WATCHPOST_HTTP_PORT", str(port)) == str(port)
+    for snippet in {compose_snippet, image_snippet}:
+        assert "urllib" in snippet
+        assert run_healthcheck(snippet, expected, 200) == 0
+        assert run_healthcheck(snippet, expected, 503) != 0
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_images_bind_all_interfaces_and_run_as_a_non_root_user(name):
+    assert image_env(name)["WATCHPOST_HTTP_HOST"] == "0.0.0.0"
+    keywords = [kw for kw, _ in instructions(name)]
+    users = instruction(name, "USER")
+    assert users, f"{name} runs as root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert len(keywords) - 1 - keywords[::-1].index("USER") < keywords.index("CMD")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_images_copy_only_what_the_install_needs(name):
+    copied = set()
+    for line in instruction(name, "COPY"):
+        *sources, _destination = shlex.split(line)
+        assert not any(s.startswith("--") for s in sources), f"{name}: {line}"
+        copied |= {s.rstrip("/").removeprefix("./") for s in sources}
+    assert copied == IMAGE_SOURCES
+    assert PYPROJECT["project"]["readme"] == "README.md"
+    ignored = [
+        line.strip().rstrip("/")
+        for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    ]
+    for source in copied:
+        for pattern in ignored:
+            assert not fnmatch.fnmatch(source, pattern), f".dockerignore drops {source}"
+            assert not source.startswith(pattern + "/"), f".dockerignore drops {source}"
+    for must in (".git", ".venv", ".env", "tests", "test-artifacts", "**/__pycache__"):
+        assert must in ignored
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_images_install_with_the_constraints_and_only_the_extras_they_need(name):
+    args = pip_install(name)
+    assert "--no-cache-dir" in args
+    assert args[args.index("-c") + 1] == "deploy/constraints.txt"
+    keywords = [(kw, rest) for kw, rest in instructions(name) if kw in ("COPY", "RUN")]
+    copy_at = next(i for i, (kw, r) in enumerate(keywords) if "deploy/constraints.txt" in r)
+    install_at = next(i for i, (kw, r) in enumerate(keywords) if "pip install" in r)
+    assert copy_at < install_at
+    extras = installed_extras(name)
+    assert extras <= set(PYPROJECT["project"]["optional-dependencies"])
+    assert ("vision" in extras) == (name not in LIGHT)
+    assert ("liveness" in extras) == (name == "liveness")  # only it runs TensorFlow
+    assert not extras & {"dev", "embedded"}
+    assert re.search(
+        r"^dlib==0\.0\.0$", (PROJECT_ROOT / "deploy/constraints.txt").read_text(), re.M
+    )
+
+
+def distribution(requirement: str) -> str:
+    return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower().replace("_", "-")
+
+
+def test_the_core_install_has_no_heavy_dependencies():
+    core = {distribution(r) for r in PYPROJECT["project"]["dependencies"]}
+    assert core
+    assert not core & HEAVY_DISTRIBUTIONS
+    vision = {distribution(r) for r in PYPROJECT["project"]["optional-dependencies"]["vision"]}
+    assert {"dlib-bin", "face-recognition-models", "opencv-python-headless"} <= vision
+    assert not vision & {"dlib", "face-recognition", "opencv-python"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imports_of(path: Path) -> set[str]:
+    """Absolute module names `path` imports anywhere (also inside functions); for
+    `from a import b` both `a` and `a.b` (b may be a submodule)."""
+    package = module_name(path)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module
+            names.add(module)
+            names |= {f"{module}.{alias.name}" for alias in node.names}
     return names
 
 
@@ -115,11 +445,10 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-@pytest.mark.parametrize("name", LIGHT)
-def test_light_services_never_import_heavy_libraries(name):
-    """Follows the project's own imports transitively from the service's package."""
+def reached_modules(service: str) -> set[str]:
+    """Every module the service's files import, following the project's own transitively."""
     seen: set[Path] = set()
-    todo = list((PROJECT_ROOT / "services" / name).rglob("*.py"))
+    todo = list((PROJECT_ROOT / "services" / service).rglob("*.py"))
     reached = set()
     while todo:
         path = todo.pop()
@@ -128,25 +457,115 @@ def test_light_services_never_import_heavy_libraries(name):
         seen.add(path)
         for module in imports_of(path):
             reached.add(module)
-            local = module_file(module)
-            if local is not None:
-                todo.append(local)
-    heavy = {m for m in reached if any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES)}
-    assert not heavy, f"{name} reaches {heavy}"
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b too
+                local = module_file(".".join(parts[:i]))
+                if local is not None:
+                    todo.append(local)
+    return reached
 
 
-def test_no_secret_is_baked_into_compose():
-    text = (PROJECT_ROOT / "docker-compose.yml").read_text()
-    password = COMPOSE["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"]
+def heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY_MODULES)}
+
+
+def test_the_import_scan_finds_heavy_imports_where_they_are():
+    assert {"dlib", "cv2"} <= {m.split(".")[0] for m in heavy(reached_modules("capture"))}
+    assert "watchpost.vision" in heavy(reached_modules("recognition"))
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_light_services_never_import_heavy_libraries(name):
+    assert not heavy(reached_modules(name)), f"{name} reaches {heavy(reached_modules(name))}"
+
+
+def test_light_services_load_without_heavy_modules():
+    """Import the light services' apps in a fresh interpreter (nothing is started)."""
+    code = (
+        "import json, sys\n"
+        + "".join(f"import services.{name}.main\n" for name in LIGHT)
+        + "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert {f"services.{name}.main" for name in LIGHT} <= loaded
+    assert not heavy(loaded)
+
+
+def test_no_secret_is_baked_into_compose_or_images():
+    password = compose_service("postgres")["environment"]["POSTGRES_PASSWORD"]
     assert re.fullmatch(r"\$\{POSTGRES_PASSWORD:\?[^}]+\}", password)
-    assert re.search(r"postgresql://watchpost:\$\{POSTGRES_PASSWORD:\?", text)
-    assert "POSTGRES_PASSWORD=\n" in (PROJECT_ROOT / ".env.example").read_text()
+    for name, service in COMPOSE["services"].items():
+        env = service.get("environment") or {}
+        env = dict(i.split("=", 1) for i in env) if isinstance(env, list) else env
+        for key, value in env.items():
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", str(value)), f"{name}: {key}"
+            secret = urlsplit(str(value)).password if "://" in str(value) else None
+            if secret is not None:
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+", secret), f"{name}: {key}"
+    for name in SERVICES:
+        assert not [k for k in image_env(name) if SECRET_NAME.search(k)], name
+    # Without the operator's .env, compose must refuse rather than fall back to a default.
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(password, {})
+    with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
+        interpolate(compose_env("dashboard")["WATCHPOST_DATABASE_URL"], {})
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M)
+    assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_services_start_after_healthy_stores(name):
-    depends = COMPOSE["services"][name]["depends_on"]
-    assert depends["redis"]["condition"] == "service_healthy"
-    assert depends["postgres"]["condition"] == "service_healthy"
-    for store in ("redis", "postgres"):
-        assert COMPOSE["services"][store]["healthcheck"]["test"]
+def test_services_start_after_healthy_dependencies(name):
+    depends = compose_service(name)["depends_on"]
+    assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
+    needed = {"redis", "postgres"} | (
+        {"recognition"} if name in ("dashboard", "capture") else set()
+    )
+    for other in needed:
+        assert depends[other]["condition"] == "service_healthy", f"{name} -> {other}"
+    for other, rule in depends.items():
+        if rule["condition"] == "service_healthy":
+            target = compose_service(other)
+            assert target.get("healthcheck", {}).get("test") or (
+                other in SERVICE_SETTINGS and instruction(other, "HEALTHCHECK")
+            ), f"{other} has no healthcheck, so {name} would never start"
+    assert compose_service(name)["restart"] == "unless-stopped"
+
+
+def test_stores_persist_and_report_health():
+    redis = compose_service("redis")
+    assert redis["image"].startswith("redis:7")
+    assert "--appendonly" in redis["command"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
+    postgres = compose_service("postgres")
+    assert postgres["image"].startswith("postgres:16")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    named = set(COMPOSE["volumes"])
+    for store, mount in (("redis", "/data"), ("postgres", "/var/lib/postgresql/data")):
+        volumes = compose_service(store)["volumes"]
+        assert any(v.split(":")[0] in named and v.split(":")[1] == mount for v in volumes)
+
+
+def test_dashboard_is_published_and_capture_reads_the_data_folder_read_only():
+    port = SERVICE_SETTINGS["dashboard"].default_port
+    assert compose_service("dashboard")["ports"] == [f"{port}:{port}"]
+    published = [n for n in SERVICES if n != "dashboard" and compose_service(n).get("ports")]
+    assert not published
+    (mount,) = compose_service("capture")["volumes"]
+    host, container, mode = mount.rsplit(":", 2)
+    assert interpolate(host, {}) == "../shared/data"
+    assert (container, mode) == ("/data", "ro")
+    env = container_env("capture")
+    assert env["WATCHPOST_DATA_DIR"] == container
+    assert env["WATCHPOST_CAPTURE_SOURCE"].startswith(container + "/")
+    assert env["WATCHPOST_CAPTURE_SOURCE"].endswith("/video/talking_blinks_720p.mp4")
