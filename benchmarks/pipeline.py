@@ -1,6 +1,6 @@
 """The whole pipeline against the naive loop, on the same clip, in the same run.
 
-    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--max-frames N]
+    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--realtime]
 
 ENROL_DIR holds `<name>/*.jpg`. The reference is the loop every tutorial writes: for each frame,
 HOG detection with one upsampling step on the full frame, a 128-d encoding of every face, the
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -93,10 +94,26 @@ def processed(url: str, service: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def run_watchpost(
-    video: Path, photos: dict[str, list[Path]], cameras: int, max_frames: int | None
-) -> dict:
-    offset = 20000 + uuid.uuid4().int % 20000
+def free_port_block() -> int:
+    """An offset that puts all five default ports (8000-8004) on free ports."""
+    for _ in range(100):
+        offset = 20000 + uuid.uuid4().int % 20000
+        if all(_free(8000 + offset + i) for i in range(5)):
+            return offset
+    raise SystemExit("no free block of five ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, realtime: bool) -> dict:
+    offset = free_port_block()
     ports = {
         "dashboard": 8000,
         "recognition": 8001,
@@ -109,8 +126,10 @@ def run_watchpost(
     os.environ.update(
         {
             "WATCHPOST_STREAM_PREFIX": f"wpb-{uuid.uuid4().hex[:8]}",
-            "WATCHPOST_CAPTURE_REALTIME": "false",
-            "WATCHPOST_FRAME_MAX_AGE_SECONDS": "0",
+            # Unpaced: as fast as the services take frames (throughput). Paced: the clip's own
+            # frame rate, as a camera delivers it, with stale frames skipped (latency).
+            "WATCHPOST_CAPTURE_REALTIME": "true" if realtime else "false",
+            "WATCHPOST_FRAME_MAX_AGE_SECONDS": "3" if realtime else "0",
             "WATCHPOST_CAPTURE_CAMERAS_CHECK_SECONDS": "0.2",
             "WATCHPOST_DATA_DIR": str(
                 home / "no-demo"
@@ -182,15 +201,21 @@ def main() -> None:
     parser.add_argument("enrol", type=Path)
     parser.add_argument("--cameras", type=int, default=1)
     parser.add_argument("--max-frames", type=int, default=None, help="for the reference loop")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="play the clip at its frame rate (latency) instead of unpaced (throughput)",
+    )
     args = parser.parse_args()
     photos = enrolment_photos(args.enrol)
     reference = reference_loop(args.video, known_encodings(photos), args.max_frames)
-    ours = run_watchpost(args.video, photos, args.cameras, args.max_frames)
+    ours = run_watchpost(args.video, photos, args.cameras, args.realtime)
     named_by_reference = sorted(n for n in reference["faces_by_identity"] if n != "unknown")
     named_by_watchpost = sorted({a["name"] for a in ours["alerts"] if a["name"]})
     figures = {
         "video": args.video.name,
         "cameras": args.cameras,
+        "mode": "realtime" if args.realtime else "unpaced",
         "reference": reference,
         "watchpost": ours,
         "speedup": ours["fps"] / reference["fps"],

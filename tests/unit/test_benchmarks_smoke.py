@@ -114,3 +114,36 @@ def test_blink_count_benchmark_on_a_video():
     video = require_data("video/talking_blinks_720p.mp4")
     figures = run_benchmark("benchmarks.blink_count", str(video), "--max-frames", "60")
     assert figures["frames"] == 60 and len(figures["tracks"]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.data
+def test_pipeline_benchmark_on_a_short_clip(tmp_path):
+    import cv2
+
+    source = cv2.VideoCapture(str(require_data("video/talking_blinks_720p.mp4")))
+    writer = cv2.VideoWriter(
+        str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360)
+    )
+    frames = []
+    for _ in range(45):
+        ok, bgr = source.read()
+        assert ok
+        frames.append(cv2.resize(bgr, (640, 360)))
+        writer.write(frames[-1])
+    writer.release()
+    (tmp_path / "enrol" / "Speaker").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "enrol" / "Speaker" / "speaker.jpg"), frames[10])
+    figures = run_benchmark(
+        "benchmarks.pipeline", str(tmp_path / "clip.avi"), str(tmp_path / "enrol")
+    )
+    assert figures["reference"]["frames"] == 45 and figures["watchpost"]["frames_with_faces"] > 0
+    assert figures["identities_reference"] == ["Speaker"]
+    assert set(figures["watchpost"]["cpu_share_of_one_core"]) == {
+        "recognition",
+        "liveness",
+        "aggregator",
+        "dashboard",
+        "capture",
+    }
