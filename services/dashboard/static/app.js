@@ -4,11 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const seen = new Set();
-const MAX_FEED = 200; // the live feed runs all day; older alerts are in History
-const URGENT = new Set(["unknown_person", "spoof_attempt"]);
 let highestId = 0;
 let retryMs = 1000;
-let openedAt = 0;
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -23,33 +20,20 @@ function el(tag, props = {}, ...children) {
 }
 
 function showError(message) {
-  $("error-text").textContent = message;
-  $("error-banner").hidden = !message;
+  const banner = $("error-banner");
+  banner.textContent = message;
+  banner.hidden = !message;
 }
 
-// The server's `detail`: a string, or FastAPI's list of validation errors.
-function problem(body, fallback) {
-  const detail = body && body.detail;
-  if (Array.isArray(detail)) {
-    return detail.map((d) => `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}`).join("; ");
-  }
-  return typeof detail === "string" && detail ? detail : fallback;
-}
-
-// Throws Error(detail) unless the answer is 2xx; `partial` also accepts the photo upload's 422
-// (some photos stored, the rest rejected with a reason each).
-async function api(path, options = {}, { partial = false } = {}) {
+async function api(path, options = {}) {
   const response = await fetch(path, options);
-  if (response.status === 204) return null;
-  let body = null;
-  try { body = await response.json(); } catch { /* not JSON */ }
-  if (response.ok || (partial && response.status === 422 && Array.isArray(body && body.rejected))) {
-    return { status: response.status, body };
+  if (!response.ok && response.status !== 422) {
+    let detail = `${response.status} ${response.statusText}`;
+    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+    throw new Error(detail);
   }
-  throw new Error(problem(body, `${response.status} ${response.statusText}`));
+  return response.status === 204 ? null : { status: response.status, body: await response.json() };
 }
-
-const toDate = (value) => new Date(typeof value === "number" ? value * 1000 : value);
 
 // -- alerts ---------------------------------------------------------------------------------
 const LABELS = {
@@ -57,38 +41,24 @@ const LABELS = {
   identity_mismatch: "Identity mismatch", access_granted: "Access granted",
 };
 
-function thumbnail(alert) {
-  const none = () => el("div", { class: "thumb none" }, "no snapshot");
-  if (!alert.snapshot_url || alert.has_snapshot === false) return none();
-  const label = `Snapshot: ${LABELS[alert.kind] || alert.kind} on camera ${alert.camera_id}`;
-  const image = el("img", { src: alert.snapshot_url, alt: label, loading: "lazy" });
-  const button = el("button", { type: "button", class: "thumb", title: "Enlarge" }, image);
-  image.addEventListener("error", () => button.replaceWith(none()));
-  button.addEventListener("click", () => enlarge(alert.snapshot_url, label));
-  return button;
-}
-
 function alertCard(alert, fresh) {
-  const urgent = !alert.acknowledged_at && URGENT.has(alert.kind);
-  const when = toDate(alert.captured_at ?? alert.created_at);
-  const facts = [
-    `camera ${alert.camera_id}`,
-    `liveness ${alert.liveness}`,
-    alert.distance == null ? null : `distance ${Number(alert.distance).toFixed(2)}`,
-  ].filter(Boolean).join(" · ");
+  const urgent = !alert.acknowledged_at && (alert.kind === "unknown_person" || alert.kind === "spoof_attempt");
+  const image = alert.snapshot_url
+    ? el("img", { src: alert.snapshot_url, alt: `Snapshot of alert ${alert.id}`, loading: "lazy" })
+    : el("div");
+  if (alert.snapshot_url) image.addEventListener("click", () => enlarge(alert.snapshot_url, alert.id));
+  const when = new Date((typeof alert.created_at === "number" ? alert.created_at * 1000 : alert.created_at));
+  const distance = alert.distance == null ? "" : ` · distance ${Number(alert.distance).toFixed(2)}`;
   return el("li", {
     class: `card${urgent ? " urgent" : ""}${fresh && urgent ? " fresh" : ""}`,
     dataset: { testid: "alert-card", alertId: String(alert.id), kind: alert.kind },
   },
-    thumbnail(alert),
+    image,
     el("div", {},
-      el("div", { class: "card-head" },
-        el("span", { class: `badge ${alert.kind}` }, LABELS[alert.kind] || alert.kind),
-        el("time", { dateTime: isNaN(when) ? "" : when.toISOString(), class: "when" },
-          isNaN(when) ? "" : when.toLocaleString())),
+      el("span", { class: `badge ${alert.kind}` }, LABELS[alert.kind] || alert.kind),
       el("div", { class: "who" }, alert.display_name || (alert.kind === "access_granted" ? "" : "Not enrolled")),
-      el("div", { class: "meta" }, facts),
-      alert.reason ? el("div", { class: "reason" }, alert.reason) : null,
+      el("div", { class: "meta" }, `${alert.camera_id} · ${when.toLocaleString()} · liveness ${alert.liveness}${distance}`),
+      alert.reason ? el("div", { class: "meta" }, alert.reason) : null,
       alert.acknowledged_at
         ? el("div", { class: "meta", dataset: { testid: "alert-acknowledged" } }, `acknowledged by ${alert.acknowledged_by}`)
         : ackButton(alert),
@@ -120,13 +90,12 @@ function addAlert(alert, { fresh = false, append = false } = {}) {
   const card = alertCard(alert, fresh);
   if (append) feed.append(card);
   else feed.prepend(card);
-  while (feed.children.length > MAX_FEED) feed.lastElementChild.remove();
   $("feed-empty").hidden = true;
 }
 
-function enlarge(url, label) {
+function enlarge(url, id) {
   $("viewer-image").src = url;
-  $("viewer-image").alt = label;
+  $("viewer-image").alt = `Snapshot of alert ${id}`;
   $("viewer").showModal();
 }
 
@@ -135,94 +104,40 @@ async function loadAlerts() {
   for (const alert of body) addAlert(alert, { append: true });
 }
 
-function setConnection(state) {
-  const status = $("connection");
-  status.textContent = state;
-  status.className = `status ${state}`;
-}
-
-// `after=` the highest id seen, so what was decided while cut off is replayed (and de-duplicated).
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  let socket;
-  try {
-    socket = new WebSocket(`${scheme}://${location.host}/api/v1/alerts/ws?after=${highestId}`);
-  } catch {
-    reconnect();
-    return;
-  }
+  const socket = new WebSocket(`${scheme}://${location.host}/api/v1/alerts/ws?after=${highestId}`);
+  const status = $("connection");
   socket.addEventListener("open", () => {
-    openedAt = Date.now();
-    setConnection("live");
+    status.textContent = "live";
+    status.className = "status live";
+    retryMs = 1000;
   });
   socket.addEventListener("message", (event) => {
-    let message;
-    try { message = JSON.parse(event.data); } catch { return; }
-    if (message.type === "alert" && message.alert) addAlert(message.alert, { fresh: !message.replay });
+    const message = JSON.parse(event.data);
+    if (message.type === "alert") addAlert(message.alert, { fresh: !message.replay });
   });
-  socket.addEventListener("close", reconnect); // also follows an "error"
-}
-
-function reconnect() {
-  setConnection("reconnecting");
-  // Back-off 1 s doubling to 15 s; it starts over only after a connection that held for a while,
-  // so a server that accepts and drops at once is not hammered.
-  if (openedAt && Date.now() - openedAt > 10000) retryMs = 1000;
-  openedAt = 0;
-  setTimeout(connect, retryMs);
-  retryMs = Math.min(retryMs * 2, 15000);
+  socket.addEventListener("close", () => {
+    status.textContent = "reconnecting";
+    status.className = "status reconnecting";
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 15000);
+  });
 }
 
 // -- people ---------------------------------------------------------------------------------
 async function loadPeople() {
   const { body } = await api("/api/v1/identities?limit=500");
-  const people = Array.isArray(body) ? body : body.items;
-  $("identity-list").replaceChildren(...people.map((person) => {
+  const list = $("identity-list");
+  list.replaceChildren(...body.items.map((person) => {
     const remove = el("button", { class: "danger", type: "button" }, "Delete");
     remove.setAttribute("aria-label", `Delete ${person.display_name}`);
     remove.addEventListener("click", () => deletePerson(person));
-    const login = person.login_name ? ` · login ${person.login_name}` : "";
     return el("li", { dataset: { identityId: String(person.id) } },
       el("span", {}, person.display_name,
-        el("span", { class: "meta" }, `${login} · ${person.face_count} photo${person.face_count === 1 ? "" : "s"}`)),
-      el("span", { class: "actions" }, ...addPhotos(person), remove));
+        el("span", { class: "meta" }, ` · ${person.face_count} photo${person.face_count === 1 ? "" : "s"}`)),
+      remove);
   }));
-}
-
-// "Add photos" for someone already enrolled: a button opening a hidden file input.
-function addPhotos(person) {
-  const input = el("input", {
-    type: "file", accept: "image/jpeg,image/png,image/webp", multiple: true, hidden: true,
-    dataset: { testid: "face-upload-file" },
-  });
-  input.setAttribute("aria-label", `Photos of ${person.display_name}`);
-  const button = el("button", { type: "button", dataset: { testid: "face-upload", identityId: String(person.id) } },
-    "Add photos");
-  button.setAttribute("aria-label", `Add photos of ${person.display_name}`);
-  button.addEventListener("click", () => input.click());
-  input.addEventListener("change", async () => {
-    if (!input.files.length) return;
-    showError("");
-    button.disabled = true;
-    button.textContent = "Uploading…";
-    try {
-      await uploadFaces(person, [...input.files]);
-    } catch (error) { showError(`photos of ${person.display_name}: ${error.message}`); }
-    await loadPeople().catch((error) => showError(`people: ${error.message}`));
-  });
-  return [input, button];
-}
-
-// Accepted photos are stored even when others are rejected; the rejected ones are shown.
-async function uploadFaces(person, files) {
-  const form = new FormData();
-  for (const file of files) form.append("file", file);
-  const { body } = await api(`/api/v1/identities/${person.id}/faces`, { method: "POST", body: form },
-    { partial: true });
-  if (body && body.rejected && body.rejected.length) {
-    showError(`photos of ${person.display_name} not enrolled: ${problem(body,
-      body.rejected.map((r) => `${r.filename}: ${r.reason}`).join("; "))}`);
-  }
 }
 
 async function deletePerson(person) {
@@ -236,38 +151,26 @@ async function deletePerson(person) {
 async function enrol(event) {
   event.preventDefault();
   showError("");
-  const form = event.target;
-  const submit = $("identity-submit");
   const login = $("identity-login").value.trim();
-  submit.disabled = true;
   try {
-    let person;
-    try {
-      ({ body: person } = await api("/api/v1/identities", {
-        method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ display_name: $("identity-name").value.trim(), login_name: login || null }),
-      }));
-    } catch (error) {
-      showError(`enrol: ${error.message}`);
-      return;
-    }
-    // The person exists now: clear the form whatever happens to the photos (they can be added
-    // again from the list), so a second click does not create a duplicate.
+    const { body: person } = await api("/api/v1/identities", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ display_name: $("identity-name").value.trim(), login_name: login || null }),
+    });
     const files = [...$("face-file").files, ...webcamPhotos];
-    form.reset();
-    webcamPhotos.length = 0;
-    $("webcam-count").textContent = "";
     if (files.length) {
-      try {
-        await uploadFaces(person, files);
-      } catch (error) {
-        showError(`${person.display_name} was added, but not the photos: ${error.message}`);
+      const form = new FormData();
+      for (const file of files) form.append("file", file);
+      const { body } = await api(`/api/v1/identities/${person.id}/faces`, { method: "POST", body: form });
+      if (body.rejected && body.rejected.length) {
+        showError(body.rejected.map((r) => `${r.filename}: ${r.reason}`).join("; "));
       }
     }
-  } finally {
-    submit.disabled = false;
-    await loadPeople().catch((error) => showError(`people: ${error.message}`));
-  }
+    event.target.reset();
+    webcamPhotos.length = 0;
+    $("webcam-count").textContent = "";
+  } catch (error) { showError(error.message); }
+  await loadPeople();
 }
 
 // -- webcam enrolment ---------------------------------------------------------------------------
@@ -394,8 +297,6 @@ function showView(name) {
 
 // -- start ----------------------------------------------------------------------------------
 $("identity-form").addEventListener("submit", enrol);
-$("error-close").addEventListener("click", () => showError(""));
-$("viewer").addEventListener("click", (event) => { if (event.target === $("viewer")) $("viewer").close(); });
 $("camera-form").addEventListener("submit", addCamera);
 $("webcam-start").addEventListener("click", startWebcam);
 $("webcam-snap").addEventListener("click", takePhoto);
