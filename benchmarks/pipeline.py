@@ -140,14 +140,19 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
     stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset))
     try:
         stack.start()
-        api = httpx.Client(base_url=url["dashboard"], timeout=60)
+        key = stack.make_key("admin", "benchmark")
+        auth = {"Authorization": f"Bearer {key}"}
+        api = httpx.Client(base_url=url["dashboard"], timeout=60, headers=auth)
         api.delete("/api/v1/cameras/demo")
         for name, paths in photos.items():
             identity = api.post("/api/v1/identities", json={"display_name": name}).json()
             files = [("file", (p.name, p.read_bytes())) for p in paths]
             api.post(f"/api/v1/identities/{identity['id']}/faces?largest=true", files=files)
         alerts: list[tuple[float, dict]] = []
-        ws = connect(f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws")
+        ws = connect(
+            f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws",
+            additional_headers=auth,
+        )
         threading.Thread(
             target=lambda: [alerts.append((time.time(), json.loads(m)["alert"])) for m in ws],
             daemon=True,

@@ -4,6 +4,7 @@ stream prefix and a fresh database schema per test, and the real data set."""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,16 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 
+from watchpost.auth import create_key
 from watchpost.settings import default_data_dir
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+# Services authenticate to each other with this in tests (`watchpost up` makes one per run).
+INTERNAL_TOKEN = "test-internal-" + secrets.token_hex(16)
+INTERNAL_HEADERS = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
 
 
 def data_dir() -> Path:
@@ -134,8 +141,30 @@ def env_settings(redis_url, migrated_url, prefix):
             "stream_prefix": prefix,
             "frame_max_age_seconds": 0,  # replayed files run faster than real time
             "consumer_name": "test",
+            "internal_token": INTERNAL_TOKEN,
         }
         values.update(overrides)
         return cls(**values)
 
     return build
+
+
+@pytest.fixture
+def make_key(pool):
+    """Create an API key with a role in this test's database; returns the full key."""
+
+    def make(role: str = "admin", name: str | None = None) -> str:
+        with pool.connection() as conn:
+            key, _ = create_key(conn, name=name or f"test-{role}", role=role)
+        return key
+
+    return make
+
+
+@pytest.fixture
+def admin_key(make_key) -> str:
+    return make_key("admin")
+
+
+def key_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -1,10 +1,12 @@
-"""`watchpost`: run the whole stack locally (`up`), one service (`serve`), or migrations."""
+"""`watchpost`: run the whole stack locally (`up`), one service (`serve`), migrations, API keys
+(`keys`), deployment secrets (`secrets`) and bulk enrolment (`enroll`)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -51,6 +53,7 @@ class Stack:
         self.args = args
         self.children: dict[str, subprocess.Popen] = {}
         self.embedded: list = []
+        self.database_url: str | None = None
 
     def start(self) -> str:
         from watchpost.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -69,6 +72,8 @@ class Stack:
             database_url = server.start()
             print(f"embedded PostgreSQL: {database_url}")
         env = dict(os.environ, WATCHPOST_REDIS_URL=redis_url, WATCHPOST_DATABASE_URL=database_url)
+        # The services authenticate to each other with a token made for this run.
+        env.setdefault("WATCHPOST_INTERNAL_TOKEN", secrets.token_urlsafe(32))
         ports = {n: SERVICE_SETTINGS[n].default_port + self.args.port_offset for n in SERVICES}
         env["WATCHPOST_DASHBOARD_RECOGNITION_URL"] = f"http://127.0.0.1:{ports['recognition']}"
         env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
@@ -77,6 +82,8 @@ class Stack:
         from watchpost.db import apply_migrations
 
         apply_migrations(database_url)  # once, before five services race for the lock
+        self.database_url = database_url
+        first_admin_key(database_url)
         for name in SERVICES:
             child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]))
             self.children[name] = subprocess.Popen(
@@ -86,6 +93,14 @@ class Stack:
             )
             self._wait_ready(name, ports[name])
         return f"http://127.0.0.1:{ports['dashboard']}/"
+
+    def make_key(self, role: str, name: str) -> str:
+        """An API key in the running stack's database (for benchmarks and tests)."""
+        from watchpost.auth import create_key
+        from watchpost.db import open_pool
+
+        with open_pool(self.database_url, min_size=1, max_size=1) as pool, pool.connection() as c:
+            return create_key(c, name=name, role=role)[0]
 
     def _wait_ready(self, name: str, port: int, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -124,6 +139,111 @@ class Stack:
                 child.kill()
         for server in reversed(self.embedded):
             server.stop()
+
+
+def first_admin_key(database_url: str) -> None:
+    """On a first start there is no way in: make an admin key and show it, once."""
+    from watchpost.auth import Role, create_key
+    from watchpost.db import open_pool
+    from watchpost.db.access import count_admin_keys
+
+    with open_pool(database_url, min_size=1, max_size=1) as pool, pool.connection() as conn:
+        if count_admin_keys(conn):
+            return
+        key, _ = create_key(conn, name="first-admin", role=Role.admin)
+    print(
+        f"\nNo admin key existed, so one was made. It is shown only now; keep it safe:\n\n"
+        f"    {key}\n\nSign in to the dashboard with it, and make keys for people with "
+        "`watchpost keys create --name NAME --role viewer|operator|admin`.\n",
+        flush=True,
+    )
+
+
+def database_for_cli(home: str) -> tuple[str, list]:
+    """WATCHPOST_DATABASE_URL, else the embedded server `watchpost up` uses (started here)."""
+    url = CommonSettings().database_url
+    if url:
+        return url, []
+    from watchpost.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(Path(home).resolve() / "postgres")
+    return server.start(), [server]
+
+
+def keys_command(args: argparse.Namespace) -> int:
+    from watchpost.auth import Role, create_key
+    from watchpost.db import access, apply_migrations, open_pool
+
+    url, servers = database_for_cli(args.home)
+    try:
+        apply_migrations(url)
+        with open_pool(url, min_size=1, max_size=1) as pool, pool.connection() as conn:
+            if args.action == "create":
+                key, row = create_key(conn, name=args.name, role=Role[args.role])
+                access.audit(
+                    conn,
+                    actor=f"cli:{os.environ.get('USER', 'unknown')}",
+                    role="admin",
+                    action="key_create",
+                    target_type="api_key",
+                    target_id=row["key_id"],
+                    details={"name": args.name, "role": args.role},
+                )
+                print(
+                    f"created {args.role} key {row['key_id']} for {args.name!r}; it is shown "
+                    "only now:",
+                    file=sys.stderr,
+                )
+                print(key)
+            elif args.action == "revoke":
+                row = access.revoke_key(conn, args.key_id)
+                if row is None:
+                    print(f"no live key {args.key_id!r}", file=sys.stderr)
+                    return 1
+                access.audit(
+                    conn,
+                    actor=f"cli:{os.environ.get('USER', 'unknown')}",
+                    role="admin",
+                    action="key_revoke",
+                    target_type="api_key",
+                    target_id=row["key_id"],
+                )
+                print(f"revoked {row['key_id']} ({row['name']}, {row['role']})")
+            else:
+                for row in access.list_keys(conn, include_revoked=args.all):
+                    state = "revoked" if row["revoked_at"] else "live"
+                    used = row["last_used_at"]
+                    used = used.isoformat(timespec="seconds") if used else "never used"
+                    role = row["role"]
+                    print(f"{row['key_id']}  {role:<8}  {state:<7}  {used:<25}  {row['name']}")
+    finally:
+        for server in servers:
+            server.stop()
+    return 0
+
+
+SECRET_NAMES = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "WATCHPOST_INTERNAL_TOKEN")
+
+
+def secrets_command(args: argparse.Namespace) -> int:
+    """Write generated secrets into the compose env file; never overwrite one that is set."""
+    path = Path(args.env_file)
+    text = path.read_text() if path.exists() else ""
+    present = {
+        line.split("=", 1)[0].strip()
+        for line in text.splitlines()
+        if "=" in line and not line.lstrip().startswith("#") and line.split("=", 1)[1].strip()
+    }
+    missing = [name for name in SECRET_NAMES if name not in present]
+    if not missing:
+        print(f"{path}: every secret is already set")
+        return 0
+    lines = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in missing]
+    lines += [f"{name}={secrets.token_hex(24)}" for name in missing]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    print(f"{path}: generated {', '.join(missing)}")
+    return 0
 
 
 def up(args: argparse.Namespace) -> int:
@@ -177,7 +297,9 @@ def enroll(args: argparse.Namespace) -> int:
         console.print(f"[red]not a folder: {folder}[/red]")
         return 2
     try:
-        summary = enroll_folder(folder, url=args.url, largest=args.largest, console=console)
+        summary = enroll_folder(
+            folder, url=args.url, key=args.key, largest=args.largest, console=console
+        )
     except httpx.HTTPError as exc:
         console.print(f"[red]the dashboard at {args.url} failed: {exc}[/red]")
         return 2
@@ -211,6 +333,30 @@ def main(argv: list[str] | None = None) -> int:
     enroll_parser.add_argument(
         "--largest", action="store_true", help="in group photos, enrol the largest face"
     )
+    enroll_parser.add_argument(
+        "--key",
+        default=os.environ.get("WATCHPOST_API_KEY"),
+        required="WATCHPOST_API_KEY" not in os.environ,
+        help="an admin API key (default: $WATCHPOST_API_KEY)",
+    )
+    keys_parser = commands.add_parser("keys", help="create, list or revoke API keys")
+    keys_parser.add_argument(
+        "--home",
+        default=str(PROJECT_ROOT / ".watchpost"),
+        help="embedded database folder when WATCHPOST_DATABASE_URL is not set",
+    )
+    key_actions = keys_parser.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="make a key and print it (shown once)")
+    create.add_argument("--name", required=True, help="who or what holds it")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    listing = key_actions.add_parser("list", help="the keys, without their secrets")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = key_actions.add_parser("revoke", help="stop a key working (within 30 s)")
+    revoke.add_argument("key_id")
+    secrets_parser = commands.add_parser(
+        "secrets", help="generate the deployment's secrets into the compose .env file"
+    )
+    secrets_parser.add_argument("--env-file", default=".env")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args)
@@ -219,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "enroll":
         return enroll(args)
+    if args.command == "keys":
+        return keys_command(args)
+    if args.command == "secrets":
+        return secrets_command(args)
     migrate()
     return 0
 

@@ -3,6 +3,7 @@ every photo gets the same checks as an upload from the page)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,20 @@ def find_or_create(client: httpx.Client, name: str, summary: EnrolmentSummary) -
     return created.json()["id"]
 
 
-def enroll_folder(folder: Path, *, url: str, largest: bool, console: Console) -> EnrolmentSummary:
+def post_photo(client: httpx.Client, path: str, photo: Path, largest: bool) -> httpx.Response:
+    """Upload one photo, waiting out the dashboard's enrolment rate limit when it answers 429."""
+    while True:
+        response = client.post(
+            path, params={"largest": largest}, files={"file": (photo.name, photo.read_bytes())}
+        )
+        if response.status_code != 429:
+            return response
+        time.sleep(float(response.headers.get("Retry-After", "5")))
+
+
+def enroll_folder(
+    folder: Path, *, url: str, key: str, largest: bool, console: Console
+) -> EnrolmentSummary:
     people = photos_by_person(folder)
     summary = EnrolmentSummary(people=len(people))
     total = sum(len(photos) for photos in people.values())
@@ -54,7 +68,9 @@ def enroll_folder(folder: Path, *, url: str, largest: bool, console: Console) ->
         TimeRemainingColumn(),
     )
     with (
-        httpx.Client(base_url=url, timeout=120) as client,
+        httpx.Client(
+            base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"}
+        ) as client,
         Progress(*columns, console=console) as bar,
     ):
         task = bar.add_task("enrolling", total=total)
@@ -62,10 +78,8 @@ def enroll_folder(folder: Path, *, url: str, largest: bool, console: Console) ->
             identity_id = find_or_create(client, name, summary)
             for photo in photos:
                 bar.update(task, description=f"{name}/{photo.name}")
-                response = client.post(
-                    f"/api/v1/identities/{identity_id}/faces",
-                    params={"largest": largest},
-                    files={"file": (photo.name, photo.read_bytes())},
+                response = post_photo(
+                    client, f"/api/v1/identities/{identity_id}/faces", photo, largest
                 )
                 if response.status_code == 201:
                     summary.accepted += 1

@@ -16,11 +16,12 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import redis
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
+from watchpost.auth import bearer, same_secret
 from watchpost.db import apply_migrations, open_pool
 from watchpost.settings import CommonSettings
 
@@ -96,6 +97,37 @@ class BackgroundLoop:
     @property
     def crashed(self) -> bool:
         return self.error is not None
+
+
+class BodyLimit:
+    """ASGI middleware: a request body beyond `max_bytes` gets 413 before it is buffered or
+    spooled to disk, whether it declares its length or streams it chunked."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = HTTPException(413, detail=f"the request body exceeds {self.max_bytes} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": too_large.detail}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise too_large  # FastAPI turns it into the 413 answer while parsing the body
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def add_ops_routes(
@@ -199,9 +231,40 @@ def service_app(
             resources.close()
 
     app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def unstorable(request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # A value the schema let through but PostgreSQL cannot hold (an id beyond bigint, a
+        # NUL byte): the caller's mistake, said as such, not a 500.
+        log.info("refused unstorable input on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"a value is out of range or cannot be stored: {exc.sqlstate}"},
+            status_code=422,
+        )
+
     add_ops_routes(
         app,
         loops=lambda: app.state.resources.loops,
         dependencies=lambda: app.state.resources.dependencies(),
     )
     return app
+
+
+def internal_auth(settings: CommonSettings):
+    """A route dependency that admits only callers presenting the internal token. Resolved when
+    the app is built, so a service without a token refuses to start instead of running open."""
+    token = settings.require_internal_token()
+
+    def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+        if not same_secret(bearer(authorization), token):
+            raise HTTPException(
+                401, detail="internal token required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    return Depends(check)
+
+
+def internal_headers(settings: CommonSettings) -> dict[str, str]:
+    """Headers a service sends when it calls another service's API."""
+    return {"Authorization": f"Bearer {settings.require_internal_token()}"}

@@ -7,9 +7,11 @@ containers and the tests, and a compose file can be checked against these classe
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +22,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def default_data_dir() -> Path:
     """The shared real-data folder beside the project (see ../shared/data/README.md)."""
     return (PROJECT_ROOT.parent / "shared" / "data").resolve()
+
+
+_PLACEHOLDERS = re.compile(
+    r"^(changeme|change[-_ ]?me.*|password|passw0rd|secret|placeholder|example|test|admin|"
+    r"default|xxx+|\.\.\.|<.*>|\$\{.*\})$",
+    re.IGNORECASE,
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """A value copied from an example instead of generated (`change-me`, `<secret>`, ...)."""
+    return bool(_PLACEHOLDERS.match(value.strip()))
 
 
 class CommonSettings(BaseSettings):
@@ -56,10 +70,45 @@ class CommonSettings(BaseSettings):
         default_factory=default_data_dir,
         description="Folder with the real test data and demo videos.",
     )
+    internal_token: SecretStr | None = Field(
+        None,
+        description="Shared secret the services present to each other's HTTP APIs "
+        "(`Authorization: Bearer`). Required by recognition, liveness and the dashboard; "
+        "`watchpost up` and `watchpost secrets` generate one.",
+    )
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> CommonSettings:
+        if self.internal_token is not None:
+            token = self.internal_token.get_secret_value()
+            if len(token) < 24 or is_placeholder(token):
+                raise ValueError(
+                    "internal_token looks like a placeholder or is shorter than 24 characters; "
+                    "generate one with `watchpost secrets`"
+                )
+        for name in ("redis_url", "database_url"):
+            password = urlsplit(getattr(self, name) or "").password
+            if password and is_placeholder(password):  # empty: no password (socket, trust)
+                raise ValueError(f"{name} has a placeholder password; set a generated one")
+        return self
+
+    def require_internal_token(self) -> str:
+        if self.internal_token is None:
+            raise RuntimeError(
+                f"{self.service_name}: WATCHPOST_INTERNAL_TOKEN is not set (services authenticate "
+                "to each other with it; generate one with `watchpost secrets`)"
+            )
+        return self.internal_token.get_secret_value()
 
     @property
     def port(self) -> int:
         return self.http_port or self.default_port
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest HTTP request body the service reads (413 beyond it); services that take
+        uploads allow their most files of the largest size, plus room for the form."""
+        return 1_000_000
 
     def require_redis_url(self) -> str:
         if not self.redis_url:
@@ -134,6 +183,10 @@ class RecognitionSettings(CommonSettings):
         None, description="Liveness service base URL; /v1/verify asks it about the frames."
     )
 
+    @property
+    def max_body_bytes(self) -> int:
+        return self.recognition_max_upload_bytes * self.recognition_max_files + 1_000_000
+
 
 class LivenessSettings(CommonSettings):
     service_name: ClassVar[str] = "liveness"
@@ -180,6 +233,10 @@ class LivenessSettings(CommonSettings):
     )
     liveness_max_frames: int = Field(120, ge=1, le=600, description="Frames per burst request.")
     liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.liveness_max_upload_bytes * self.liveness_max_frames + 1_000_000
 
 
 class AggregatorSettings(CommonSettings):
@@ -239,6 +296,47 @@ class DashboardSettings(CommonSettings):
     dashboard_replay_limit: int = Field(
         500, ge=1, le=10_000, description="Most alerts replayed to a reconnecting client."
     )
+    dashboard_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (JSON list). Empty: none "
+        "but the dashboard's own page.",
+    )
+    dashboard_session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="A page login lasts this long."
+    )
+    dashboard_secure_cookies: bool = Field(
+        False, description="Mark the session cookie Secure (set it when served over HTTPS)."
+    )
+    dashboard_login_per_minute: int = Field(
+        10, ge=1, description="Login attempts allowed per client address per minute."
+    )
+    dashboard_enrol_per_minute: int = Field(
+        30, ge=1, description="Enrolment uploads allowed per API key per minute."
+    )
+    auth_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a checked API key is trusted without asking the database again "
+        "(a revoked key stops working within this time).",
+    )
+    retention_alert_days: float = Field(
+        365.0, ge=0, description="Delete alerts older than this (0: keep forever)."
+    )
+    retention_snapshot_days: float = Field(
+        30.0,
+        ge=0,
+        description="Drop the snapshot and face crop of alerts older than this (0: keep them).",
+    )
+    retention_audit_days: float = Field(
+        730.0, ge=0, description="Delete audit entries older than this (0: keep forever)."
+    )
+    retention_check_seconds: float = Field(
+        3600.0, gt=0, description="How often the retention job runs."
+    )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.dashboard_max_upload_bytes * self.dashboard_max_files + 1_000_000
 
     @model_validator(mode="after")
     def _check_webhooks(self) -> DashboardSettings:
@@ -249,6 +347,9 @@ class DashboardSettings(CommonSettings):
         for url in (u for urls in self.dashboard_webhooks.values() for u in urls):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"dashboard_webhooks: {url!r} is not an http(s) URL")
+        for origin in self.dashboard_cors_origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ValueError(f"dashboard_cors_origins: {origin!r} is not an explicit origin")
         if self.dashboard_webhooks and self.dashboard_webhook_secret is None:
             raise ValueError(
                 "dashboard_webhooks need WATCHPOST_DASHBOARD_WEBHOOK_SECRET to sign them"

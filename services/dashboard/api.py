@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.dashboard.auth import VIEWER, Admin, Operator, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     CheckedFace,
@@ -26,6 +27,7 @@ from services.dashboard.schemas import (
     AlertEnrol,
     AlertEnrolled,
     AlertPublic,
+    AuditEntry,
     CameraCreate,
     CameraPublic,
     CameraUpdate,
@@ -38,12 +40,13 @@ from services.dashboard.schemas import (
     IdentityUpdate,
     Problem,
 )
-from watchpost.db import alerts, cameras, identities
+from watchpost.db import access, alerts, cameras, identities
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.messages import AlertKind
+from watchpost.service import internal_headers
 from watchpost.settings import DashboardSettings
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
 NOT_FOUND = {404: {"model": Problem}}
 JPEG = {200: {"content": {"image/jpeg": {}}}}
 
@@ -89,13 +92,16 @@ def existing_identity(conn, identity_id: int) -> dict:
     tags=["identities"],
     responses={409: {"model": Problem}},
 )
-def create_identity(body: IdentityCreate, conn: ConnDep) -> IdentityPublic:
+def create_identity(
+    body: IdentityCreate, conn: ConnDep, who: Admin, request: Request
+) -> IdentityPublic:
     try:
         row = identities.create_identity(
             conn, display_name=body.display_name, login_name=body.login_name, metadata=body.metadata
         )
     except DuplicateLoginError as exc:
         raise HTTPException(409, detail=str(exc)) from None
+    audit(conn, request, who, "identity_create", "identity", row["id"])
     return IdentityPublic.model_validate({**row, "face_count": 0})
 
 
@@ -130,7 +136,13 @@ def get_identity(identity_id: int, conn: ConnDep) -> IdentityPublic:
     responses={**NOT_FOUND, 409: {"model": Problem}},
 )
 def update_identity(
-    identity_id: int, body: IdentityUpdate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+    identity_id: int,
+    body: IdentityUpdate,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
 ) -> IdentityPublic:
     changes = body.model_dump(exclude_unset=True)
     if changes.get("display_name", "") is None:
@@ -141,6 +153,7 @@ def update_identity(
         raise HTTPException(409, detail=str(exc)) from None
     if row is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
+    audit(conn, request, who, "identity_update", "identity", identity_id, fields=sorted(changes))
     if "display_name" in changes:  # names travel with the gallery
         gallery_changed(conn, redis_client, keys)
     return IdentityPublic.model_validate(row)
@@ -150,11 +163,19 @@ def update_identity(
     "/identities/{identity_id}", status_code=204, tags=["identities"], responses=NOT_FOUND
 )
 def delete_identity(
-    identity_id: int, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+    identity_id: int,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
 ) -> Response:
-    """Deletes the identity with every embedding and enrolment image of it."""
-    if not identities.delete_identity(conn, identity_id):
+    """Erases the person: every embedding and enrolment image, and their name, snapshots and
+    face crops in past alerts (the alert records stay, unnamed)."""
+    erased = access.erase_identity(conn, identity_id)
+    if erased is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
+    audit(conn, request, who, "identity_erase", "identity", identity_id, **erased)
     gallery_changed(conn, redis_client, keys)
     return Response(status_code=204)
 
@@ -176,10 +197,15 @@ async def add_faces(
     redis_client: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
+    who: Admin,
+    request: Request,
     largest: Annotated[bool, Query(description="With several faces, enrol the largest")] = False,
 ):
     """Each photo is checked (one face, large and sharp enough); accepted ones are stored even
     when others are rejected, and the answer is then 422 with the reason per rejected file."""
+    await run_in_threadpool(
+        throttle, request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute
+    )
     await run_in_threadpool(existing_identity, conn, identity_id)
     if len(file) > settings.dashboard_max_files:
         raise HTTPException(
@@ -197,6 +223,7 @@ async def add_faces(
                     data,
                     name,
                     recognition_url=settings.dashboard_recognition_url,
+                    headers=internal_headers(settings),
                     rules=rules(settings, largest=largest),
                 )
             )
@@ -205,6 +232,10 @@ async def add_faces(
         except RecognitionUnavailable as exc:
             raise HTTPException(503, detail=str(exc)) from None
     try:
+        if accepted:
+            await run_in_threadpool(
+                audit, conn, request, who, "faces_add", "identity", identity_id, count=len(accepted)
+            )
         rows = await run_in_threadpool(
             store_faces, conn, redis_client, keys, identity_id=identity_id, faces=accepted
         )
@@ -242,9 +273,17 @@ def face_image(face_id: int, conn: ConnDep) -> Response:
 
 
 @router.delete("/faces/{face_id}", status_code=204, tags=["faces"], responses=NOT_FOUND)
-def delete_face(face_id: int, conn: ConnDep, redis_client: RedisDep, keys: KeysDep) -> Response:
+def delete_face(
+    face_id: int,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
+) -> Response:
     if not identities.delete_face(conn, face_id):
         raise HTTPException(404, detail=f"face {face_id} not found")
+    audit(conn, request, who, "face_delete", "face", face_id)
     gallery_changed(conn, redis_client, keys)
     return Response(status_code=204)
 
@@ -295,11 +334,15 @@ def alert_counts(
 @router.post(
     "/alerts/{alert_id}/ack", response_model=AlertPublic, tags=["alerts"], responses=NOT_FOUND
 )
-def acknowledge_alert(alert_id: int, body: Acknowledge, conn: ConnDep) -> AlertPublic:
-    """Mark an alert as seen to; acknowledging again keeps the first who and when."""
-    row = alerts.acknowledge(conn, alert_id, by=body.by)
+def acknowledge_alert(
+    alert_id: int, body: Acknowledge, conn: ConnDep, who: Operator, request: Request
+) -> AlertPublic:
+    """Mark an alert as seen to, in the caller's name; acknowledging again keeps the first who
+    and when."""
+    row = alerts.acknowledge(conn, alert_id, by=who.actor)
     if row is None:
         raise HTTPException(404, detail=f"alert {alert_id} not found")
+    audit(conn, request, who, "alert_acknowledge", "alert", alert_id, note=body.note)
     return alert_public(row)
 
 
@@ -356,9 +399,12 @@ def enrol_from_alert(
     redis_client: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
+    who: Admin,
+    request: Request,
 ) -> AlertEnrolled:
     """ "That unknown person is our new colleague": enrol the alert's face into an existing
     identity or a new one."""
+    throttle(request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute)
     face_jpeg = alerts.get_face(conn, alert_id)
     if face_jpeg is None:
         raise HTTPException(404, detail=f"alert {alert_id} has no face crop or does not exist")
@@ -369,6 +415,7 @@ def enrol_from_alert(
             face_jpeg,
             f"alert-{alert_id}.jpg",
             recognition_url=settings.dashboard_recognition_url,
+            headers=internal_headers(settings),
             rules=rules(settings, largest=True),
         )
     except EnrolmentError as exc:
@@ -383,6 +430,7 @@ def enrol_from_alert(
             )["id"]
         except DuplicateLoginError as exc:
             raise HTTPException(409, detail=str(exc)) from None
+    audit(conn, request, who, "faces_add", "identity", identity_id, count=1, alert_id=alert_id)
     try:
         (row,) = store_faces(conn, redis_client, keys, identity_id=identity_id, faces=[face])
     except psycopg.errors.ForeignKeyViolation:
@@ -414,7 +462,12 @@ def list_cameras(conn: ConnDep) -> list[CameraPublic]:
     responses={409: {"model": Problem}},
 )
 def create_camera(
-    body: CameraCreate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+    body: CameraCreate,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
 ) -> CameraPublic:
     """Capture starts reading it within a few seconds, without a restart."""
     row = cameras.create_camera(
@@ -427,6 +480,7 @@ def create_camera(
     )
     if row is None:
         raise HTTPException(409, detail=f"camera {body.id!r} already exists")
+    audit(conn, request, who, "camera_create", "camera", body.id)
     cameras_changed(conn, redis_client, keys)
     return CameraPublic.model_validate(row)
 
@@ -445,20 +499,51 @@ def get_camera(camera_id: str, conn: ConnDep) -> CameraPublic:
     "/cameras/{camera_id}", response_model=CameraPublic, tags=["cameras"], responses=NOT_FOUND
 )
 def update_camera(
-    camera_id: str, body: CameraUpdate, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+    camera_id: str,
+    body: CameraUpdate,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
 ) -> CameraPublic:
     """Rename, point at another source, enable or disable; capture follows."""
-    row = cameras.update_camera(conn, camera_id, **body.model_dump(exclude_unset=True))
+    changes = body.model_dump(exclude_unset=True)
+    row = cameras.update_camera(conn, camera_id, **changes)
     if row is None:
         raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    audit(conn, request, who, "camera_update", "camera", camera_id, fields=sorted(changes))
     cameras_changed(conn, redis_client, keys)
     return CameraPublic.model_validate(row)
 
 
 @router.delete("/cameras/{camera_id}", status_code=204, tags=["cameras"], responses=NOT_FOUND)
-def delete_camera(camera_id: str, conn: ConnDep, redis_client: RedisDep, keys: KeysDep) -> Response:
+def delete_camera(
+    camera_id: str,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    who: Admin,
+    request: Request,
+) -> Response:
     """Capture stops reading it; its alerts stay."""
     if not cameras.delete_camera(conn, camera_id):
         raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    audit(conn, request, who, "camera_delete", "camera", camera_id)
     cameras_changed(conn, redis_client, keys)
     return Response(status_code=204)
+
+
+# -- audit ----------------------------------------------------------------------------------
+@router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
+def audit_log(
+    conn: ConnDep,
+    who: Admin,
+    before_id: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AuditEntry]:
+    """Who enrolled, erased, acknowledged, changed cameras or signed in; newest first."""
+    return [
+        AuditEntry.model_validate(r)
+        for r in access.list_audit(conn, limit=limit, before_id=before_id)
+    ]

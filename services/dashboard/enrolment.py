@@ -38,7 +38,7 @@ class CheckedFace:
 
 
 def check_face(
-    data: bytes, filename: str, *, recognition_url: str, rules: FaceRules
+    data: bytes, filename: str, *, recognition_url: str, rules: FaceRules, headers: dict[str, str]
 ) -> CheckedFace:
     """The one usable face in the photo, or EnrolmentError saying what is wrong with it."""
     try:
@@ -49,6 +49,7 @@ def check_face(
         response = httpx.post(
             f"{recognition_url.rstrip('/')}/v1/faces",
             files={"file": (filename, data, "application/octet-stream")},
+            headers=headers,
             timeout=60.0,
         )
     except httpx.HTTPError as exc:

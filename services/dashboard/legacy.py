@@ -9,19 +9,22 @@ import binascii
 import hashlib
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.dashboard.api import alert_public
+from services.dashboard.auth import require
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
-from services.dashboard.schemas import AlertPublic, Problem
+from services.dashboard.schemas import AlertPublic, Name, Problem
+from watchpost.auth import Role
 from watchpost.db import alerts
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import ALERTS_MAXLEN
 from watchpost.messages import AlertKind
 from watchpost.streams import publish
 
-router = APIRouter()
+# Legacy senders are machines: an operator key, or the internal token.
+router = APIRouter(dependencies=[Depends(require(Role.operator))])
 
 # What older clients call each kind.
 LEGACY_KINDS: dict[str, AlertKind] = {
@@ -41,7 +44,7 @@ LEGACY_KINDS: dict[str, AlertKind] = {
 class LegacyAlert(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    login_name: str = Field(min_length=1, max_length=200)
+    login_name: Name
     time: datetime = Field(description="ISO 8601 or Unix seconds")
     type: str = Field(description=f"one of {sorted(LEGACY_KINDS)}")
     image: str = Field(min_length=4, description="base64 JPEG")

@@ -12,10 +12,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.dashboard.api import alert_public
+from services.dashboard.auth import VIEWER, same_origin
 from watchpost.db import alerts, cameras
 from watchpost.keys import Keys
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1")  # the websocket checks its caller itself
 
 
 def _replay(pool, after: int, limit: int) -> list[dict]:
@@ -27,6 +28,14 @@ def _replay(pool, after: int, limit: int) -> list[dict]:
 async def alerts_ws(websocket: WebSocket, after: int | None = Query(None, ge=0)) -> None:
     resources = websocket.app.state.resources
     broadcaster = websocket.app.state.broadcaster
+    # Same callers as the REST API (session cookie or API key); refused before the upgrade.
+    if not same_origin(websocket, resources.settings.dashboard_cors_origins):
+        await websocket.close(code=1008, reason="origin not allowed")
+        return
+    principal = await run_in_threadpool(websocket.app.state.auth.identify, websocket)
+    if principal is None:
+        await websocket.close(code=1008, reason="sign in or send an API key")
+        return
     # Subscribe before replaying, so nothing decided during the replay falls in between.
     subscriber = broadcaster.subscribe(asyncio.get_running_loop())
     if subscriber is None:
@@ -85,6 +94,7 @@ async def _drain_client(websocket: WebSocket) -> None:
     "/cameras/{camera_id}/live.mjpg",
     tags=["cameras"],
     responses={200: {"content": {"multipart/x-mixed-replace": {}}}, 404: {}},
+    dependencies=VIEWER,
 )
 async def live_view(camera_id: str, request: Request) -> StreamingResponse:
     """The camera's latest frames as MJPEG (about 10 per second), with face boxes, names and

@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from watchpost.messages import AlertKind, LivenessState
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # names and sources are one line
+
+
+def printable(value: str) -> str:
+    """Refuse control characters (PostgreSQL cannot store NUL; the rest only hide things)."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def _no_nul_anywhere(value: Any) -> Any:
+    """JSON metadata: no NUL in any key or string (jsonb cannot store it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            raise ValueError("NUL characters are not allowed")
+    return value
+
+
+# A person's or a camera's name: trimmed, 1-200 printable characters.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(printable),
+]
+Metadata = Annotated[dict[str, Any], AfterValidator(_no_nul_anywhere)]
 
 
 class IdentityCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str = Field(min_length=1, max_length=200)
-    login_name: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    display_name: Name
+    login_name: Name | None = None
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class IdentityUpdate(BaseModel):
@@ -23,9 +65,9 @@ class IdentityUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str | None = Field(None, min_length=1, max_length=200)
-    login_name: str | None = Field(None, min_length=1, max_length=200)
-    metadata: dict[str, Any] | None = None
+    display_name: Name | None = None
+    login_name: Name | None = None
+    metadata: Metadata | None = None
 
 
 class IdentityPublic(BaseModel):
@@ -64,8 +106,8 @@ class AlertEnrol(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     identity_id: int | None = None
-    display_name: str | None = Field(None, min_length=1, max_length=200)
-    login_name: str | None = Field(None, min_length=1, max_length=200)
+    display_name: Name | None = None
+    login_name: Name | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> AlertEnrol:
@@ -127,7 +169,9 @@ class Problem(BaseModel):
 class Acknowledge(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str = Field(min_length=1, max_length=100, description="Who saw to it")
+    note: str | None = Field(
+        None, max_length=500, description="What was done (the audit log keeps it)"
+    )
 
 
 class AlertCount(BaseModel):
@@ -143,12 +187,12 @@ class CameraCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: CameraId
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     source: str = Field(
         min_length=1, max_length=2000, description="file path, webcam index, rtsp/http URL"
     )
     enabled: bool = True
-    claimed_login: str | None = Field(None, max_length=200, description="kiosk: who should be here")
+    claimed_login: Name | None = Field(None, description="kiosk: who should be here")
 
     @field_validator("source")
     @classmethod
@@ -159,10 +203,10 @@ class CameraCreate(BaseModel):
 class CameraUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
     source: str | None = Field(None, min_length=1, max_length=2000)
     enabled: bool | None = None
-    claimed_login: str | None = Field(None, max_length=200)
+    claimed_login: Name | None = None
 
     @field_validator("source")
     @classmethod
@@ -171,8 +215,21 @@ class CameraUpdate(BaseModel):
 
 
 def check_source(value: str) -> str:
+    printable(value)
     if "://" in value and not value.lower().startswith(
         ("rtsp://", "rtsps://", "http://", "https://")
     ):
         raise ValueError("a stream URL must be rtsp://, rtsps://, http:// or https://")
     return value
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    details: dict
+    client: str | None

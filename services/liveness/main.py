@@ -15,7 +15,7 @@ from watchpost.consumers import stream_worker
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import LIVENESS_GROUP, Keys
 from watchpost.messages import Frame
-from watchpost.service import BackgroundLoop, Resources, service_app
+from watchpost.service import BackgroundLoop, Resources, internal_auth, service_app
 from watchpost.settings import LivenessSettings
 from watchpost.vision.models import LOCK as MODEL_LOCK
 
@@ -48,6 +48,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
         "/v1/liveness",
         response_model=LivenessReport,
         tags=["liveness"],
+        dependencies=[internal_auth(settings)],
         responses={422: {"description": "an unusable image, or too many"}},
     )
     async def judge_burst(

@@ -17,7 +17,13 @@ from watchpost.db import identities
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import RECOGNITION_GROUP, Keys
 from watchpost.messages import Box, Frame
-from watchpost.service import BackgroundLoop, Resources, service_app
+from watchpost.service import (
+    BackgroundLoop,
+    Resources,
+    internal_auth,
+    internal_headers,
+    service_app,
+)
 from watchpost.settings import RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
@@ -76,6 +82,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         return [BackgroundLoop("recognition", worker.run)]
 
     app = service_app(settings, needs_db=True, build_loops=build, title="Watchpost recognition")
+    internal = [internal_auth(settings)]  # only other services (and kiosks holding the token)
 
     async def read_image(file: UploadFile):
         data = await file.read(settings.recognition_max_upload_bytes + 1)
@@ -108,13 +115,13 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                 faces.append(face)
         return FacesOut(width=rgb.shape[1], height=rgb.shape[0], faces=faces)
 
-    @app.post("/v1/faces", response_model=FacesOut, tags=["recognition"])
+    @app.post("/v1/faces", response_model=FacesOut, tags=["recognition"], dependencies=internal)
     async def detect_and_embed(file: Annotated[UploadFile, File()]) -> FacesOut:
         """Every face in the image, largest first, with its 128-d embedding."""
         rgb = await read_image(file)
         return await run_in_threadpool(faces_in, rgb, identify=False)
 
-    @app.post("/v1/identify", response_model=FacesOut, tags=["recognition"])
+    @app.post("/v1/identify", response_model=FacesOut, tags=["recognition"], dependencies=internal)
     async def identify(file: Annotated[UploadFile, File()]) -> FacesOut:
         """Every face in the image with the best enrolled identity within the threshold."""
         rgb = await read_image(file)
@@ -124,6 +131,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         "/v1/verify",
         response_model=VerifyOut,
         tags=["recognition"],
+        dependencies=internal,
         responses={
             404: {"description": "no identity with that login name"},
             409: {"description": "the identity has no enrolled face"},
@@ -197,7 +205,10 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         try:
             async with httpx.AsyncClient(timeout=120) as client:
                 response = await client.post(
-                    url, data={"fps": str(fps)}, files=[("file", (n, d)) for n, d in uploads]
+                    url,
+                    data={"fps": str(fps)},
+                    files=[("file", (n, d)) for n, d in uploads],
+                    headers=internal_headers(settings),
                 )
         except httpx.HTTPError as exc:
             return None, f"liveness service unreachable: {exc}"

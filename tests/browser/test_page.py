@@ -48,7 +48,18 @@ def browser():
         browser.close()
 
 
-def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, redis_client, pool):
+def sign_in(page, url: str, key: str) -> None:
+    """The page opens on its sign-in form; an API key gets a session."""
+    page.goto(url)
+    page.get_by_test_id("login").wait_for(timeout=10_000)
+    page.get_by_test_id("login-key").fill(key)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
+
+
+def test_enrol_watch_an_alert_arrive_and_acknowledge_it(
+    browser, env_settings, redis_client, pool, make_key
+):
     photo = require_data("faces/train/obama/obama.jpg")
     video = require_data("video/talking_blinks_720p.mp4")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -66,8 +77,8 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(url)
-        page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
+        sign_in(page, url, make_key("admin", name="Ada"))
+        assert page.get_by_test_id("who").inner_text() == "Ada (admin)"
 
         page.get_by_test_id("nav-people").click()
         page.get_by_test_id("identity-name").fill("Barack Obama")
@@ -93,7 +104,9 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
         page.screenshot(path=ARTIFACTS / "02-alert-live.png", full_page=True)
 
         card.get_by_test_id("alert-ack").click()
-        page.get_by_test_id("alert-acknowledged").wait_for(timeout=10_000)
+        page.get_by_test_id("alert-acknowledged").filter(has_text="acknowledged by Ada").wait_for(
+            timeout=10_000
+        )
         acknowledged = page.locator('[data-testid="alert-card"][data-kind="unknown_person"]')
         assert "urgent" not in (acknowledged.get_attribute("class") or "")
         page.screenshot(path=ARTIFACTS / "03-acknowledged.png", full_page=True)
@@ -120,7 +133,7 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(browser, env_settings, r
 
 
 def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(
-    browser, env_settings, pool, redis_client, prefix
+    browser, env_settings, pool, redis_client, prefix, make_key
 ):
     from tests.integration.test_dashboard import store_alert
     from tests.support.servers import free_port
@@ -129,8 +142,7 @@ def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(
     settings = env_settings(DashboardSettings)
     page = browser.new_context().new_page()
     with serving(dashboard_app(settings), port=port) as url:
-        page.goto(url)
-        page.get_by_test_id("connection-status").filter(has_text="live").wait_for(timeout=10_000)
+        sign_in(page, url, make_key("viewer"))
     page.get_by_test_id("connection-status").filter(has_text="reconnecting").wait_for(
         timeout=10_000
     )
@@ -143,3 +155,35 @@ def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(
             timeout=10_000
         )
         page.screenshot(path=ARTIFACTS / "06-reconnected.png", full_page=True)
+
+
+def test_sign_in_is_required_and_a_viewer_cannot_change_things(
+    browser, env_settings, pool, redis_client, prefix, make_key
+):
+    from tests.integration.test_dashboard import store_alert
+
+    store_alert(pool, redis_client, prefix, "seen")
+    viewer = make_key("viewer", name="Vic")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_context().new_page()
+    with serving(dashboard_app(env_settings(DashboardSettings))) as url:
+        page.goto(url)
+        page.get_by_test_id("login").wait_for(timeout=10_000)
+        assert page.get_by_test_id("alert-feed").locator("li").count() == 0  # nothing leaks
+        page.get_by_test_id("login-key").fill("wp_0123456789ab_" + "x" * 40)
+        page.get_by_test_id("login-submit").click()
+        page.get_by_test_id("error-banner").filter(has_text="sign in").wait_for(timeout=10_000)
+
+        sign_in(page, url, viewer)
+        page.locator('[data-testid="alert-card"][data-kind="unknown_person"]').wait_for(
+            timeout=10_000
+        )
+        page.get_by_test_id("alert-ack").first.click()  # acknowledging needs an operator
+        page.get_by_test_id("error-banner").filter(has_text="operator role").wait_for(
+            timeout=10_000
+        )
+        page.screenshot(path=ARTIFACTS / "07-viewer.png", full_page=True)
+
+        page.get_by_test_id("logout").click()
+        page.get_by_test_id("login").wait_for(timeout=10_000)
+        assert page.context.cookies() == []

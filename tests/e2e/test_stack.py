@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import require_data
+from tests.conftest import INTERNAL_TOKEN, key_headers, require_data
 from tests.support.servers import free_port
 from watchpost.settings import PROJECT_ROOT
 
@@ -74,9 +74,9 @@ def service(name: str, env: dict, port: int):
 class AlertListener:
     """Collects what the dashboard's websocket pushes, in a thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.messages: list[dict] = []
-        self.ws = connect(url)
+        self.ws = connect(url, additional_headers=headers)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -108,7 +108,7 @@ def speaker_photo(video: Path, path: Path, at_seconds: float) -> Path:
     return path
 
 
-def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix):
+def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix, admin_key):
     video = require_data("video/talking_blinks_720p.mp4")
     obama = require_data("faces/train/obama/obama.jpg")
     offset = port_block()
@@ -130,8 +130,10 @@ def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix):
         "WATCHPOST_DASHBOARD_RECOGNITION_URL": f"http://127.0.0.1:{ports['recognition']}",
         "WATCHPOST_CAPTURE_SOURCE": str(video),
         "WATCHPOST_CAPTURE_CAMERA_ID": "front-door",
+        "WATCHPOST_INTERNAL_TOKEN": INTERNAL_TOKEN,
     }
     dashboard = f"http://127.0.0.1:{ports['dashboard']}"
+    admin = key_headers(admin_key)
     with (
         service("recognition", env, ports["recognition"]),
         service("liveness", env, ports["liveness"]),
@@ -144,19 +146,24 @@ def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix):
             ("Barack Obama", obama),
             ("Speaker", speaker_photo(video, tmp_path / "speaker.jpg", 2.0)),
         ]:
-            created = httpx.post(f"{dashboard}/api/v1/identities", json={"display_name": name})
+            created = httpx.post(
+                f"{dashboard}/api/v1/identities", json={"display_name": name}, headers=admin
+            )
             assert created.status_code == 201
             face = httpx.post(
                 f"{dashboard}/api/v1/identities/{created.json()['id']}/faces",
                 files={"file": (photo.name, photo.read_bytes())},
+                headers=admin,
                 timeout=60,
             )
             assert face.status_code == 201, face.text
-        listener = AlertListener(f"ws://127.0.0.1:{ports['dashboard']}/api/v1/alerts/ws?after=0")
+        listener = AlertListener(
+            f"ws://127.0.0.1:{ports['dashboard']}/api/v1/alerts/ws?after=0", admin
+        )
         started = time.time()
         with service("capture", env, ports["capture"]):
             message = listener.wait_for(lambda a: a["kind"] == "access_granted", timeout=90)
-            cameras = httpx.get(f"{dashboard}/api/v1/cameras").json()
+            cameras = httpx.get(f"{dashboard}/api/v1/cameras", headers=admin).json()
             assert [(c["id"], c["status"]) for c in cameras] == [("front-door", "online")]
         alert = message["alert"]
         # Reported, not asserted (timings do not belong in tests): decision to websocket.
@@ -167,9 +174,9 @@ def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix):
         assert alert["display_name"] == "Speaker" and alert["camera_id"] == "front-door"
         assert alert["liveness"] == "live"
         assert alert["created_at"] >= started
-        snapshot = httpx.get(f"{dashboard}{alert['snapshot_url']}")
+        snapshot = httpx.get(f"{dashboard}{alert['snapshot_url']}", headers=admin)
         assert snapshot.status_code == 200 and snapshot.content[:2] == b"\xff\xd8"
-        cameras = httpx.get(f"{dashboard}/api/v1/cameras").json()
+        cameras = httpx.get(f"{dashboard}/api/v1/cameras", headers=admin).json()
         assert [(c["id"], c["status"]) for c in cameras] == [("front-door", "stopped")]
         listener.ws.close()
     with psycopg.connect(database_url) as conn:
@@ -218,8 +225,12 @@ def test_watchpost_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_
         dashboard = f"http://127.0.0.1:{8000 + offset}"
         assert any("embedded Redis" in line for line in lines)
         assert any("embedded PostgreSQL" in line for line in lines)
+        # A first start makes an admin key and shows it once; without it the API is closed.
+        (key,) = [line.strip() for line in lines if line.strip().startswith("wp_")]
+        assert httpx.get(f"{dashboard}/api/v1/alerts").status_code == 401
+        admin = key_headers(key)
         deadline = time.monotonic() + 90
-        while not (alerts := httpx.get(f"{dashboard}/api/v1/alerts").json()):
+        while not (alerts := httpx.get(f"{dashboard}/api/v1/alerts", headers=admin).json()):
             assert time.monotonic() < deadline, "no alert from the demo video"
             time.sleep(0.5)
         assert alerts[0]["kind"] == "unknown_person"  # nobody is enrolled

@@ -12,7 +12,7 @@ from PIL import Image
 
 from services.dashboard.main import create_app as dashboard_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import require_data
+from tests.conftest import INTERNAL_TOKEN, key_headers, require_data
 from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
@@ -30,15 +30,18 @@ def recognition_url(redis_url, postgres_url):
         database_url=postgres_url,
         stream_prefix="wpt-dash-recognition",
         consumer_name="test",
+        internal_token=INTERNAL_TOKEN,
     )
     with serving(recognition_app(settings)) as url:
         yield url
 
 
 @pytest.fixture
-def client(env_settings, recognition_url):
+def client(env_settings, recognition_url, admin_key):
+    """A client of a running dashboard, holding an admin key (send `Authorization: ""` to call
+    without one)."""
     settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
-    with TestClient(dashboard_app(settings)) as client:
+    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
         yield client
 
 
@@ -102,13 +105,13 @@ def test_unusable_photos_get_422_and_store_nothing(client, data, reason):
     assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 0
 
 
-def test_oversize_upload_is_refused(env_settings, recognition_url):
+def test_oversize_upload_is_refused(env_settings, recognition_url, admin_key):
     settings = env_settings(
         DashboardSettings,
         dashboard_recognition_url=recognition_url,
         dashboard_max_upload_bytes=2048,
     )
-    with TestClient(dashboard_app(settings)) as client:
+    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
         buffer = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)).save(
             buffer, format="PNG"
@@ -117,12 +120,12 @@ def test_oversize_upload_is_refused(env_settings, recognition_url):
     assert response.status_code == 422 and "limit is 2048" in response.json()["detail"]
 
 
-def test_recognition_down_is_a_503_not_a_crash(env_settings):
+def test_recognition_down_is_a_503_not_a_crash(env_settings, admin_key):
     photo = encode_jpeg(np.full((100, 100, 3), 1, np.uint8))
     settings = env_settings(
         DashboardSettings, dashboard_recognition_url=f"http://127.0.0.1:{free_port()}"
     )
-    with TestClient(dashboard_app(settings)) as client:
+    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
         response = upload(client, person(client)["id"], photo)
         assert response.status_code == 503 and "unreachable" in response.json()["detail"]
         assert client.get("/healthz").status_code == 200
@@ -207,14 +210,14 @@ def test_websocket_pushes_new_alerts_and_replays_missed_ones(client, pool, redis
         assert message["alert"]["snapshot_url"] == f"/api/v1/alerts/{live}/snapshot"
 
 
-def test_websocket_refuses_clients_beyond_the_limit(env_settings, recognition_url):
+def test_websocket_refuses_clients_beyond_the_limit(env_settings, recognition_url, admin_key):
     from starlette.websockets import WebSocketDisconnect
 
     settings = env_settings(
         DashboardSettings, dashboard_recognition_url=recognition_url, dashboard_max_websockets=1
     )
     with (
-        TestClient(dashboard_app(settings)) as client,
+        TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client,
         client.websocket_connect("/api/v1/alerts/ws"),
     ):
         with (
@@ -386,7 +389,8 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
 
 
 @pytest.mark.data
-def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path):
+def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path, admin_key):
+    import os
     import subprocess
     import sys
 
@@ -406,15 +410,17 @@ def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path):
     (tmp_path / "Joe Biden" / "readme.txt").write_text("ignored: not an image name")
     settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
     with serving(dashboard_app(settings)) as url:
-        httpx.post(f"{url}/api/v1/identities", json={"display_name": "Joe Biden"})
+        admin = key_headers(admin_key)
+        httpx.post(f"{url}/api/v1/identities", json={"display_name": "Joe Biden"}, headers=admin)
         result = subprocess.run(
             [sys.executable, "-m", "watchpost.cli", "enroll", str(tmp_path), "--url", url],
+            env=dict(os.environ, WATCHPOST_API_KEY=admin_key),
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
             timeout=300,
         )
-        page = httpx.get(f"{url}/api/v1/identities").json()
+        page = httpx.get(f"{url}/api/v1/identities", headers=admin).json()
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "3 people (2 new), 3 photos enrolled, 2 rejected" in out
@@ -424,16 +430,19 @@ def test_bulk_enrolment_from_a_folder(env_settings, recognition_url, tmp_path):
     assert counts == {"Joe Biden": 1, "Barack Obama": 2, "Crowd": 0}  # Joe Biden was not duplicated
 
 
-def test_acknowledge_filter_and_count_alerts(client, pool, redis_client, prefix):
+def test_acknowledge_filter_and_count_alerts(client, pool, redis_client, prefix, make_key):
     first = store_alert(pool, redis_client, prefix, "a1")
     second = store_alert(pool, redis_client, prefix, "a2")
-    acked = client.post(f"/api/v1/alerts/{first}/ack", json={"by": "guard on duty"})
+    guard = key_headers(make_key("operator", name="guard on duty"))
+    acked = client.post(f"/api/v1/alerts/{first}/ack", json={"note": "let in"}, headers=guard)
     assert acked.status_code == 200
-    assert acked.json()["acknowledged_by"] == "guard on duty" and acked.json()["acknowledged_at"]
-    again = client.post(f"/api/v1/alerts/{first}/ack", json={"by": "someone else"}).json()
-    assert again["acknowledged_by"] == "guard on duty"  # the first acknowledgement stands
-    assert client.post("/api/v1/alerts/999999/ack", json={"by": "x"}).status_code == 404
-    assert client.post(f"/api/v1/alerts/{first}/ack", json={"by": ""}).status_code == 422
+    # Acknowledged in the caller's name, not a name the caller types.
+    assert acked.json()["acknowledged_by"].startswith("guard on duty (")
+    assert acked.json()["acknowledged_at"]
+    again = client.post(f"/api/v1/alerts/{first}/ack", json={}).json()
+    assert again["acknowledged_by"].startswith("guard on duty (")  # the first one stands
+    assert client.post("/api/v1/alerts/999999/ack", json={}).status_code == 404
+    assert client.post(f"/api/v1/alerts/{first}/ack", json={"by": "x"}).status_code == 422
 
     def ids(query: str) -> list[int]:
         return [a["id"] for a in client.get(f"/api/v1/alerts?{query}").json()]

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.liveness.main import create_app as liveness_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import require_data
+from tests.conftest import INTERNAL_HEADERS, require_data
 from tests.support.frames import load_rgb
 from tests.support.servers import serving
 from watchpost.db import identities
@@ -48,7 +48,9 @@ def enrol(pool, name: str, login: str, rgb: np.ndarray) -> int:
 
 @pytest.fixture
 def liveness_client(env_settings):
-    with TestClient(liveness_app(env_settings(LivenessSettings))) as client:
+    with TestClient(
+        liveness_app(env_settings(LivenessSettings)), headers=INTERNAL_HEADERS
+    ) as client:
         yield client
 
 
@@ -83,14 +85,19 @@ def test_burst_bad_input(liveness_client, env_settings):
         liveness_client.post("/v1/liveness", data={"fps": "0"}, files=as_files([blank])).status_code
         == 422
     )
-    with TestClient(liveness_app(env_settings(LivenessSettings, liveness_max_frames=2))) as small:
+    with TestClient(
+        liveness_app(env_settings(LivenessSettings, liveness_max_frames=2)),
+        headers=INTERNAL_HEADERS,
+    ) as small:
         too_many = small.post("/v1/liveness", files=as_files([blank] * 3))
         assert too_many.status_code == 422 and "at most 2 frames" in too_many.json()["detail"]
 
 
 @pytest.fixture
 def recognition_client(env_settings):
-    with TestClient(recognition_app(env_settings(RecognitionSettings))) as client:
+    with TestClient(
+        recognition_app(env_settings(RecognitionSettings)), headers=INTERNAL_HEADERS
+    ) as client:
         yield client
 
 
@@ -128,7 +135,7 @@ def test_verify_a_kiosk_burst_with_liveness(env_settings, pool):
     enrol(pool, "Speaker", "speaker", speaker)
     with serving(liveness_app(env_settings(LivenessSettings))) as liveness_url:
         settings = env_settings(RecognitionSettings, recognition_liveness_url=liveness_url)
-        with TestClient(recognition_app(settings)) as client:
+        with TestClient(recognition_app(settings), headers=INTERNAL_HEADERS) as client:
             response = client.post(
                 "/v1/verify",
                 data={"login_name": "speaker", "fps": "30"},

@@ -60,7 +60,11 @@ HEAVY_DISTRIBUTIONS = {
 # What an image may copy from the build context (README.md: pyproject's `readme`).
 IMAGE_SOURCES = {"pyproject.toml", "README.md", "deploy/constraints.txt", "watchpost", "services"}
 # Stand-in for the operator's .env when interpolating the compose file.
-DOTENV = {"POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef0123456789abcdef"}
+DOTENV = {
+    "POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef0123456789abcdef",
+    "REDIS_PASSWORD": "fedcba9876543210fedcba9876543210fedcba9876543210",
+    "WATCHPOST_INTERNAL_TOKEN": "00112233445566778899aabbccddeeff0011223344556677",
+}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
 
@@ -244,7 +248,8 @@ def test_the_settings_class_accepts_the_container_environment(name, monkeypatch)
     assert settings.http_host == "0.0.0.0"
     assert settings.port == cls.default_port
     assert settings.log_json is True
-    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.redis_url == f"redis://:{DOTENV['REDIS_PASSWORD']}@redis:6379/0"
+    assert settings.require_internal_token() == DOTENV["WATCHPOST_INTERNAL_TOKEN"]
     password = DOTENV["POSTGRES_PASSWORD"]
     assert settings.database_url == f"postgresql://watchpost:{password}@postgres:5432/watchpost"
     if "WATCHPOST_CONSUMER_NAME" in env:
@@ -518,8 +523,20 @@ def test_no_secret_is_baked_into_compose_or_images():
         interpolate(password, {})
     with pytest.raises(KeyError, match="POSTGRES_PASSWORD"):
         interpolate(compose_env("dashboard")["WATCHPOST_DATABASE_URL"], {})
+    for name, variable in [
+        ("WATCHPOST_REDIS_URL", "REDIS_PASSWORD"),
+        ("WATCHPOST_INTERNAL_TOKEN", "WATCHPOST_INTERNAL_TOKEN"),
+    ]:
+        with pytest.raises(KeyError, match=variable):
+            interpolate(compose_env("dashboard")[name], {})
+    # Redis itself asks for the password (its command line is interpolated the same way).
+    command = compose_service("redis")["command"]
+    assert (
+        interpolate(command[command.index("--requirepass") + 1], DOTENV) == DOTENV["REDIS_PASSWORD"]
+    )
     example = (PROJECT_ROOT / ".env.example").read_text()
-    assert re.search(r"^POSTGRES_PASSWORD=$", example, re.M)
+    for variable in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "WATCHPOST_INTERNAL_TOKEN"):
+        assert re.search(rf"^{variable}=$", example, re.M), variable
     assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
 
 

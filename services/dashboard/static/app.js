@@ -20,13 +20,21 @@ function el(tag, props = {}, ...children) {
 }
 
 function showError(message) {
+  // Signed out, only the sign-in form's own errors are worth showing.
+  if (!$("login").hidden && message && !message.startsWith("sign in")) return;
   const banner = $("error-banner");
   banner.textContent = message;
   banner.hidden = !message;
 }
 
+class SignedOut extends Error {}
+
 async function api(path, options = {}) {
   const response = await fetch(path, options);
+  if (response.status === 401) {
+    showLogin();
+    throw new SignedOut("signed out");
+  }
   if (!response.ok && response.status !== 422) {
     let detail = `${response.status} ${response.statusText}`;
     try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
@@ -72,7 +80,7 @@ function ackButton(alert) {
     try {
       const { body } = await api(`/api/v1/alerts/${alert.id}/ack`, {
         method: "POST", headers: { "content-type": "application/json" },
-        body: JSON.stringify({ by: "dashboard operator" }),
+        body: JSON.stringify({}),  // acknowledged in the signed-in key's name
       });
       for (const card of document.querySelectorAll(`[data-alert-id="${alert.id}"]`)) {
         card.replaceWith(alertCard(body, false));
@@ -117,7 +125,8 @@ function connect() {
     const message = JSON.parse(event.data);
     if (message.type === "alert") addAlert(message.alert, { fresh: !message.replay });
   });
-  socket.addEventListener("close", () => {
+  socket.addEventListener("close", (event) => {
+    if (event.code === 1008) { showLogin(); return; }  // not (or no longer) signed in
     status.textContent = "reconnecting";
     status.className = "status reconnecting";
     setTimeout(connect, retryMs);
@@ -295,7 +304,43 @@ function showView(name) {
   if (name === "history") loadHistory();
 }
 
+// -- sign in --------------------------------------------------------------------------------
+let started = false;
+
+function showLogin(message = "") {
+  $("login").hidden = false;
+  for (const view of document.querySelectorAll(".view")) view.hidden = true;
+  $("who").hidden = true;
+  $("logout").hidden = true;
+  showError(message);
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const response = await fetch("/api/v1/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ key: $("login-key").value }),
+  });
+  $("login-key").value = "";
+  if (!response.ok) {
+    let detail = `${response.status}`;
+    try { detail = (await response.json()).detail || detail; } catch { /* not JSON */ }
+    showError(`sign in: ${detail}`);
+    return;
+  }
+  showError("");
+  location.reload();  // start clean, with the session cookie
+}
+
+async function signOut() {
+  await fetch("/api/v1/session", { method: "DELETE" });
+  location.reload();
+}
+
 // -- start ----------------------------------------------------------------------------------
+$("login-form").addEventListener("submit", signIn);
+$("logout").addEventListener("click", signOut);
 $("identity-form").addEventListener("submit", enrol);
 $("camera-form").addEventListener("submit", addCamera);
 $("webcam-start").addEventListener("click", startWebcam);
@@ -303,10 +348,25 @@ $("webcam-snap").addEventListener("click", takePhoto);
 $("history-filters").addEventListener("submit", (event) => { event.preventDefault(); loadHistory(); });
 $("history-more").addEventListener("click", () => loadHistory({ more: true }));
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
-try {
-  await loadAlerts();
-} catch (error) { showError(`alerts: ${error.message}`); }
-connect();
-loadPeople().catch((error) => showError(`people: ${error.message}`));
-loadCameras();
-setInterval(loadCameras, 5000);
+async function start() {
+  let me;
+  try {
+    ({ body: me } = await api("/api/v1/session"));
+  } catch (error) {
+    if (!(error instanceof SignedOut)) showError(`session: ${error.message}`);
+    return;
+  }
+  started = true;
+  $("who").textContent = `${me.name} (${me.role})`;
+  $("who").hidden = false;
+  $("logout").hidden = false;
+  showView("live");
+  try {
+    await loadAlerts();
+  } catch (error) { if (!(error instanceof SignedOut)) showError(`alerts: ${error.message}`); }
+  connect();
+  loadPeople().catch((error) => { if (!(error instanceof SignedOut)) showError(`people: ${error.message}`); });
+  loadCameras();
+  setInterval(() => { if (started && $("login").hidden) loadCameras(); }, 5000);
+}
+await start();

@@ -1,0 +1,136 @@
+"""API keys, the audit log, and what erasing a person and the retention job remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+_KEY_COLUMNS = "id, key_id, name, role, created_at, last_used_at, revoked_at"
+
+
+def insert_key(
+    conn: psycopg.Connection, *, key_id: str, name: str, role: str, secret_hash: str
+) -> dict:
+    return conn.execute(
+        f"INSERT INTO api_keys (key_id, name, role, secret_hash) VALUES (%s, %s, %s, %s)"
+        f" RETURNING {_KEY_COLUMNS}",
+        (key_id, name, role, secret_hash),
+    ).fetchone()
+
+
+def key_for_check(conn: psycopg.Connection, key_id: str) -> dict | None:
+    """The stored hash and status of a key, by the public part of the key."""
+    return conn.execute(
+        f"SELECT {_KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s", (key_id,)
+    ).fetchone()
+
+
+def touch_key(conn: psycopg.Connection, key_id: str) -> None:
+    conn.execute("UPDATE api_keys SET last_used_at = now() WHERE key_id = %s", (key_id,))
+
+
+def list_keys(conn: psycopg.Connection, *, include_revoked: bool = False) -> list[dict]:
+    where = "" if include_revoked else " WHERE revoked_at IS NULL"
+    return conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys{where} ORDER BY id").fetchall()
+
+
+def revoke_key(conn: psycopg.Connection, key_id: str) -> dict | None:
+    """Revoke by key id (or by the row's numeric id); None when no live key matches."""
+    return conn.execute(
+        f"UPDATE api_keys SET revoked_at = now() WHERE (key_id = %s OR id::text = %s)"
+        f" AND revoked_at IS NULL RETURNING {_KEY_COLUMNS}",
+        (key_id, key_id),
+    ).fetchone()
+
+
+def count_admin_keys(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+    ).fetchone()["n"]
+
+
+def audit(
+    conn: psycopg.Connection,
+    *,
+    actor: str,
+    role: str,
+    action: str,
+    target_type: str | None = None,
+    target_id: Any = None,
+    details: dict[str, Any] | None = None,
+    client: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (actor, role, action, target_type, target_id, details, client)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            actor,
+            role,
+            action,
+            target_type,
+            None if target_id is None else str(target_id),
+            Jsonb(details or {}),
+            client,
+        ),
+    )
+
+
+def list_audit(
+    conn: psycopg.Connection, *, limit: int = 100, before_id: int | None = None
+) -> list[dict]:
+    return conn.execute(
+        "SELECT id, at, actor, role, action, target_type, target_id, details, client"
+        " FROM audit_log WHERE (%s::bigint IS NULL OR id < %s) ORDER BY id DESC LIMIT %s",
+        (before_id, before_id, limit),
+    ).fetchall()
+
+
+def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
+    """Delete a person and everything derived from them: face samples and embeddings (cascade),
+    and in the alerts that name them, the name, the snapshot, the face crop and the evidence.
+    The alert rows stay (an intrusion record must not vanish) but no longer say who it was.
+    Returns what was removed, or None when there is no such identity."""
+    person = conn.execute(
+        "SELECT id, login_name, (SELECT count(*) FROM face_samples WHERE identity_id = %s) AS faces"
+        " FROM identities WHERE id = %s FOR UPDATE",
+        (identity_id, identity_id),
+    ).fetchone()
+    if person is None:
+        return None
+    scrubbed = conn.execute(
+        "UPDATE alerts SET display_name = NULL, snapshot_jpeg = NULL, face_jpeg = NULL,"
+        " details = jsonb_build_object('erased', true), identity_id = NULL,"
+        " claimed_login = CASE WHEN claimed_login = %s THEN NULL ELSE claimed_login END"
+        " WHERE identity_id = %s OR (%s::text IS NOT NULL AND claimed_login = %s)",
+        (person["login_name"], identity_id, person["login_name"], person["login_name"]),
+    ).rowcount
+    conn.execute("DELETE FROM identities WHERE id = %s", (identity_id,))
+    return {"faces": person["faces"], "alerts_scrubbed": scrubbed}
+
+
+def purge_expired(
+    conn: psycopg.Connection, *, alert_days: float, snapshot_days: float, audit_days: float
+) -> dict[str, int]:
+    """The retention job: delete alerts older than `alert_days`, drop the images of alerts older
+    than `snapshot_days`, and audit entries older than `audit_days` (0 keeps forever)."""
+    removed = {"alerts": 0, "snapshots": 0, "audit": 0}
+    if alert_days > 0:
+        removed["alerts"] = conn.execute(
+            "DELETE FROM alerts WHERE created_at < now() - make_interval(secs => %s)",
+            (alert_days * 86400,),
+        ).rowcount
+    if snapshot_days > 0:
+        removed["snapshots"] = conn.execute(
+            "UPDATE alerts SET snapshot_jpeg = NULL, face_jpeg = NULL"
+            " WHERE created_at < now() - make_interval(secs => %s)"
+            " AND (snapshot_jpeg IS NOT NULL OR face_jpeg IS NOT NULL)",
+            (snapshot_days * 86400,),
+        ).rowcount
+    if audit_days > 0:
+        removed["audit"] = conn.execute(
+            "DELETE FROM audit_log WHERE at < now() - make_interval(secs => %s)",
+            (audit_days * 86400,),
+        ).rowcount
+    return removed
