@@ -186,7 +186,7 @@ def delete_identity(
     status_code=201,
     response_model=EnrolmentResult,
     tags=["faces"],
-    responses={**NOT_FOUND, 422: {"model": EnrolmentResult}, 503: {"model": Problem}},
+    responses={**NOT_FOUND, 422: {"model": EnrolmentResult | Problem}, 503: {"model": Problem}},
 )
 async def add_faces(
     identity_id: int,

@@ -163,7 +163,10 @@ class CameraPublic(BaseModel):
 
 
 class Problem(BaseModel):
-    detail: str
+    """An error: a sentence, or (for a request that fails validation) the list of what is
+    wrong with it, as FastAPI reports it."""
+
+    detail: str | list[dict[str, Any]]
 
 
 class Acknowledge(BaseModel):
@@ -207,6 +210,13 @@ class CameraUpdate(BaseModel):
     source: str | None = Field(None, min_length=1, max_length=2000)
     enabled: bool | None = None
     claimed_login: Name | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> CameraUpdate:
+        for field in ("name", "source", "enabled"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null (leave it out to keep it)")
+        return self
 
     @field_validator("source")
     @classmethod
