@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from watchpost.keys import FRAMES_MAXLEN
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -147,6 +149,12 @@ class CaptureSettings(CommonSettings):
     capture_reconnect_seconds: float = Field(5.0, gt=0, description="Retry a failed stream after.")
     capture_live_every: int = Field(
         3, ge=1, description="Refresh a camera's live-view image every N frames with faces."
+    )
+    capture_stream_maxlen: int = Field(
+        FRAMES_MAXLEN,
+        ge=50,
+        description="Frames kept in the Redis stream; older ones are trimmed, so a stalled "
+        "consumer costs old frames, never unbounded memory.",
     )
     capture_cameras_check_seconds: float = Field(
         2.0, gt=0, description="How often capture looks for added, changed or removed cameras."

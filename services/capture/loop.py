@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import cameras
-from watchpost.keys import FRAMES_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import Box, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.streams import publish
@@ -68,6 +68,8 @@ class CaptureLoop:
         self._seq = 0
         self._fps = 0.0
         self._status_retry_at = 0.0
+        self._unsaved: tuple[str, bool] | None = None  # a status not stored yet
+        self._status_lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, burst: bool = False) -> int:
@@ -179,7 +181,13 @@ class CaptureLoop:
         if not ok:
             return None
         try:
-            publish(self.redis, self.keys.frames, frame, image=jpeg.tobytes(), maxlen=FRAMES_MAXLEN)
+            publish(
+                self.redis,
+                self.keys.frames,
+                frame,
+                image=jpeg.tobytes(),
+                maxlen=self.settings.capture_stream_maxlen,
+            )
         except redis.RedisError as exc:
             # Frames are perishable: drop this one and keep the camera going.
             FRAMES_DROPPED.labels(self.camera).inc()
@@ -251,19 +259,31 @@ class CaptureLoop:
             self.last_error = error
         elif status == "online":
             self.last_error = None
-        if self.pool is None or time.monotonic() < self._status_retry_at:
+        self._unsaved = (status, frame_seen)
+        self.retry_status()
+
+    def retry_status(self) -> None:
+        """Store the latest status if it is not stored yet. Called on every change, and by the
+        supervisor now and then, so a status reached while the database was away (a file that
+        ended during an outage) is stored when it returns instead of being lost."""
+        if self.pool is None or self._unsaved is None:
             return
-        try:
-            with self.pool.connection(timeout=1) as conn:
-                cameras.report_status(
-                    conn,
-                    camera_id=self.camera,
-                    status=status,
-                    fps=round(self._fps, 2),
-                    frame_seen=frame_seen,
-                    error=self.last_error,
-                )
-        except psycopg.Error as exc:
-            # Status is advisory; frames keep flowing. Try again later, not on every report.
-            self._status_retry_at = time.monotonic() + 30
-            log.warning("camera %s: status not stored (%s); retrying in 30 s", self.camera, exc)
+        with self._status_lock:
+            if self._unsaved is None or time.monotonic() < self._status_retry_at:
+                return
+            status, frame_seen = self._unsaved
+            try:
+                with self.pool.connection(timeout=1) as conn:
+                    cameras.report_status(
+                        conn,
+                        camera_id=self.camera,
+                        status=status,
+                        fps=round(self._fps, 2),
+                        frame_seen=frame_seen,
+                        error=self.last_error,
+                    )
+                self._unsaved = None
+            except psycopg.Error as exc:
+                # Frames keep flowing meanwhile; try again in a few seconds, not every frame.
+                self._status_retry_at = time.monotonic() + 5
+                log.warning("camera %s: status not stored (%s); will retry", self.camera, exc)

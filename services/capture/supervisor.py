@@ -60,6 +60,8 @@ class CaptureSupervisor:
         try:
             while not stop.is_set():
                 self.reconcile()
+                for running in list(self.running.values()):
+                    running.loop.retry_status()
                 stop.wait(self.settings.capture_cameras_check_seconds)
         finally:
             for camera_id in list(self.running):

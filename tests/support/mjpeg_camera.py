@@ -14,7 +14,15 @@ BOUNDARY = "wpframe"
 
 
 class MjpegCamera:
-    def __init__(self, video: Path, *, fps: float = 30.0, max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        video: Path,
+        *,
+        fps: float = 30.0,
+        max_frames: int | None = None,
+        port: int = 0,
+        repeat: bool = False,
+    ) -> None:
         self.frames = self._load(video, max_frames)
         self.fps = fps
         self.served = 0
@@ -26,21 +34,29 @@ class MjpegCamera:
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
                 self.end_headers()
                 try:
-                    for jpeg in camera.frames:
-                        self.wfile.write(
-                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                            f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
-                        )
-                        self.wfile.write(jpeg + b"\r\n")
-                        camera.served += 1
-                        time.sleep(1 / camera.fps)
+                    frames = camera.frames
+                    while True:
+                        for jpeg in frames:
+                            if camera.closed:  # the camera goes away mid-stream
+                                return
+                            self.wfile.write(
+                                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                f"Content-Length: {len(jpeg)}\r\n\r\n".encode()
+                            )
+                            self.wfile.write(jpeg + b"\r\n")
+                            camera.served += 1
+                            time.sleep(1 / camera.fps)
+                        if not camera.repeat:
+                            break
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.repeat = repeat
+        self.closed = False
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -66,5 +82,6 @@ class MjpegCamera:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closed = True
         self.server.shutdown()
         self.server.server_close()
