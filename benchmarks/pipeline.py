@@ -8,7 +8,8 @@ nearest known encoding within 0.6. Watchpost runs as `watchpost up` does (five p
 Redis and Postgres: the local ones, else embedded), the photos are enrolled through the REST API,
 then each camera is added through the API with capture unpaced, so frames go in as fast as the
 services take them. Reported: frames per second end to end (frames with faces published by
-capture and read by both consumers), latency from a frame's capture to its alert on the websocket
+capture and read by both consumers), latency from the capture of the frame that completed an
+alert's evidence to the alert on the websocket
 (p50, p95), CPU (share of one core) and peak memory per service, the identities both name, and the
 speed ratio. Last line: one JSON object.
 """
@@ -181,7 +182,15 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
         wall = time.time() - started
         time.sleep(1.0)  # the last verdicts reach the aggregator and the websocket
         usage = {n: process_usage(p.pid) for n, p in stack.children.items()}
-        latencies = [received - alert["captured_at"] for received, alert in alerts]
+        # Pipeline latency: from the capture of the frame whose verdict completed the evidence
+        # (for access granted, the frame after the blink) to the alert on the websocket. The
+        # time from the snapshot's frame also counts the wait for evidence (a blink, a second
+        # look at a stranger), which no speed-up removes.
+        latencies = [
+            received - (alert.get("evidence_at") or alert["captured_at"])
+            for received, alert in alerts
+        ]
+        since_snapshot = [received - alert["captured_at"] for received, alert in alerts]
         ws.close()
     finally:
         stack.stop()
@@ -191,6 +200,9 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
         "seconds": wall,
         "alert_latency_p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
         "alert_latency_p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None,
+        "alert_since_snapshot_frame_p50_ms": (
+            1000 * float(np.percentile(since_snapshot, 50)) if since_snapshot else None
+        ),
         "alerts": [
             {"kind": a["kind"], "name": a.get("display_name"), "camera": a["camera_id"]}
             for _, a in alerts

@@ -122,6 +122,9 @@ class LivenessVerdict(Message):
         None, description="Mean P(spoof) of the passive check over the track's scored crops."
     )
     passive_frames: int = Field(0, ge=0, description="Crops the passive check scored.")
+    captured_at: float | None = Field(
+        None, description="Unix time the frame that brought this verdict was read."
+    )
     decided_at: float = Field(default_factory=time.time)
 
 
@@ -142,6 +145,11 @@ class AlertEvent(Message):
     reason: str = ""
     captured_at: float
     created_at: float
+    evidence_at: float | None = Field(
+        None,
+        description="Unix time the frame whose verdict completed the evidence was read (the "
+        "pipeline's latency is measured from it; captured_at is the snapshot's frame).",
+    )
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -81,7 +81,7 @@ class AlertAggregator:
         track.counted.add(delivery.entry_id)
         claim = self._claim(verdict.camera_id)
         for decision in decide_alerts(track.evidence, self.policy, claim):
-            self._raise(track, decision, claim)
+            self._raise(track, decision, claim, evidence_at=verdict.captured_at)
             track.evidence.alerted.add(decision.kind)
         self._label(verdict.camera_id, verdict.track_id, track.evidence)
 
@@ -111,7 +111,14 @@ class AlertAggregator:
             self._claims[camera_id] = cached
         return cached[1]
 
-    def _raise(self, track: _Track, decision: AlertDecision, claim: Claim | None) -> None:
+    def _raise(
+        self,
+        track: _Track,
+        decision: AlertDecision,
+        claim: Claim | None,
+        *,
+        evidence_at: float | None,
+    ) -> None:
         shot = track.snapshot
         # The policy decides nothing before a recognition verdict, which carries the frame.
         assert shot is not None and track.snapshot_jpeg is not None
@@ -151,6 +158,7 @@ class AlertAggregator:
                     "frame_seq": shot.frame_seq,
                     "runner_up_distance": shot.runner_up_distance,
                     "threshold": shot.threshold,
+                    "evidence_at": evidence_at,
                 },
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),

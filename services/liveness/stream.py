@@ -63,7 +63,7 @@ class LivenessTracker:
             for evidence, reading in zip(tracks, self.reader.read_eyes(grey, boxes), strict=True):
                 evidence.observe(frame.source_time, reading.ear, reading.problem, reading.p_closed)
         for face, evidence in zip(frame.faces, tracks, strict=True):
-            self._publish_if_changed(frame.camera_id, face.track_id, evidence)
+            self._publish_if_changed(frame, face.track_id, evidence)
 
     def expire(self) -> None:
         """Forget tracks nobody has seen for a while (called when the stream is idle)."""
@@ -90,13 +90,13 @@ class LivenessTracker:
         evidence.touched = time.monotonic()
         return evidence
 
-    def _publish_if_changed(self, camera_id: str, track_id: str, evidence: TrackEvidence) -> None:
+    def _publish_if_changed(self, frame: Frame, track_id: str, evidence: TrackEvidence) -> None:
         state, reason = decide(evidence, self.policy)
         signature = (state, evidence.detector.blinks)
         if signature == evidence.published:
             return
         verdict = LivenessVerdict(
-            camera_id=camera_id,
+            camera_id=frame.camera_id,
             track_id=track_id,
             state=state,
             reason=reason,
@@ -106,6 +106,7 @@ class LivenessTracker:
             open_ear=evidence.detector.open_ear,
             passive_score=evidence.mean_passive,
             passive_frames=len(evidence.passive),
+            captured_at=frame.captured_at,
         )
         publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
         evidence.published = signature

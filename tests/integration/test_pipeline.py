@@ -24,3 +24,8 @@ def test_video_to_alert(env_settings, redis_client, pool):
     assert [(r["kind"], r["has_snapshot"], r["has_face"]) for r in rows] == [
         ("unknown_person", True, True)
     ]
+    # The stranger took two recognition checks: the alert says when the frame that completed
+    # the evidence was captured (what pipeline latency is measured from), after the snapshot's.
+    (row,) = rows
+    event = alerts.event_from_row(row)
+    assert event.evidence_at is not None and event.evidence_at >= event.captured_at

@@ -159,4 +159,5 @@ def event_from_row(row: dict) -> AlertEvent:
         reason=row["reason"],
         captured_at=row["captured_at"].timestamp(),
         created_at=row["created_at"].timestamp(),
+        evidence_at=(row.get("details") or {}).get("evidence_at"),
     )
