@@ -243,3 +243,70 @@ def test_legacy_alerts_with_bad_fields_are_refused(dashboard, payload, reason):
     response = dashboard.post("/dashboard", json=body)
     assert response.status_code == 422 and reason in response.text, response.text
     assert dashboard.get("/api/v1/alerts").json() == []
+
+
+@pytest.mark.data
+def test_hostile_stream_messages_are_dead_lettered_and_the_rest_still_flows(
+    env_settings, redis_client, pool, prefix
+):
+    """Every consumer gets malformed entries mixed with good ones: the bad ones land in the
+    dead-letter stream with a reason and are acked (never retried for ever), the good ones give
+    their verdicts and alert."""
+    from collections import Counter
+
+    from tests.conftest import require_data
+    from tests.support.frames import frame_of, load_rgb
+    from tests.support.pipeline import run_consumers
+    from watchpost.keys import Keys
+    from watchpost.streams import publish
+
+    keys = Keys(prefix)
+    rgb = load_rgb(require_data("faces/train/obama/obama.jpg"))
+    good, jpeg = frame_of(rgb, camera_id="door")
+    data = good.model_dump_json().encode()
+    outside = good.model_copy(
+        update={
+            "faces": [
+                good.faces[0].model_copy(
+                    update={"box": good.faces[0].box.model_copy(
+                        update={"left": -90_000, "top": -90_000, "right": 90_000, "bottom": 90_000}
+                    )}
+                )
+            ]
+        }
+    )  # fmt: skip
+    hostile = [
+        {b"type": b"Frame", b"v": b"1", b"data": b"{not json", b"image": jpeg},
+        {b"type": b"Bomb", b"v": b"1", b"data": data, b"image": jpeg},
+        {b"type": b"Frame", b"v": b"99", b"data": data, b"image": jpeg},
+        {b"type": b"Frame", b"v": b"1", b"data": b'{"camera_id": "door"}', b"image": jpeg},
+        {b"type": b"Frame", b"v": b"1", b"data": data},  # no image
+        {b"type": b"Frame", b"v": b"1", b"data": data, b"image": b"\xff\xd8 not a jpeg"},
+        {b"type": b"Frame", b"v": b"1", b"data": data.replace(b'"door"', b'"../etc"')},
+        {b"garbage": b"\x00" * 10},
+    ]
+    for fields in hostile:
+        redis_client.xadd(keys.frames, fields)
+    publish(redis_client, keys.frames, outside, image=jpeg, maxlen=500)  # box outside the picture
+    publish(redis_client, keys.frames, good, image=jpeg, maxlen=500)
+    redis_client.xadd(keys.verdicts, {b"type": b"RecognitionVerdict", b"v": b"1", b"data": b"[]"})
+
+    processed = run_consumers(env_settings, redis_client, pool)
+
+    dead = redis_client.xrange(keys.dead_letter)
+    reasons = [fields[b"reason"].decode() for _, fields in dead]
+    # 8 malformed frames for each of the two frame consumers, 1 malformed verdict.
+    by_group = Counter(fields[b"group"].decode() for _, fields in dead)
+    # Each frame consumer dead-letters the 7 malformed envelopes; liveness also the undecodable
+    # JPEG after 3 tries. Recognition may instead ack that one unread: by the time it came back
+    # to it, the good frame had given the same track its check, so it needed no picture.
+    assert by_group["liveness"] == len(hostile) and by_group["aggregator"] == 1, reasons
+    assert by_group["recognition"] in (len(hostile) - 1, len(hostile)), reasons
+    assert any("undecodable frame" in r for r in reasons)
+    for group in ("recognition", "liveness"):
+        assert redis_client.xpending(keys.frames, group)["pending"] == 0
+    assert redis_client.xpending(keys.verdicts, "aggregator")["pending"] == 0
+    assert processed["recognition"] >= 1 and processed["liveness"] >= 1
+    # The good frame was judged: its face has a recognition verdict on the bus.
+    types = Counter(f[b"type"] for _, f in redis_client.xrange(keys.verdicts))
+    assert types[b"RecognitionVerdict"] >= 1

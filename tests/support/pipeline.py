@@ -27,12 +27,19 @@ def run_pipeline(env_settings, redis_client, pool, video: Path) -> dict:
         env_settings(CaptureSettings), redis_client=redis_client, pool=pool, source=str(video)
     )
     published = capture.run(stop, burst=True)
+    processed = run_consumers(env_settings, redis_client, pool)
+    return {"frames": published, **processed}
+
+
+def run_consumers(env_settings, redis_client, pool) -> dict:
+    """Recognition, liveness and the aggregator, each until its stream is drained."""
+    stop = threading.Event()
     rec_settings = env_settings(RecognitionSettings)
     keys = Keys(rec_settings.stream_prefix)
     recognizer = FrameRecognizer(
         rec_settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
     )
-    stream_worker(
+    recognised = stream_worker(
         rec_settings,
         redis_client,
         stream=keys.frames,
@@ -42,7 +49,7 @@ def run_pipeline(env_settings, redis_client, pool, video: Path) -> dict:
     ).run(stop, burst=True)
     live_settings = env_settings(LivenessSettings)
     tracker = LivenessTracker(live_settings, redis_client=redis_client)
-    stream_worker(
+    judged = stream_worker(
         live_settings,
         redis_client,
         stream=keys.frames,
@@ -52,7 +59,7 @@ def run_pipeline(env_settings, redis_client, pool, video: Path) -> dict:
     ).run(stop, burst=True)
     agg_settings = env_settings(AggregatorSettings)
     aggregator = AlertAggregator(agg_settings, redis_client=redis_client, pool=pool)
-    stream_worker(
+    decided = stream_worker(
         agg_settings,
         redis_client,
         stream=keys.verdicts,
@@ -60,4 +67,9 @@ def run_pipeline(env_settings, redis_client, pool, video: Path) -> dict:
         expected=Verdict,
         handle=aggregator.handle,
     ).run(stop, burst=True)
-    return {"frames": published, "liveness_tracks": tracker.tracks}
+    return {
+        "recognition": recognised,
+        "liveness": judged,
+        "aggregator": decided,
+        "liveness_tracks": tracker.tracks,
+    }

@@ -40,6 +40,16 @@ def run_benchmark(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.data
+def test_levers_prints_every_lever_as_json():
+    video = require_data("video/talking_blinks_720p.mp4")
+    figures = run_benchmark("benchmarks.levers", str(video), "--frames", "6")
+    result = figures[video.name]
+    assert {r["detect_every"] for r in result["detect_interval"]} == {1, 3, 5, 10, 15}
+    assert [r["quality"] for r in result["jpeg"]] == [50, 70, 85, 95]
+    assert len(result["detection"]) == 6 and figures["shipped"]["jpeg_quality"] == 85
+
+
 def test_search_latency_runs_on_small_galleries():
     figures = run_benchmark("benchmarks.search_latency", "--sizes", "2000", "--queries", "20")
     (result,) = figures["results"]
