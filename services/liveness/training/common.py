@@ -20,8 +20,13 @@ def seed_everything(seed: int) -> None:
     import tensorflow as tf
 
     tf.random.set_seed(seed)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
-    tf.config.threading.set_intra_op_parallelism_threads(2)
+    # Two threads unless TensorFlow's own variables ask for fewer (e.g. on a shared machine).
+    tf.config.threading.set_inter_op_parallelism_threads(
+        int(os.environ.get("TF_NUM_INTEROP_THREADS", 2))
+    )
+    tf.config.threading.set_intra_op_parallelism_threads(
+        int(os.environ.get("TF_NUM_INTRAOP_THREADS", 2))
+    )
 
 
 def split_of(group: str, *, test: float, validation: float) -> str:
