@@ -113,6 +113,21 @@ def _free(port: int) -> bool:
     return True
 
 
+def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
+    """Median ms per stage, from the alerts' stored timestamps: capture of the deciding frame
+    -> its verdict published (queueing + recognition or liveness), -> alert stored (aggregator),
+    -> alert on the websocket (dashboard)."""
+    parts: dict[str, list[float]] = {"to_verdict": [], "to_stored": [], "to_websocket": []}
+    for received, alert in alerts:
+        details = api.get(f"/api/v1/alerts/{alert['id']}").json()["details"]
+        if details.get("evidence_at") is None or details.get("verdict_at") is None:
+            continue
+        parts["to_verdict"].append(details["verdict_at"] - details["evidence_at"])
+        parts["to_stored"].append(alert["created_at"] - details["verdict_at"])
+        parts["to_websocket"].append(received - alert["created_at"])
+    return {k: round(1000 * float(np.median(v)), 1) if v else None for k, v in parts.items()}
+
+
 def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, realtime: bool) -> dict:
     offset = free_port_block()
     ports = {
@@ -191,6 +206,7 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
             for received, alert in alerts
         ]
         since_snapshot = [received - alert["captured_at"] for received, alert in alerts]
+        stages = latency_stages(api, alerts)
         ws.close()
     finally:
         stack.stop()
@@ -200,6 +216,7 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
         "seconds": wall,
         "alert_latency_p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
         "alert_latency_p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None,
+        "latency_stages_p50_ms": stages,
         "alert_since_snapshot_frame_p50_ms": (
             1000 * float(np.percentile(since_snapshot, 50)) if since_snapshot else None
         ),

@@ -81,7 +81,7 @@ class AlertAggregator:
         track.counted.add(delivery.entry_id)
         claim = self._claim(verdict.camera_id)
         for decision in decide_alerts(track.evidence, self.policy, claim):
-            self._raise(track, decision, claim, evidence_at=verdict.captured_at)
+            self._raise(track, decision, claim, trigger=verdict)
             track.evidence.alerted.add(decision.kind)
         self._label(verdict.camera_id, verdict.track_id, track.evidence)
 
@@ -117,7 +117,7 @@ class AlertAggregator:
         decision: AlertDecision,
         claim: Claim | None,
         *,
-        evidence_at: float | None,
+        trigger: RecognitionVerdict | LivenessVerdict,
     ) -> None:
         shot = track.snapshot
         # The policy decides nothing before a recognition verdict, which carries the frame.
@@ -158,7 +158,11 @@ class AlertAggregator:
                     "frame_seq": shot.frame_seq,
                     "runner_up_distance": shot.runner_up_distance,
                     "threshold": shot.threshold,
-                    "evidence_at": evidence_at,
+                    # When the frame that completed the evidence was captured, and when its
+                    # verdict was published: the pipeline's latency, stage by stage.
+                    "evidence_at": trigger.captured_at,
+                    "verdict_at": trigger.decided_at,
+                    "verdict_kind": trigger.kind,
                 },
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),

@@ -6,8 +6,8 @@
 (on a shared machine, prefix TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1).
 
 Reads `eyes/cew_dataset_B_Eye_Images.zip` (24x24 grey patches, left and right eyes of each source
-face) without unpacking it and splits it by source face (both eyes of one face always land in the
-same split: 80% train, 10% validation, 10% held-out test). Trains a small CNN with batch
+face) without unpacking it and splits it by source photograph (every face of a group photo, and
+both eyes of each, land in the same split: 80% train, 10% validation, 10% held-out test). Trains a small CNN with batch
 normalisation (conv 32-32, pool, conv 64-64, pool, conv 128, pool, dense 128) for a fixed number of
 epochs with AdamW on a cosine learning-rate schedule, label smoothing 0.1, and mirror / small
 affine (+-2 px shift, +-10 degree rotation, +-8% scale) / gamma / brightness / contrast
