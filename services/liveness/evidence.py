@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.liveness.blink import eyes_measurable, face_ear
-from services.liveness.passive import EyeStateClassifier, SpoofClassifier, eye_patches, spoof_crop
+from services.liveness.passive import (
+    EYE_PATCH,
+    FACE_CROP,
+    EyeStateClassifier,
+    SpoofClassifier,
+    eye_patches,
+    spoof_crop,
+)
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
 from watchpost.vision.faces import landmarks_68
@@ -37,6 +44,17 @@ class EvidenceReader:
             spoof_threshold=threshold,
             passive_decides=settings.liveness_passive_decides,
         )
+
+    def warm_up(self) -> None:
+        """Load every model and compile the CNNs' predictors (one call each) before the first
+        frame: on a cold start that is about two seconds every queued frame would wait."""
+        from watchpost.vision.models import warm_up
+
+        warm_up(landmarks=True)
+        if self.eyes is not None:
+            self.eyes.scores(np.zeros((2, EYE_PATCH, EYE_PATCH), np.uint8))
+        if self.spoof is not None:
+            self.spoof.scores(np.zeros((1, FACE_CROP, FACE_CROP, 3), np.uint8))
 
     def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
         """One reading per face; the CNN runs once for all readable eyes of the frame."""

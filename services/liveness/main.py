@@ -25,6 +25,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         tracker = LivenessTracker(settings, redis_client=resources.redis)
+        tracker.reader.warm_up()  # before the service reports ready
         app.state.reader = tracker.reader
 
         def handle(delivery) -> None:

@@ -27,6 +27,7 @@ from watchpost.service import (
 from watchpost.settings import RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
+from watchpost.vision.models import warm_up
 
 
 class FaceOut(BaseModel):
@@ -63,6 +64,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
     def build(resources: Resources) -> list[BackgroundLoop]:
         holder = GalleryHolder(resources.pool, resources.redis, Keys(settings.stream_prefix))
         holder.refresh(force=True)
+        warm_up(encoder=True)  # before the service reports ready
         app.state.gallery = holder
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 

@@ -37,6 +37,19 @@ def face_encoder() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(weights.face_recognition_model_location())
 
 
+def warm_up(*, detector: bool = False, landmarks: bool = False, encoder: bool = False) -> None:
+    """Load the dlib models a service uses before it says it is ready, so its first frames do
+    not wait for a model to load (they would queue behind it, and so would every alert)."""
+    blank = np.zeros((120, 120, 3), np.uint8)
+    rect = dlib.rectangle(20, 20, 100, 100)
+    if detector:
+        face_detector()(blank, 0)
+    if landmarks:
+        landmarks_68()(blank, rect)
+    if encoder:
+        face_encoder().compute_face_descriptor(blank, landmarks_5()(blank, rect), 0)
+
+
 @cache
 def keras_model(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A committed Keras model, loaded once per process, as a compiled batch predictor

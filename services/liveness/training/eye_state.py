@@ -7,13 +7,13 @@
 
 Reads `eyes/cew_dataset_B_Eye_Images.zip` (24x24 grey patches, left and right eyes of each source
 face) without unpacking it and splits it by source photograph (every face of a group photo, and
-both eyes of each, land in the same split: 80% train, 10% validation, 10% held-out test). Trains a small CNN with batch
-normalisation (conv 32-32, pool, conv 64-64, pool, conv 128, pool, dense 128) for a fixed number of
-epochs with AdamW on a cosine learning-rate schedule, label smoothing 0.1, and mirror / small
-affine (+-2 px shift, +-10 degree rotation, +-8% scale) / gamma / brightness / contrast
-augmentation. Nothing is chosen on the test split: there is no early stopping, the validation split
-is only reported. With `--folds K` (default 5; 0 skips it) it then also reports a K-fold
-cross-validated accuracy on train+validation, folds grouped by source photograph.
+both eyes of each, land in the same split: 80% train, 10% validation, 10% held-out test). Trains a
+small CNN with batch normalisation (conv 32-32, pool, conv 64-64, pool, conv 128, pool, dense 128)
+for a fixed number of epochs with AdamW on a cosine learning-rate schedule, label smoothing 0.1,
+and mirror / small affine (+-2 px shift, +-10 degree rotation, +-8% scale) / gamma / brightness /
+contrast augmentation. Nothing is chosen on the test split: there is no early stopping, the
+validation split is only reported. With `--folds K` (default 5; 0 skips it) it then also reports a
+K-fold cross-validated accuracy on train+validation, folds grouped by source photograph.
 
 Writes to services/liveness/models/: `eye_state.keras`, `eye_state.metrics.json` (held-out and
 cross-validated figures) and `eye_state_curves.png`.
