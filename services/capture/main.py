@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.capture.supervisor import CaptureSupervisor
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import CaptureSettings
+from watchpost.vision.models import warm_up
 
 DEMO_VIDEO = "video/talking_blinks_720p.mp4"
 
@@ -22,6 +23,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
+        warm_up(detector=True)  # before the service reports ready
         supervisor = CaptureSupervisor(
             settings,
             redis_client=resources.redis,
