@@ -150,6 +150,12 @@ class CaptureSettings(CommonSettings):
     capture_live_every: int = Field(
         3, ge=1, description="Refresh a camera's live-view image every N frames with faces."
     )
+    capture_max_lag_seconds: float = Field(
+        0.2,
+        ge=0,
+        description="A file played in real time catches up when it falls behind by less than "
+        "this, and skips frames beyond it.",
+    )
     capture_stream_maxlen: int = Field(
         FRAMES_MAXLEN,
         ge=50,

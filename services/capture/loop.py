@@ -106,10 +106,13 @@ class CaptureLoop:
         start = time.monotonic()
         index = 0
         window_start, window_frames = time.monotonic(), 0
+        # A detection frame costs a few frames' time; catching up on the cheap tracked frames
+        # after it loses nothing, so only a lag beyond this many frames is skipped.
+        slack = max(1, round(self.settings.capture_max_lag_seconds * video.fps))
         while not stop.is_set():
             if paced and video.is_file:
                 due = int((time.monotonic() - start) * video.fps)
-                if due > index + 1:  # behind real time: skip without decoding
+                if due > index + slack:  # too far behind real time: skip without decoding
                     for _ in range(due - index - 1):
                         if not video.grab():
                             return True
