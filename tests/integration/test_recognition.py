@@ -158,3 +158,26 @@ def test_http_api_refuses_bad_images_and_keeps_serving(recognition_api, payload,
     response = recognition_api.post("/v1/faces", files={"file": ("x.jpg", payload)})
     assert response.status_code == 422 and reason in response.json()["detail"]
     assert recognition_api.get("/healthz").status_code == 200
+
+
+def test_the_gallery_follows_every_enrolment_at_once(pool, redis_client, prefix):
+    """Two people enrolled a moment apart: the second is in the gallery at the very next look,
+    not a second later (found by the pipeline benchmark: a gallery loaded between two
+    enrolments made the second person's first checks call them a stranger)."""
+    import numpy as np
+
+    keys = Keys(prefix)
+    holder = GalleryHolder(pool, redis_client, keys)
+    assert len(holder.refresh()) == 0
+    for n, name in enumerate(["Obama", "Speaker"], start=1):
+        with pool.connection() as conn:
+            person = identities.create_identity(conn, display_name=name)
+            identities.add_face_sample(
+                conn,
+                identity_id=person["id"],
+                embedding=np.full(128, n / 100, np.float32),
+                box=(0, 0, 10, 10),
+                image_jpeg=b"\xff\xd8",
+            )
+        redis_client.incr(keys.gallery_version)
+        assert len(holder.refresh()) == n  # immediately, with no pause between the two
