@@ -13,7 +13,6 @@ a table per lever, then one JSON line with every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.report import print_json
 from benchmarks.stage_costs import read_frames
 from services.liveness.blink import face_ear
 from watchpost.images import to_grey
@@ -163,16 +163,7 @@ def main() -> None:
         print(f"detecting every {SHIPPED.capture_detect_every} frames instead of every frame: "
               f"{result['detect_interval_speedup']:.1f}x cheaper per frame")  # fmt: skip
 
-    def rounded(value):
-        if isinstance(value, float):
-            return round(value, 4)
-        if isinstance(value, dict):
-            return {k: rounded(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [rounded(v) for v in value]
-        return value
-
-    print(json.dumps(rounded(figures)))
+    print_json(figures, digits=4)
 
 
 if __name__ == "__main__":

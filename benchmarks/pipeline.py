@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 from websockets.sync.client import connect
 
+from benchmarks.report import print_json
 from watchpost.cli import Stack
 from watchpost.vision.faces import detect_faces, embed_face
 
@@ -268,17 +269,7 @@ def main() -> None:
         f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; "
         f"same people: {figures['same_people']}"
     )
-    print(json.dumps(rounded(figures)))
-
-
-def rounded(value):
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
+    print_json(figures)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,21 @@ def database_for_cli(home: str) -> tuple[str, list]:
     return server.start(), [server]
 
 
+def audit_key_change(conn, action: str, row: dict, **details) -> None:
+    """Key changes from the CLI are audited as the operating-system user who made them."""
+    from watchpost.db import access
+
+    access.audit(
+        conn,
+        actor=f"cli:{os.environ.get('USER', 'unknown')}",
+        role="admin",
+        action=action,
+        target_type="api_key",
+        target_id=row["key_id"],
+        details=details,
+    )
+
+
 def keys_command(args: argparse.Namespace) -> int:
     from watchpost.auth import Role, create_key
     from watchpost.db import access, apply_migrations, open_pool
@@ -180,15 +195,7 @@ def keys_command(args: argparse.Namespace) -> int:
         with open_pool(url, min_size=1, max_size=1) as pool, pool.connection() as conn:
             if args.action == "create":
                 key, row = create_key(conn, name=args.name, role=Role[args.role])
-                access.audit(
-                    conn,
-                    actor=f"cli:{os.environ.get('USER', 'unknown')}",
-                    role="admin",
-                    action="key_create",
-                    target_type="api_key",
-                    target_id=row["key_id"],
-                    details={"name": args.name, "role": args.role},
-                )
+                audit_key_change(conn, "key_create", row, name=args.name, role=args.role)
                 print(
                     f"created {args.role} key {row['key_id']} for {args.name!r}; it is shown "
                     "only now:",
@@ -200,14 +207,7 @@ def keys_command(args: argparse.Namespace) -> int:
                 if row is None:
                     print(f"no live key {args.key_id!r}", file=sys.stderr)
                     return 1
-                access.audit(
-                    conn,
-                    actor=f"cli:{os.environ.get('USER', 'unknown')}",
-                    role="admin",
-                    action="key_revoke",
-                    target_type="api_key",
-                    target_id=row["key_id"],
-                )
+                audit_key_change(conn, "key_revoke", row)
                 print(f"revoked {row['key_id']} ({row['name']}, {row['role']})")
             else:
                 for row in access.list_keys(conn, include_revoked=args.all):
