@@ -21,6 +21,12 @@ class LivenessPolicy:
     passive_decides: bool = False  # may a consistent passive score alone call a spoof?
 
 
+# Frames of a track farther apart than this (dropped by a stalled reader, skipped as stale, a
+# camera that stuttered) leave a gap that counts as time not watched: a live person must not be
+# called a spoof for blinks nobody saw.
+MAX_GAP_S = 0.5
+
+
 @dataclass
 class TrackEvidence:
     detector: BlinkDetector
@@ -31,6 +37,10 @@ class TrackEvidence:
     first_eyes_at: float | None = None
     last_blink_at: float | None = None
     last_problem: str | None = None
+    # Seconds the eyes were actually watched since the last blink (or since they were first
+    # seen): gaps between frames beyond MAX_GAP_S are not counted.
+    watched_without_blink: float = 0.0
+    last_eyes_at: float | None = None
     passive: deque = field(default_factory=lambda: deque(maxlen=100))
     published: tuple | None = None
     touched: float = field(default=0.0, repr=False)  # monotonic time of the last frame, for expiry
@@ -46,8 +56,13 @@ class TrackEvidence:
         self.frames_with_eyes += 1
         if self.first_eyes_at is None:
             self.first_eyes_at = at
+        if self.last_eyes_at is not None:
+            gap = at - self.last_eyes_at
+            self.watched_without_blink += gap if 0 < gap <= MAX_GAP_S else 0.0
+        self.last_eyes_at = at
         if self.detector.update(ear, p_closed):
             self.last_blink_at = at
+            self.watched_without_blink = 0.0
 
     def observe_passive(self, spoof_probability: float) -> None:
         self.passive.append(float(spoof_probability))
@@ -79,8 +94,7 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> tuple[LivenessSta
         return "undecided", (
             evidence.last_problem or "no frame with readable eyes yet"
         ) + passive_note
-    since = evidence.last_blink_at if evidence.last_blink_at is not None else evidence.first_eyes_at
-    without_blink = evidence.last_seen - since
+    without_blink = evidence.watched_without_blink
     if without_blink < policy.window_seconds and evidence.last_blink_at is not None:
         if passive_says_spoof(evidence, policy):
             return (

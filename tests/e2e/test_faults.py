@@ -78,15 +78,19 @@ class Stack:
         """Every consumer group has read and acknowledged everything."""
         client = self.redis()
         try:
-            groups = [
-                *client.xinfo_groups(self.keys.frames),
-                *client.xinfo_groups(self.keys.verdicts),
-            ]
+            caught_up = []
+            for stream in (self.keys.frames, self.keys.verdicts):
+                last = client.xinfo_stream(stream)["last-generated-id"]
+                # Not `lag`: Redis cannot compute it (nil) once trimming skipped entries.
+                caught_up += [
+                    g["pending"] == 0 and g["last-delivered-id"] == last
+                    for g in client.xinfo_groups(stream)
+                ]
         except redis.RedisError:
             return False
         finally:
             client.close()
-        return len(groups) == 3 and all(g["pending"] == 0 and g["lag"] == 0 for g in groups)
+        return len(caught_up) == 3 and all(caught_up)
 
     def play(self, camera_id: str, video: Path, during=None, timeout: float = 240) -> None:
         """Add a camera on the video, call `during()` while it plays, wait until every frame
@@ -315,8 +319,11 @@ def test_a_stalled_consumer_costs_old_frames_never_verdicts_or_alerts(stack, spe
     )
     assert length <= MAXLEN + 100  # bounded (trimming is approximate)
     assert handled < published  # the oldest frames were dropped for it
-    assert aggregator["pending"] == 0 and aggregator["lag"] == 0  # every verdict was read
-    assert recognised(alerts) == 2  # one per camera: recognition never stalled
+    last_verdict = client.xinfo_stream(stack.keys.verdicts)["last-generated-id"]
+    assert aggregator["pending"] == 0 and aggregator["last-delivered-id"] == last_verdict
+    assert recognised(alerts) >= 2  # at least one per camera: recognition never stalled
+    # Frames the stalled reader never saw are not time without a blink: no false spoof alert.
+    assert not any(kind == "spoof_attempt" for kind, _ in alerts), alerts
     client.close()
 
 

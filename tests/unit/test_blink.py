@@ -143,3 +143,18 @@ def test_a_blink_long_ago_does_not_keep_a_track_live():
     ears = series((0.32, 30), (0.1, 3), (0.32, 200))  # one blink at 1 s, then 6.7 s of none
     state, reason = decide(evidence_with(ears), policy)
     assert state == "spoof" and "without a blink" in reason
+
+
+def test_frames_nobody_saw_are_not_time_without_a_blink():
+    """A reader that stalled and lost most of a track's frames sees 12 s of video in 3 s of
+    frames: only the watched seconds count, so a live person is not called a spoof for blinks
+    that fell in the gaps; the same frames without gaps are a spoof."""
+    policy = LivenessPolicy(window_seconds=5.0, min_frames=15)
+    gappy = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
+    for second in range(4):  # 3 s of frames, spread over 12 s of video in 4 bursts
+        for i in range(30):
+            gappy.observe(second * 4 + i / 30, 0.31, None)
+    assert gappy.watched_without_blink < 4.0
+    assert decide(gappy, policy)[0] == "undecided"
+    steady = evidence_after([0.31] * 400)  # 13 s watched without a blink
+    assert decide(steady, policy)[0] == "spoof"
