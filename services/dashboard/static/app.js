@@ -126,10 +126,19 @@ function connect() {
     if (message.type === "alert") addAlert(message.alert, { fresh: !message.replay });
   });
   socket.addEventListener("close", (event) => {
-    if (event.code === 1008) { showLogin(); return; }  // not (or no longer) signed in
+    // A refused handshake reaches the browser as 1006, not the server's 1008, so ask: if the
+    // session is gone the sign-in form shows and the page stops reconnecting.
+    if (event.code === 1008) { showLogin(); return; }
     status.textContent = "reconnecting";
     status.className = "status reconnecting";
-    setTimeout(connect, retryMs);
+    setTimeout(async () => {
+      try {
+        await api("/api/v1/session");
+      } catch (error) {
+        if (error instanceof SignedOut) return;  // showLogin() has run
+      }
+      connect();
+    }, retryMs);
     retryMs = Math.min(retryMs * 2, 15000);
   });
 }
