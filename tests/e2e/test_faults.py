@@ -321,7 +321,13 @@ def test_a_stalled_consumer_costs_old_frames_never_verdicts_or_alerts(stack, spe
     assert handled < published  # the oldest frames were dropped for it
     last_verdict = client.xinfo_stream(stack.keys.verdicts)["last-generated-id"]
     assert aggregator["pending"] == 0 and aggregator["last-delivered-id"] == last_verdict
-    assert recognised(alerts) >= 2  # at least one per camera: recognition never stalled
+    # Every verdict was handled and every alert decided was stored. (Whether liveness still saw
+    # a blink on each camera depends on which frames it lost, so that is not asserted.)
+    aggregator_service = stack.services["aggregator"]
+    handled_verdicts = aggregator_service.metric("watchpost_messages_processed_total")
+    assert handled_verdicts == client.xlen(stack.keys.verdicts)
+    assert aggregator_service.metric("watchpost_alerts_total") == sum(alerts.values())
+    assert recognised(alerts) >= 1
     # Frames the stalled reader never saw are not time without a blink: no false spoof alert.
     assert not any(kind == "spoof_attempt" for kind, _ in alerts), alerts
     client.close()
