@@ -29,6 +29,7 @@ from tests.support.faults import (
 )
 from tests.support.mjpeg_camera import MjpegCamera
 from watchpost.keys import AGGREGATOR_GROUP, Keys
+from watchpost.messages import RecognitionVerdict, decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.data]
 
@@ -327,12 +328,14 @@ def test_a_stalled_consumer_costs_old_frames_never_verdicts_or_alerts(stack, spe
     handled_verdicts = aggregator_service.metric("watchpost_messages_processed_total")
     assert handled_verdicts == client.xlen(stack.keys.verdicts)
     assert aggregator_service.metric("watchpost_alerts_total") == sum(alerts.values())
-    assert recognised(alerts) >= 1
+    # Recognition went on for both cameras. (No alert need follow: without a blink among the
+    # frames liveness kept, a known face is neither granted nor refused.)
+    judged = Counter(
+        decode(fields, RecognitionVerdict)[0].camera_id
+        for _, fields in client.xrange(stack.keys.verdicts)
+        if fields[b"type"] == b"RecognitionVerdict"
+    )
+    assert set(judged) == {"slow-1", "slow-2"}
     # Frames the stalled reader never saw are not time without a blink: no false spoof alert.
     assert not any(kind == "spoof_attempt" for kind, _ in alerts), alerts
     client.close()
-
-
-def recognised(alerts: Counter) -> int:
-    """Alerts that name the speaker, whatever liveness concluded."""
-    return sum(n for (kind, name), n in alerts.items() if name == "Speaker")
