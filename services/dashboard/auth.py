@@ -212,7 +212,7 @@ def whoami(who: Viewer) -> SessionInfo:
 
 
 @router.delete("/session", status_code=204)
-def logout(request: Request, response: Response) -> Response:
+def logout(request: Request) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         request.app.state.auth.sessions.end(token)

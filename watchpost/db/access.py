@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from watchpost.db import identities
+
 _KEY_COLUMNS = "id, key_id, name, role, created_at, last_used_at, revoked_at"
 
 
@@ -106,7 +108,7 @@ def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
         " WHERE identity_id = %s OR (%s::text IS NOT NULL AND claimed_login = %s)",
         (person["login_name"], identity_id, person["login_name"], person["login_name"]),
     ).rowcount
-    conn.execute("DELETE FROM identities WHERE id = %s", (identity_id,))
+    identities.delete_identity(conn, identity_id)  # samples and embeddings go by cascade
     return {"faces": person["faces"], "alerts_scrubbed": scrubbed}
 
 
