@@ -31,7 +31,11 @@ def get_keys(request: Request) -> Keys:
     return Keys(request.app.state.resources.settings.stream_prefix)
 
 
-ConnDep = Annotated[psycopg.Connection, Depends(get_conn)]
+# scope="function": the connection is committed (and returned to the pool) when the route
+# function returns, before the response is sent. With FastAPI's default it was committed after
+# the response had gone out, so a client that created something and used it at once (the bulk
+# enrolment: create a person, upload their photo) could be told it did not exist.
+ConnDep = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 SettingsDep = Annotated[DashboardSettings, Depends(get_settings)]
 KeysDep = Annotated[Keys, Depends(get_keys)]

@@ -559,3 +559,26 @@ def test_live_view_streams_the_latest_frame_as_mjpeg(client, redis_client, prefi
                 break
     assert received.startswith(b"--frame\r\nContent-Type: image/jpeg")
     assert client.get("/api/v1/cameras/unknown/live.mjpg").status_code == 404
+
+
+def test_a_write_is_committed_before_its_answer_is_sent(env_settings, admin_key, pool):
+    """A client that creates a person and uploads their photo at once (`watchpost enroll`) must
+    find the person: the answer may only leave once the row is committed. Checked at the moment
+    the answer's last byte is handed to the server, from another connection."""
+    app = dashboard_app(env_settings(DashboardSettings))
+    seen_when_answered: list[int] = []
+
+    async def observed(scope, receive, send):
+        async def spy(message):
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                with pool.connection() as conn:
+                    count = conn.execute("SELECT count(*) AS n FROM identities").fetchone()["n"]
+                seen_when_answered.append(count)
+            await send(message)
+
+        await app(scope, receive, spy if scope["type"] == "http" else send)
+
+    with TestClient(observed, headers=key_headers(admin_key)) as client:
+        created = client.post("/api/v1/identities", json={"display_name": "Ada"})
+    assert created.status_code == 201
+    assert seen_when_answered == [1]
