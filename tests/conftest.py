@@ -15,15 +15,20 @@ import redis
 from psycopg.conninfo import make_conninfo
 
 from watchpost.auth import create_key
-from watchpost.settings import default_data_dir
+from watchpost.settings import SERVICE_LINKS, SERVICE_TOKEN_FIELDS, default_data_dir
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-# Services authenticate to each other with this in tests (`watchpost up` makes one per run).
-INTERNAL_TOKEN = "test-internal-" + secrets.token_hex(16)
-INTERNAL_HEADERS = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+# Services authenticate to each other with these in tests (`watchpost up` makes them per run):
+# the dashboard's token for recognition, recognition's for liveness.
+SERVICE_TOKENS = {caller: f"test-{caller}-" + secrets.token_hex(16) for caller in SERVICE_LINKS}
+SERVICE_TOKEN_SETTINGS = {SERVICE_TOKEN_FIELDS[c]: t for c, t in SERVICE_TOKENS.items()}
+SERVICE_TOKEN_ENV = {f"WATCHPOST_{k.upper()}": v for k, v in SERVICE_TOKEN_SETTINGS.items()}
+# What the dashboard sends to recognition, and recognition to liveness.
+DASHBOARD_HEADERS = {"Authorization": f"Bearer {SERVICE_TOKENS['dashboard']}"}
+RECOGNITION_HEADERS = {"Authorization": f"Bearer {SERVICE_TOKENS['recognition']}"}
 
 
 def data_dir() -> Path:
@@ -141,7 +146,7 @@ def env_settings(redis_url, migrated_url, prefix):
             "stream_prefix": prefix,
             "frame_max_age_seconds": 0,  # replayed files run faster than real time
             "consumer_name": "test",
-            "internal_token": INTERNAL_TOKEN,
+            **SERVICE_TOKEN_SETTINGS,
         }
         values.update(overrides)
         return cls(**values)
@@ -164,6 +169,11 @@ def make_key(pool):
 @pytest.fixture
 def admin_key(make_key) -> str:
     return make_key("admin")
+
+
+@pytest.fixture
+def kiosk_key(make_key) -> str:
+    return make_key("kiosk")
 
 
 def key_headers(key: str) -> dict[str, str]:

@@ -1,12 +1,17 @@
-"""Who is calling: API keys with roles, browser sessions, internal service tokens, rate limits.
+"""Who is calling: API keys with roles, browser sessions, rate limits.
 
 An API key reads `wp_<key_id>_<secret>`. The key id is public (it names the row and shows in the
 audit log); only an argon2id hash of the secret is stored, so a key is shown once, when the CLI
 creates it. Checking a hash costs tens of milliseconds on purpose, so a key that checked out is
-remembered in memory for `auth_cache_seconds` (a revoked key stops working within that time).
+remembered in memory for `auth_cache_seconds` (a revoked key stops working within that time), no
+database connection is held while hashing, and failed checks are counted per client address
+(`FailureThrottle`), so guessing keys is slow and cannot exhaust the connection pool.
 
 The page logs in with a key and gets a session: a random token in an HttpOnly, SameSite=Strict
 cookie, whose sha256 names a Redis entry that expires. Sessions end when their key is revoked.
+
+Services calling each other present per-link service tokens (`watchpost.service.service_auth`),
+never API keys; kiosks present API keys with the `kiosk` role, which can only verify a login.
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ import psycopg
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from psycopg_pool import ConnectionPool
 
 from watchpost.db import access
 
 
 class Role(enum.IntEnum):
-    """Each role may do everything the roles below it may."""
+    """viewer < operator < admin: each may do everything the roles below it may. `kiosk` stands
+    outside that order: a login kiosk's key may verify a claimed login at recognition and do
+    nothing else (no dashboard route, no page sign-in), and no other role may act as a kiosk."""
 
+    kiosk = 0  # POST /v1/verify at recognition, only
     viewer = 1  # read alerts, identities, cameras; watch live
-    operator = 2  # acknowledge alerts
+    operator = 2  # acknowledge alerts, send legacy alerts
     admin = 3  # enrol, delete, cameras, settings
 
 
@@ -43,17 +52,17 @@ class Principal:
 
     name: str
     role: Role
-    key_id: str | None = None  # None for internal service calls
+    key_id: str | None = None
 
     @property
     def actor(self) -> str:
         return f"{self.name} ({self.key_id})" if self.key_id else self.name
 
     def may(self, needed: Role) -> bool:
+        if Role.kiosk in (self.role, needed):
+            return self.role is needed
         return self.role >= needed
 
-
-INTERNAL = Principal(name="internal", role=Role.admin)
 
 _KEY_RE = re.compile(r"^wp_([a-z0-9]{8,32})_([A-Za-z0-9_-]{20,100})$")
 # Cheap enough for a login (about 20 ms here), costly enough for offline guessing of a leak.
@@ -72,6 +81,7 @@ def new_key() -> tuple[str, str, str]:
 
 
 def create_key(conn: psycopg.Connection, *, name: str, role: Role | str) -> tuple[str, dict]:
+    """Store a new key with the role; (the full key, shown once; its row)."""
     role = Role[role] if isinstance(role, str) else role
     full, key_id, hashed = new_key()
     row = access.insert_key(conn, key_id=key_id, name=name, role=role.name, secret_hash=hashed)
@@ -79,46 +89,99 @@ def create_key(conn: psycopg.Connection, *, name: str, role: Role | str) -> tupl
 
 
 class KeyVerifier:
-    """Checks API keys against the database, remembering good ones for `cache_seconds`."""
+    """Checks API keys against the database, remembering good ones for `cache_seconds`.
 
-    def __init__(self, cache_seconds: float = 30.0) -> None:
+    A check takes a pooled connection only to read the key's row and (after a good check) to
+    note its use; the argon2 hash is computed with no connection held, so slow hashes cannot
+    starve the pool."""
+
+    def __init__(self, pool: ConnectionPool, cache_seconds: float = 30.0) -> None:
+        self.pool = pool
         self.cache_seconds = cache_seconds
         self._good: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
-    def check(self, conn: psycopg.Connection, key: str) -> Principal:
+    def check(self, key: str) -> Principal:
         fingerprint = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
             cached = self._good.get(fingerprint)
         if cached is not None and cached[0] > now:
             return cached[1]
-        principal = self.check_uncached(conn, key)
+        principal = self.check_uncached(key)
         with self._lock:
             if len(self._good) > 10_000:
                 self._good.clear()
             self._good[fingerprint] = (now + self.cache_seconds, principal)
         return principal
 
-    @staticmethod
-    def check_uncached(conn: psycopg.Connection, key: str) -> Principal:
+    def check_uncached(self, key: str) -> Principal:
         match = _KEY_RE.match(key.strip())
         if match is None:
             raise AuthError("malformed key")
         key_id, secret = match.groups()
-        row = access.key_for_check(conn, key_id)
+        with self.pool.connection() as conn:
+            row = access.key_for_check(conn, key_id)
         if row is None or row["revoked_at"] is not None:
             raise AuthError("unknown or revoked key")
         try:
             _HASHER.verify(row["secret_hash"], secret)
         except (VerificationError, InvalidHashError):
             raise AuthError("wrong key") from None
-        access.touch_key(conn, key_id)
+        with self.pool.connection() as conn:
+            access.touch_key(conn, key_id)
         return Principal(name=row["name"], role=Role[row["role"]], key_id=key_id)
+
+    def key_live(self, key_id: str) -> bool:
+        """Whether the key exists and is not revoked, asked of the database now (no cache)."""
+        with self.pool.connection() as conn:
+            row = access.key_for_check(conn, key_id)
+        return row is not None and row["revoked_at"] is None
 
     def forget(self) -> None:
         with self._lock:
             self._good.clear()
+
+
+class FailureThrottle:
+    """Failed credential checks per client address, counted in Redis per minute (shared by every
+    replica and service). Past `per_minute` failures, `guard` refuses that address outright,
+    before any key is hashed, until the minute is over."""
+
+    def __init__(self, client: redis.Redis, prefix: str, per_minute: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.per_minute = per_minute
+
+    def _counter(self, address: str) -> tuple[str, int]:
+        window = int(time.time() // 60)
+        return f"{self.prefix}:authfail:{address}:{window}", 60 - int(time.time() % 60)
+
+    def guard(self, address: str) -> None:
+        counter, retry_after = self._counter(address)
+        failures = self.client.get(counter)
+        if failures is not None and int(failures) >= self.per_minute:
+            raise RateLimited(retry_after=retry_after)
+
+    def failed(self, address: str) -> None:
+        counter, _ = self._counter(address)
+        with self.client.pipeline() as pipe:
+            pipe.incr(counter)
+            pipe.expire(counter, 61)
+            pipe.execute()
+
+
+def check_key(
+    verifier: KeyVerifier, throttle: FailureThrottle, key: str, address: str
+) -> Principal:
+    """The key's principal; AuthError for a bad key (counted against the address), RateLimited
+    when the address has failed too often this minute."""
+    throttle.guard(address)
+    try:
+        return verifier.check(key)
+    except AuthError:
+        throttle.failed(address)
+        raise
 
 
 class Sessions:

@@ -10,12 +10,19 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from watchpost.settings import PROJECT_ROOT, SERVICE_SETTINGS, CommonSettings
+from watchpost.settings import (
+    PROJECT_ROOT,
+    SERVICE_LINKS,
+    SERVICE_SETTINGS,
+    SERVICE_TOKEN_FIELDS,
+    CommonSettings,
+)
 
 # Start order: the services others call first.
 SERVICES = ["recognition", "liveness", "aggregator", "dashboard", "capture"]
@@ -24,7 +31,7 @@ SERVICES = ["recognition", "liveness", "aggregator", "dashboard", "capture"]
 def serve(name: str) -> None:
     import uvicorn
 
-    from watchpost.service import configure_logging
+    from watchpost.service import configure_logging, uvicorn_options
 
     settings = SERVICE_SETTINGS[name]()
     configure_logging(settings)
@@ -36,6 +43,7 @@ def serve(name: str) -> None:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=20,
+        **uvicorn_options(settings),
     )
 
 
@@ -72,8 +80,6 @@ class Stack:
             database_url = server.start()
             print(f"embedded PostgreSQL: {database_url}")
         env = dict(os.environ, WATCHPOST_REDIS_URL=redis_url, WATCHPOST_DATABASE_URL=database_url)
-        # The services authenticate to each other with a token made for this run.
-        env.setdefault("WATCHPOST_INTERNAL_TOKEN", secrets.token_urlsafe(32))
         ports = {n: SERVICE_SETTINGS[n].default_port + self.args.port_offset for n in SERVICES}
         env["WATCHPOST_DASHBOARD_RECOGNITION_URL"] = f"http://127.0.0.1:{ports['recognition']}"
         env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
@@ -84,8 +90,9 @@ class Stack:
         apply_migrations(database_url)  # once, before five services race for the lock
         self.database_url = database_url
         first_admin_key(database_url)
+        tokens = service_tokens_for_run()
         for name in SERVICES:
-            child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]))
+            child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]), **tokens[name])
             self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "watchpost.cli", "serve", name],
                 env=child_env,
@@ -141,6 +148,19 @@ class Stack:
             server.stop()
 
 
+def service_tokens_for_run() -> dict[str, dict[str, str]]:
+    """Per service, the service-token variables it gets: each token (made for this run unless
+    the environment names one) only to the caller that presents it and the service that
+    accepts it (SERVICE_LINKS); capture and the aggregator call no one and get none."""
+    given: dict[str, dict[str, str]] = {name: {} for name in SERVICES}
+    for caller, callee in SERVICE_LINKS.items():
+        variable = f"WATCHPOST_{SERVICE_TOKEN_FIELDS[caller].upper()}"
+        token = os.environ.get(variable) or secrets.token_urlsafe(32)
+        for name in (caller, callee):
+            given[name][variable] = token
+    return given
+
+
 def first_admin_key(database_url: str) -> None:
     """On a first start there is no way in: make an admin key and show it, once."""
     from watchpost.auth import Role, create_key
@@ -154,7 +174,8 @@ def first_admin_key(database_url: str) -> None:
     print(
         f"\nNo admin key existed, so one was made. It is shown only now; keep it safe:\n\n"
         f"    {key}\n\nSign in to the dashboard with it, and make keys for people with "
-        "`watchpost keys create --name NAME --role viewer|operator|admin`.\n",
+        "`watchpost keys create --name NAME --role viewer|operator|admin` (and for login "
+        "kiosks, `--role kiosk`).\n",
         flush=True,
     )
 
@@ -222,7 +243,11 @@ def keys_command(args: argparse.Namespace) -> int:
     return 0
 
 
-SECRET_NAMES = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "WATCHPOST_INTERNAL_TOKEN")
+SECRET_NAMES = (
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    *(f"WATCHPOST_{field.upper()}" for field in SERVICE_TOKEN_FIELDS.values()),
+)
 
 
 def secrets_command(args: argparse.Namespace) -> int:
@@ -240,10 +265,27 @@ def secrets_command(args: argparse.Namespace) -> int:
         return 0
     lines = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in missing]
     lines += [f"{name}={secrets.token_hex(24)}" for name in missing]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_private(path, "\n".join(lines) + "\n")
     print(f"{path}: generated {', '.join(missing)}")
     return 0
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with a file only its owner can read, atomically: the text goes into a new
+    file created with mode 600 beside it, which is then renamed over the old one. The secrets
+    are never in a file anyone else can open, nor written into the old file (whose mode, or a
+    hard link to it, another user may have)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", text=True)
+    try:
+        os.fchmod(fd, 0o600)  # mkstemp makes it 600 already; say so, whatever the platform
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def up(args: argparse.Namespace) -> int:
@@ -348,7 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     key_actions = keys_parser.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="make a key and print it (shown once)")
     create.add_argument("--name", required=True, help="who or what holds it")
-    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=["kiosk", "viewer", "operator", "admin"],
+        help="kiosk: may only verify logins at recognition",
+    )
     listing = key_actions.add_parser("list", help="the keys, without their secrets")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
     revoke = key_actions.add_parser("revoke", help="stop a key working (within 30 s)")

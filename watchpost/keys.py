@@ -50,6 +50,16 @@ class Keys:
         """What the aggregator knows of a track (name, liveness), drawn on the live view."""
         return f"{self.prefix}:label:{camera_id}:{track_id}"
 
+    @property
+    def every_track_label(self) -> str:
+        """SCAN pattern matching every `track_label`."""
+        return f"{self.prefix}:label:*"
+
+    @property
+    def every_live_frame(self) -> str:
+        """SCAN pattern matching every `live_frame`."""
+        return f"{self.prefix}:live:*"
+
     def cooldown(self, key: str) -> str:
         """Set while alerts of one kind are held back on a camera (see AlertPolicy)."""
         return f"{self.prefix}:cooldown:{key}"

@@ -9,20 +9,35 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import redis
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchpost.auth import bearer, same_secret
+from watchpost.auth import (
+    AuthError,
+    FailureThrottle,
+    KeyVerifier,
+    Principal,
+    RateLimited,
+    Role,
+    bearer,
+    check_key,
+    same_secret,
+)
 from watchpost.db import apply_migrations, open_pool
 from watchpost.settings import CommonSettings
 
@@ -100,35 +115,76 @@ class BackgroundLoop:
         return self.error is not None
 
 
+@dataclass(frozen=True)
+class UploadRoute:
+    """A route that may take a body beyond `max_body_bytes` (photos, bursts of frames), up to
+    the service's `max_upload_bytes`, once `admit` has accepted its caller. `admit` raises the
+    HTTPException the caller gets instead (401, 403, 429); it may leave what it learnt in the
+    request's state for the route (the dashboard keeps the principal there)."""
+
+    method: str
+    path: re.Pattern[str]
+    admit: Callable[[Request], Awaitable[object]]
+
+    def matches(self, scope: Scope) -> bool:
+        return scope["method"] == self.method and self.path.fullmatch(scope["path"]) is not None
+
+
 class BodyLimit:
     """ASGI middleware: a request body beyond `max_bytes` gets 413 before it is buffered or
-    spooled to disk, whether it declares its length or streams it chunked."""
+    spooled to disk, whether it declares its length or streams it chunked. Only an upload route
+    may take more, up to `upload_bytes`, and only after its caller is admitted: a stranger's big
+    body is answered (401, 403, 429 or 413) without being read."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_bytes: int | None = None,
+        uploads: Sequence[UploadRoute] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
+        self.uploads = uploads
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = HTTPException(413, detail=f"the request body exceeds {self.max_bytes} bytes")
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": too_large.detail}, status_code=413)
-            await response(scope, receive, send)
+        header = dict(scope["headers"]).get(b"content-length")
+        declared = int(header) if header is not None and header.isdigit() else None
+        limit = self.max_bytes
+        upload = next((u for u in self.uploads if u.matches(scope)), None)
+        if upload is not None and (declared is None or declared > self.max_bytes):
+            try:
+                await upload.admit(Request(scope))
+            except HTTPException as refused:
+                await _answer(scope, receive, send, refused)
+                return
+            limit = self.upload_bytes
+        too_large = HTTPException(413, detail=f"the request body exceeds {limit} bytes")
+        if declared is not None and declared > limit:
+            await _answer(scope, receive, send, too_large)
             return
         received = 0
 
-        async def counted():
+        async def counted() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > limit:
                 raise too_large  # FastAPI turns it into the 413 answer while parsing the body
             return message
 
         await self.app(scope, counted, send)
+
+
+async def _answer(scope: Scope, receive: Receive, send: Send, exc: HTTPException) -> None:
+    response = JSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
+    await response(scope, receive, send)
 
 
 def add_ops_routes(
@@ -136,9 +192,11 @@ def add_ops_routes(
     *,
     loops: Callable[[], list[BackgroundLoop]],
     dependencies: Callable[[], dict[str, bool]],
+    metrics: bool = True,
+    metrics_token: str | None = None,
 ) -> None:
     """`/healthz` (the process and its loops are alive), `/readyz` (its dependencies answer),
-    `/metrics` (Prometheus)."""
+    `/metrics` (Prometheus; off, or behind a token, as configured)."""
     started = time.time()
 
     @app.get("/healthz", tags=["ops"])
@@ -157,8 +215,17 @@ def add_ops_routes(
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
-    def metrics() -> Response:
+    if not metrics:
+        return
+
+    @app.get("/metrics", tags=["ops"], responses={401: {}})
+    def prometheus_metrics(
+        authorization: str | None = Header(None, include_in_schema=False),
+    ) -> Response:
+        if metrics_token is not None and not same_secret(bearer(authorization), metrics_token):
+            raise HTTPException(
+                401, detail="metrics token required", headers={"WWW-Authenticate": "Bearer"}
+            )
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -179,16 +246,22 @@ def postgres_ok(pool: ConnectionPool) -> bool:
 
 
 class Resources:
-    """The clients a service process holds for its lifetime."""
+    """The clients a service process holds for its lifetime; with a database, also what checks
+    API keys (the keys table is there)."""
 
     def __init__(self, settings: CommonSettings, *, needs_db: bool) -> None:
         self.settings = settings
         self.redis = redis_client(settings.require_redis_url())
         self.pool = None
+        self.verifier: KeyVerifier | None = None
         if needs_db:
             url = settings.require_database_url()
             apply_migrations(url)
             self.pool = open_pool(url)
+            self.verifier = KeyVerifier(self.pool, settings.auth_cache_seconds)
+        self.throttle = FailureThrottle(
+            self.redis, settings.stream_prefix, settings.auth_failures_per_minute
+        )
         self.loops: list[BackgroundLoop] = []
 
     def dependencies(self) -> dict[str, bool]:
@@ -211,9 +284,12 @@ def service_app(
     needs_db: bool,
     build_loops: Callable[[Resources], list[BackgroundLoop]],
     setup: Callable[[FastAPI, Resources], None] | None = None,
-    **fastapi_kwargs,
+    uploads: Sequence[UploadRoute] = (),
+    **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app that owns `Resources`, runs the service's loops and has the ops routes."""
+    """A FastAPI app that owns `Resources`, runs the service's loops and has the ops routes.
+    Request bodies are limited to `max_body_bytes`, except on the `uploads` routes for the
+    callers they admit; the OpenAPI pages and /metrics are served as the settings say."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -231,8 +307,15 @@ def service_app(
             log.info("%s stopping", settings.service_name)
             resources.close()
 
+    if not settings.http_docs:
+        fastapi_kwargs.update(docs_url=None, redoc_url=None, openapi_url=None)
     app = FastAPI(lifespan=lifespan, **fastapi_kwargs)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        uploads=uploads,
+    )
     app.openapi = lambda: openapi_with_sentence_errors(app)
 
     @app.exception_handler(psycopg.errors.DataError)
@@ -247,10 +330,13 @@ def service_app(
             status_code=422,
         )
 
+    metrics_token = settings.http_metrics_token
     add_ops_routes(
         app,
         loops=lambda: app.state.resources.loops,
         dependencies=lambda: app.state.resources.dependencies(),
+        metrics=settings.http_metrics,
+        metrics_token=metrics_token.get_secret_value() if metrics_token else None,
     )
     return app
 
@@ -274,20 +360,75 @@ def openapi_with_sentence_errors(app: FastAPI) -> dict:
     return app.openapi_schema
 
 
-def internal_auth(settings: CommonSettings):
-    """A route dependency that admits only callers presenting the internal token. Resolved when
-    the app is built, so a service without a token refuses to start instead of running open."""
-    token = settings.require_internal_token()
+class ServiceGate:
+    """Admits only the service token of `caller` (see SERVICE_LINKS): a route dependency, and an
+    `admit` for upload routes. Built with the app, so a service without the token refuses to
+    start instead of running open."""
 
-    def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
-        if not same_secret(bearer(authorization), token):
+    def __init__(self, settings: CommonSettings, caller: str) -> None:
+        self.caller = caller
+        self._token = settings.service_token(caller)
+
+    def check(self, authorization: str | None) -> None:
+        if not same_secret(bearer(authorization), self._token):
             raise HTTPException(
-                401, detail="internal token required", headers={"WWW-Authenticate": "Bearer"}
+                401, detail="service token required", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    return Depends(check)
+    async def admit(self, request: Request) -> None:
+        self.check(request.headers.get("authorization"))
+
+    def dependency(self) -> Any:
+        def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+            self.check(authorization)
+
+        return Depends(check)
 
 
-def internal_headers(settings: CommonSettings) -> dict[str, str]:
-    """Headers a service sends when it calls another service's API."""
-    return {"Authorization": f"Bearer {settings.require_internal_token()}"}
+def api_key_auth(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A route dependency, and upload `admit`, taking an API key (`Authorization: Bearer wp_...`)
+    whose role may act as `role`: 401 without a good key, 403 with another role, 429 after too
+    many failures from the address. For services with a database other than the dashboard
+    (kiosks at recognition, /status at capture); the principal is kept in the request state."""
+
+    async def admit(request: Request) -> Principal:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:
+            resources: Resources = request.app.state.resources
+            assert resources.verifier is not None, "API keys need the database"
+            key = bearer(request.headers.get("authorization"))
+            address = request.client.host if request.client else "unknown"
+            try:
+                if key is None:
+                    raise AuthError("no key")
+                principal = await run_in_threadpool(
+                    check_key, resources.verifier, resources.throttle, key, address
+                )
+            except AuthError:
+                raise HTTPException(
+                    401, detail="an API key is required", headers={"WWW-Authenticate": "Bearer"}
+                ) from None
+            except RateLimited as exc:
+                raise HTTPException(
+                    429, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+                ) from None
+            request.state.principal = principal
+        if not principal.may(role):
+            raise HTTPException(403, detail=f"this needs a {role.name} key")
+        return principal
+
+    admit.__name__ = f"{role.name}_key"
+    return admit
+
+
+def service_headers(settings: CommonSettings) -> dict[str, str]:
+    """Headers this service sends when it calls the service it is linked to."""
+    return {"Authorization": f"Bearer {settings.service_token(settings.service_name)}"}
+
+
+def uvicorn_options(settings: CommonSettings) -> dict[str, Any]:
+    """How uvicorn treats X-Forwarded-For and -Proto: believed only from the configured proxies.
+    (uvicorn's own default believes them from 127.0.0.1, so anything on the same host, or a
+    proxy that passes the header through, could pick the client address sign-in limits count.)"""
+    trusted = settings.http_trusted_proxies
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}

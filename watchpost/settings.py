@@ -7,6 +7,7 @@ containers and the tests, and a compose file can be checked against these classe
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from watchpost.keys import FRAMES_MAXLEN
+from watchpost.sources import PRIVATE_NETWORKS, SourceKind, SourcePolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +33,23 @@ _PLACEHOLDERS = re.compile(
     r"default|xxx+|\.\.\.|<.*>|\$\{.*\})$",
     re.IGNORECASE,
 )
+
+
+# Which service presents each service token (the key) to which service (the value): the only
+# calls between services. Each token is given to exactly those two.
+SERVICE_LINKS: dict[str, str] = {"dashboard": "recognition", "recognition": "liveness"}
+SERVICE_TOKEN_FIELDS: dict[str, str] = {
+    caller: f"{caller}_service_token" for caller in SERVICE_LINKS
+}
+_HOST_NAME = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
+
+
+def _is_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def is_placeholder(value: str) -> bool:
@@ -72,35 +91,99 @@ class CommonSettings(BaseSettings):
         default_factory=default_data_dir,
         description="Folder with the real test data and demo videos.",
     )
-    internal_token: SecretStr | None = Field(
+    dashboard_service_token: SecretStr | None = Field(
         None,
-        description="Shared secret the services present to each other's HTTP APIs "
-        "(`Authorization: Bearer`). Required by recognition, liveness and the dashboard; "
-        "`watchpost up` and `watchpost secrets` generate one.",
+        description="The dashboard's credential for recognition's API (`Authorization: Bearer`; "
+        "/v1/faces and /v1/identify). Set on the dashboard, which presents it, and on "
+        "recognition, which accepts it. `watchpost up` and `watchpost secrets` generate one.",
+    )
+    recognition_service_token: SecretStr | None = Field(
+        None,
+        description="Recognition's credential for liveness's API (/v1/liveness). Set on "
+        "recognition, which presents it, and on liveness, which accepts it.",
+    )
+    auth_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a checked API key is trusted without asking the database again "
+        "(a revoked key stops working within this time).",
+    )
+    auth_failures_per_minute: int = Field(
+        20,
+        ge=1,
+        description="Failed API-key checks allowed per client address per minute; beyond them "
+        "every key from that address is answered 429 until the minute is over.",
+    )
+    http_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are "
+        'believed (JSON list, e.g. ["127.0.0.1"]). Empty: none, so the client address is the '
+        "peer's, and sign-in limits cannot be dodged with a forged header.",
+    )
+    http_docs: bool = Field(
+        True, description="Serve the OpenAPI schema and its pages (/openapi.json, /docs, /redoc)."
+    )
+    http_metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
+    http_metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics answers only `Authorization: Bearer <this token>`.",
+    )
+    camera_source_kinds: list[SourceKind] = Field(
+        default_factory=lambda: ["file", "rtsp", "rtsps", "http", "https"],
+        description="Kinds of camera source that may be added or opened: file, webcam, rtsp, "
+        "rtsps, http, https (JSON list). The source in WATCHPOST_CAPTURE_SOURCE is always allowed.",
+    )
+    camera_source_hosts: list[str] = Field(
+        default_factory=lambda: list(PRIVATE_NETWORKS),
+        description="Networks (CIDR) and host names that network cameras may be on (JSON list). "
+        "Default: the private networks, which excludes loopback (this host's own services) and "
+        "link-local (cloud metadata). A name is allowed when listed or when every address it "
+        "resolves to is in a listed network.",
+    )
+    camera_source_dirs: list[Path] | None = Field(
+        None,
+        description="Folders whose video files may be camera sources (JSON list). Default: the "
+        "data folder (WATCHPOST_DATA_DIR), which holds the demo video.",
     )
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> CommonSettings:
-        if self.internal_token is not None:
-            token = self.internal_token.get_secret_value()
-            if len(token) < 24 or is_placeholder(token):
+        for name in (*SERVICE_TOKEN_FIELDS.values(), "http_metrics_token"):
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and (
+                len(value.get_secret_value()) < 24 or is_placeholder(value.get_secret_value())
+            ):
                 raise ValueError(
-                    "internal_token looks like a placeholder or is shorter than 24 characters; "
+                    f"{name} looks like a placeholder or is shorter than 24 characters; "
                     "generate one with `watchpost secrets`"
                 )
         for name in ("redis_url", "database_url"):
             password = urlsplit(getattr(self, name) or "").password
             if password and is_placeholder(password):  # empty: no password (socket, trust)
                 raise ValueError(f"{name} has a placeholder password; set a generated one")
+        for entry in self.camera_source_hosts:
+            if not _is_network(entry) and not _HOST_NAME.match(entry):
+                raise ValueError(f"camera_source_hosts: {entry!r} is neither a network nor a name")
         return self
 
-    def require_internal_token(self) -> str:
-        if self.internal_token is None:
+    def service_token(self, caller: str) -> str:
+        """The credential `caller` presents to the service it calls (see SERVICE_LINKS)."""
+        value: SecretStr | None = getattr(self, SERVICE_TOKEN_FIELDS[caller])
+        if value is None:
             raise RuntimeError(
-                f"{self.service_name}: WATCHPOST_INTERNAL_TOKEN is not set (services authenticate "
-                "to each other with it; generate one with `watchpost secrets`)"
+                f"{self.service_name}: WATCHPOST_{caller.upper()}_SERVICE_TOKEN is not set "
+                f"({caller} authenticates to {SERVICE_LINKS[caller]} with it; generate one with "
+                "`watchpost secrets`)"
             )
-        return self.internal_token.get_secret_value()
+        return value.get_secret_value()
+
+    def source_policy(self) -> SourcePolicy:
+        """What camera sources may be added and opened (see watchpost.sources)."""
+        return SourcePolicy(
+            kinds=frozenset(self.camera_source_kinds),
+            hosts=tuple(self.camera_source_hosts),
+            dirs=tuple(self.camera_source_dirs or [self.data_dir]),
+        )
 
     @property
     def port(self) -> int:
@@ -108,9 +191,15 @@ class CommonSettings(BaseSettings):
 
     @property
     def max_body_bytes(self) -> int:
-        """Largest HTTP request body the service reads (413 beyond it); services that take
-        uploads allow their most files of the largest size, plus room for the form."""
+        """Largest HTTP request body read on any route, before anyone is authenticated (413
+        beyond it): JSON and forms are small."""
         return 1_000_000
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Largest body of an upload route, read only once its caller is authenticated: the
+        most files of the largest size, plus room for the form."""
+        return self.max_body_bytes
 
     def require_redis_url(self) -> str:
         if not self.redis_url:
@@ -198,7 +287,7 @@ class RecognitionSettings(CommonSettings):
     )
 
     @property
-    def max_body_bytes(self) -> int:
+    def max_upload_bytes(self) -> int:
         return self.recognition_max_upload_bytes * self.recognition_max_files + 1_000_000
 
 
@@ -249,7 +338,7 @@ class LivenessSettings(CommonSettings):
     liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
 
     @property
-    def max_body_bytes(self) -> int:
+    def max_upload_bytes(self) -> int:
         return self.liveness_max_upload_bytes * self.liveness_max_frames + 1_000_000
 
 
@@ -327,11 +416,11 @@ class DashboardSettings(CommonSettings):
     dashboard_enrol_per_minute: int = Field(
         30, ge=1, description="Enrolment uploads allowed per API key per minute."
     )
-    auth_cache_seconds: float = Field(
-        30.0,
-        ge=0,
-        description="How long a checked API key is trusted without asking the database again "
-        "(a revoked key stops working within this time).",
+    dashboard_live_recheck_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often an open websocket or live view checks that its sign-in still "
+        "stands (not signed out, expired or revoked); it is closed when it does not.",
     )
     retention_alert_days: float = Field(
         365.0, ge=0, description="Delete alerts older than this (0: keep forever)."
@@ -347,9 +436,18 @@ class DashboardSettings(CommonSettings):
     retention_check_seconds: float = Field(
         3600.0, gt=0, description="How often the retention job runs."
     )
+    retention_stream_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Redis stream entries (frames, verdicts with their frames and names, alerts, "
+        "dead letters) older than this are trimmed. A consumer stopped for longer loses them.",
+    )
+    retention_stream_check_seconds: float = Field(
+        60.0, gt=0, description="How often old stream entries are trimmed."
+    )
 
     @property
-    def max_body_bytes(self) -> int:
+    def max_upload_bytes(self) -> int:
         return self.dashboard_max_upload_bytes * self.dashboard_max_files + 1_000_000
 
     @model_validator(mode="after")

@@ -6,13 +6,15 @@
   left pending too long (`XAUTOCLAIM`), and dead-letters entries that are not valid messages or
   that failed too often, so nothing is retried forever and nothing is silently lost.
 - Callers `ack` only after their work is durable.
+- `trim_older_than` bounds streams by age as well (the dashboard runs it every minute), and
+  `delete_entries` removes chosen entries (erasing a person).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -47,6 +49,38 @@ def publish(
     maxlen: int,
 ) -> bytes:
     return client.xadd(stream, encode(message, image), maxlen=maxlen, approximate=True)
+
+
+def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float) -> dict[str, int]:
+    """Drop the entries added more than `seconds` ago (XTRIM MINID, exact), counted by Redis's
+    own clock, which is what stamps entry ids; returns how many went from each stream."""
+    now_s, now_us = client.time()
+    cutoff_ms = max(0, int(now_s * 1000 + now_us // 1000 - seconds * 1000))
+    return {
+        stream: client.xtrim(stream, minid=f"{cutoff_ms}-0", approximate=False)
+        for stream in streams
+    }
+
+
+def delete_entries(
+    client: redis.Redis,
+    stream: str,
+    matches: Callable[[dict[bytes, bytes]], bool],
+    *,
+    batch: int = 200,
+) -> int:
+    """XDEL every entry whose fields `matches`, reading the stream in batches; returns how many.
+    An entry deleted while pending in a group comes back to its consumer empty, which
+    GroupConsumer acknowledges and skips."""
+    deleted, start = 0, "-"
+    while True:
+        entries = client.xrange(stream, min=start, max="+", count=batch)
+        doomed = [entry_id for entry_id, fields in entries if matches(fields)]
+        if doomed:
+            deleted += client.xdel(stream, *doomed)
+        if len(entries) < batch:
+            return deleted
+        start = "(" + entries[-1][0].decode()  # exclusive: after the last one read
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "0") -> None:

@@ -19,6 +19,7 @@ from watchpost.db import cameras
 from watchpost.keys import Keys
 from watchpost.messages import Box, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
+from watchpost.sources import redact
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
 from watchpost.vision.models import LOCK as MODEL_LOCK
@@ -54,12 +55,16 @@ class CaptureLoop:
         pool: ConnectionPool | None,
         source: str,
         camera_id: str | None = None,
+        trusted: bool = False,
     ) -> None:
+        """`trusted`: the source is the operator's own (WATCHPOST_CAPTURE_SOURCE), opened
+        whatever the allow-list says; any other must be within it (WATCHPOST_CAMERA_SOURCE_*)."""
         self.settings = settings
         self.redis = redis_client
         self.pool = pool
         self.source = source
         self.camera = camera_id or settings.capture_camera_id
+        self.policy = None if trusted else settings.source_policy()
         self.keys = Keys(settings.stream_prefix)
         self.tracker = FaceTracker()
         self.status = "starting"
@@ -77,7 +82,7 @@ class CaptureLoop:
         self._register()
         while not stop.is_set():
             try:
-                video = open_source(self.source)
+                video = open_source(self.source, self.policy)
             except SourceError as exc:
                 self._set_status("error", error=str(exc))
                 log.error("camera %s: %s", self.camera, exc)
@@ -250,6 +255,7 @@ class CaptureLoop:
             log.warning("camera %s: could not register: %s", self.camera, exc)
 
     def _note_error(self, error: str) -> None:
+        error = redact(error)
         if error != self.last_error:
             log.warning("camera %s: %s", self.camera, error)
         self.last_error = error
@@ -259,7 +265,7 @@ class CaptureLoop:
     ) -> None:
         self.status = status
         if error:
-            self.last_error = error
+            self.last_error = redact(error)  # it is stored and shown to viewers
         elif status == "online":
             self.last_error = None
         self._unsaved = (status, frame_seen)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
 
 from services.capture.supervisor import CaptureSupervisor
-from watchpost.service import BackgroundLoop, Resources, service_app
+from watchpost.auth import Principal, Role
+from watchpost.service import BackgroundLoop, Resources, api_key_auth, service_app
 from watchpost.settings import CaptureSettings
+from watchpost.sources import redact
 from watchpost.vision.models import warm_up
 
 DEMO_VIDEO = "video/talking_blinks_720p.mp4"
@@ -35,9 +39,13 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
 
     app = service_app(settings, needs_db=True, build_loops=build, title="Watchpost capture")
 
-    @app.get("/status", tags=["capture"])
-    def status() -> list[dict]:
-        """Every camera this process runs, with its status and last error."""
-        return app.state.supervisor.statuses()
+    @app.get("/status", tags=["capture"], responses={401: {}, 403: {}, 429: {}})
+    def status(who: Annotated[Principal, Depends(api_key_auth(Role.viewer))]) -> list[dict]:
+        """Every camera this process runs, with its status and last error (an API key is
+        needed; below admin, credentials in sources are shown as `***`)."""
+        statuses = app.state.supervisor.statuses()
+        if not who.may(Role.admin):
+            statuses = [{**s, "source": redact(s["source"])} for s in statuses]
+        return statuses
 
     return app

@@ -22,6 +22,7 @@ from services.capture.loop import CaptureLoop
 from watchpost.db import cameras
 from watchpost.keys import Keys
 from watchpost.settings import CaptureSettings
+from watchpost.sources import redact
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class CaptureSupervisor:
             pool=self.pool,
             source=source,
             camera_id=camera_id,
+            trusted=source == self.default_source,
         )
         stop = threading.Event()
         thread = threading.Thread(
@@ -128,7 +130,7 @@ class CaptureSupervisor:
         )
         self.running[camera_id] = _Running(loop, stop, thread)
         thread.start()
-        log.info("camera %s started: %s", camera_id, source)
+        log.info("camera %s started: %s", camera_id, redact(source))
 
     def _stop(self, camera_id: str) -> None:
         """Stop a loop and wait for it to finish its frame and report its status."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
+import redis
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.dashboard.auth import VIEWER, Admin, Operator, audit, throttle
+from services.dashboard.auth import VIEWER, Admin, Operator, Viewer, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     CheckedFace,
@@ -40,12 +42,16 @@ from services.dashboard.schemas import (
     IdentityUpdate,
     Problem,
 )
+from watchpost.auth import Principal, Role
 from watchpost.db import access, alerts, cameras, identities
 from watchpost.db.identities import DuplicateLoginError
+from watchpost.erasure import forget_person
 from watchpost.messages import AlertKind
-from watchpost.service import internal_headers
+from watchpost.service import service_headers
 from watchpost.settings import DashboardSettings
+from watchpost.sources import SourceNotAllowed, redact
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
 NOT_FOUND = {404: {"model": Problem}}
 JPEG = {200: {"content": {"image/jpeg": {}}}}
@@ -170,13 +176,44 @@ def delete_identity(
     who: Admin,
     request: Request,
 ) -> Response:
-    """Erases the person: every embedding and enrolment image, and their name, snapshots and
-    face crops in past alerts (the alert records stay, unnamed)."""
+    """Erases the person: every embedding and enrolment image; their name, snapshots and face
+    crops in past alerts (the alert records stay, unnamed); and what Redis holds about them
+    (verdicts that matched them, the scrubbed alerts' events, track labels, live frames)."""
     erased = access.erase_identity(conn, identity_id)
     if erased is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
-    audit(conn, request, who, "identity_erase", "identity", identity_id, **erased)
-    gallery_changed(conn, redis_client, keys)
+
+    def forget() -> dict[str, int]:
+        return forget_person(
+            redis_client,
+            keys,
+            identity_id=identity_id,
+            alert_ids=erased["alert_ids"],
+            names=erased["names"],
+        )
+
+    try:
+        removed = forget()  # before the commit: if Redis is away, nothing is erased yet
+    except redis.RedisError as exc:
+        raise HTTPException(
+            503, detail=f"nothing was erased: Redis is unreachable ({exc}); try again"
+        ) from None
+    audit(
+        conn,
+        request,
+        who,
+        "identity_erase",
+        "identity",
+        identity_id,
+        faces=erased["faces"],
+        alerts_scrubbed=erased["alerts_scrubbed"],
+        redis_removed=removed,
+    )
+    gallery_changed(conn, redis_client, keys)  # commits, then recognition reloads without them
+    try:
+        forget()  # what was decided about them while the erasure committed
+    except redis.RedisError as exc:
+        log.warning("identity %s: Redis not scrubbed a second time: %s", identity_id, exc)
     return Response(status_code=204)
 
 
@@ -223,7 +260,7 @@ async def add_faces(
                     data,
                     name,
                     recognition_url=settings.dashboard_recognition_url,
-                    headers=internal_headers(settings),
+                    headers=service_headers(settings),
                     rules=rules(settings, largest=largest),
                 )
             )
@@ -415,7 +452,7 @@ def enrol_from_alert(
             face_jpeg,
             f"alert-{alert_id}.jpg",
             recognition_url=settings.dashboard_recognition_url,
-            headers=internal_headers(settings),
+            headers=service_headers(settings),
             rules=rules(settings, largest=True),
         )
     except EnrolmentError as exc:
@@ -448,10 +485,29 @@ def cameras_changed(conn, redis_client, keys) -> None:
     redis_client.incr(keys.cameras_version)
 
 
+def camera_public(row: dict, who: Principal) -> CameraPublic:
+    """A camera as `who` may see it: its source's credentials only for admins; never in the
+    last error (capture redacts what it stores; this covers rows from before it did)."""
+    camera = CameraPublic.model_validate(row)
+    changes: dict = {"last_error": redact(camera.last_error) if camera.last_error else None}
+    if not who.may(Role.admin):
+        changes["source"] = redact(camera.source)
+    return camera.model_copy(update=changes)
+
+
+def allowed_source(source: str, settings: DashboardSettings) -> None:
+    """422 for a camera source outside the allow-list (WATCHPOST_CAMERA_SOURCE_*)."""
+    try:
+        settings.source_policy().check(source)
+    except SourceNotAllowed as exc:
+        raise HTTPException(422, detail=f"camera source not allowed: {exc}") from None
+
+
 @router.get("/cameras", response_model=list[CameraPublic], tags=["cameras"])
-def list_cameras(conn: ConnDep) -> list[CameraPublic]:
-    """Every camera with what capture last reported: status, fps, last frame, last error."""
-    return [CameraPublic.model_validate(r) for r in cameras.list_cameras(conn)]
+def list_cameras(conn: ConnDep, who: Viewer) -> list[CameraPublic]:
+    """Every camera with what capture last reported: status, fps, last frame, last error. Below
+    admin, credentials in sources are shown as `***`."""
+    return [camera_public(r, who) for r in cameras.list_cameras(conn)]
 
 
 @router.post(
@@ -459,17 +515,20 @@ def list_cameras(conn: ConnDep) -> list[CameraPublic]:
     status_code=201,
     response_model=CameraPublic,
     tags=["cameras"],
-    responses={409: {"model": Problem}},
+    responses={409: {"model": Problem}, 422: {"model": Problem}},
 )
 def create_camera(
     body: CameraCreate,
     conn: ConnDep,
     redis_client: RedisDep,
     keys: KeysDep,
+    settings: SettingsDep,
     who: Admin,
     request: Request,
 ) -> CameraPublic:
-    """Capture starts reading it within a few seconds, without a restart."""
+    """Capture starts reading it within a few seconds, without a restart. The source must be
+    within the allow-list (kinds, networks, folders: WATCHPOST_CAMERA_SOURCE_*)."""
+    allowed_source(body.source, settings)
     row = cameras.create_camera(
         conn,
         camera_id=body.id,
@@ -482,21 +541,24 @@ def create_camera(
         raise HTTPException(409, detail=f"camera {body.id!r} already exists")
     audit(conn, request, who, "camera_create", "camera", body.id)
     cameras_changed(conn, redis_client, keys)
-    return CameraPublic.model_validate(row)
+    return camera_public(row, who)
 
 
 @router.get(
     "/cameras/{camera_id}", response_model=CameraPublic, tags=["cameras"], responses=NOT_FOUND
 )
-def get_camera(camera_id: str, conn: ConnDep) -> CameraPublic:
+def get_camera(camera_id: str, conn: ConnDep, who: Viewer) -> CameraPublic:
     row = cameras.get_camera(conn, camera_id)
     if row is None:
         raise HTTPException(404, detail=f"camera {camera_id!r} not found")
-    return CameraPublic.model_validate(row)
+    return camera_public(row, who)
 
 
 @router.patch(
-    "/cameras/{camera_id}", response_model=CameraPublic, tags=["cameras"], responses=NOT_FOUND
+    "/cameras/{camera_id}",
+    response_model=CameraPublic,
+    tags=["cameras"],
+    responses={**NOT_FOUND, 422: {"model": Problem}},
 )
 def update_camera(
     camera_id: str,
@@ -504,17 +566,21 @@ def update_camera(
     conn: ConnDep,
     redis_client: RedisDep,
     keys: KeysDep,
+    settings: SettingsDep,
     who: Admin,
     request: Request,
 ) -> CameraPublic:
-    """Rename, point at another source, enable or disable; capture follows."""
+    """Rename, point at another source (within the allow-list), enable or disable; capture
+    follows."""
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("source") is not None:
+        allowed_source(changes["source"], settings)
     row = cameras.update_camera(conn, camera_id, **changes)
     if row is None:
         raise HTTPException(404, detail=f"camera {camera_id!r} not found")
     audit(conn, request, who, "camera_update", "camera", camera_id, fields=sorted(changes))
     cameras_changed(conn, redis_client, keys)
-    return CameraPublic.model_validate(row)
+    return camera_public(row, who)
 
 
 @router.delete("/cameras/{camera_id}", status_code=204, tags=["cameras"], responses=NOT_FOUND)

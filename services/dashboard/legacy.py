@@ -1,6 +1,7 @@
 """`POST /dashboard`: the alert shape older capture clients send,
 `{"login_name", "time", "type", "image"}` with the image as a base64 JPEG. Validated, stored as
-an alert like any other (camera `legacy`) and pushed to the live page."""
+an alert like any other (camera `legacy`) and pushed to the live page. Senders hold operator
+keys; the alert records which key sent it (`details.sender`) and the audit log has an entry."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import binascii
 import hashlib
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.dashboard.api import alert_public
-from services.dashboard.auth import require
+from services.dashboard.auth import Operator, audit, require
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.schemas import AlertPublic, Name, Problem
 from watchpost.auth import Role
@@ -23,7 +24,7 @@ from watchpost.keys import ALERTS_MAXLEN
 from watchpost.messages import AlertKind
 from watchpost.streams import publish
 
-# Legacy senders are machines: an operator key, or the internal token.
+# Legacy senders are machines holding an operator key.
 router = APIRouter(dependencies=[Depends(require(Role.operator))])
 
 # What older clients call each kind.
@@ -70,7 +71,13 @@ class LegacyAlert(BaseModel):
     responses={422: {"model": Problem}},
 )
 def legacy_alert(
-    body: LegacyAlert, conn: ConnDep, redis_client: RedisDep, keys: KeysDep, settings: SettingsDep
+    body: LegacyAlert,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    who: Operator,
+    request: Request,
 ) -> AlertPublic:
     """Store an alert sent in the legacy shape; the same post twice is one alert."""
     try:
@@ -96,9 +103,13 @@ def legacy_alert(
         track_id=f"legacy-{digest[:24]}",
         captured_at=body.time.timestamp(),
         claimed_login=body.login_name,
-        reason=f"reported by a legacy client for login {body.login_name!r}",
+        # No name in free text: erasing the person clears claimed_login, not sentences.
+        reason="reported by a legacy client",
+        details={"sender": who.actor},
         snapshot_jpeg=jpeg,
     )
+    if created:
+        audit(conn, request, who, "legacy_alert", "alert", row["id"], kind=kind)
     conn.commit()
     if created:
         publish(redis_client, keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)

@@ -3,33 +3,46 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import psycopg
+import redis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.dashboard import api, auth, legacy, live
-from services.dashboard.auth import AuthState
+from services.dashboard.auth import AuthState, require
 from services.dashboard.broadcast import AlertBroadcaster
+from services.dashboard.headers import SecurityHeaders
 from services.dashboard.webhooks import NOTIFIER_GROUP, WebhookNotifier
+from watchpost.auth import Role
 from watchpost.consumers import stream_worker
 from watchpost.db import access
 from watchpost.keys import Keys
 from watchpost.messages import AlertEvent
-from watchpost.service import BackgroundLoop, Resources, service_app
+from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_app
 from watchpost.settings import DashboardSettings
+from watchpost.streams import trim_older_than
 from watchpost.worker import StreamWorker
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
 
 
+# Routes whose bodies may exceed the small limit, and who may send them (checked before a byte
+# of the body is read).
+UPLOADS = [
+    UploadRoute("POST", re.compile(r"/api/v1/identities/[^/]+/faces"), require(Role.admin)),
+    UploadRoute("POST", re.compile(r"/dashboard"), require(Role.operator)),
+]
+
+
 def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     settings = settings or DashboardSettings()
-    settings.require_internal_token()  # refuse to start without one, not at the first request
+    settings.service_token("dashboard")  # refuse to start without it, not at the first enrolment
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         broadcaster = AlertBroadcaster(
@@ -41,6 +54,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         loops = [
             BackgroundLoop("alert-broadcast", broadcaster.run),
             BackgroundLoop("retention", lambda stop: retention(resources, stop)),
+            BackgroundLoop("stream-retention", lambda stop: stream_retention(resources, stop)),
         ]
         if settings.dashboard_webhooks:
             loops.append(
@@ -68,9 +82,11 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         needs_db=True,
         build_loops=build,
         setup=setup,
+        uploads=UPLOADS,
         title="Watchpost dashboard",
         description="Enrol identities, review alerts, watch them arrive live.",
     )
+    app.add_middleware(SecurityHeaders, https=settings.dashboard_secure_cookies)
     if settings.dashboard_cors_origins:  # closed unless origins are named
         app.add_middleware(
             CORSMiddleware,
@@ -108,3 +124,20 @@ def retention(resources: Resources, stop) -> None:
         except psycopg.Error as exc:  # the database is away: try again next round
             log.warning("retention job failed: %s", exc)
         stop.wait(settings.retention_check_seconds)
+
+
+def stream_retention(resources: Resources, stop) -> None:
+    """Trim Redis stream entries older than `retention_stream_seconds`: verdicts carry frames
+    and names, alerts carry names, and with no other bound they would stay as long as the
+    streams' length caps allow (days of a quiet camera)."""
+    settings = resources.settings
+    keys = Keys(settings.stream_prefix)
+    streams = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
+    while not stop.is_set():
+        try:
+            trimmed = trim_older_than(resources.redis, streams, settings.retention_stream_seconds)
+            if any(trimmed.values()):
+                log.info("stream retention trimmed %s", trimmed)
+        except redis.RedisError as exc:  # Redis is away: try again next round
+            log.warning("stream retention failed: %s", exc)
+        stop.wait(settings.retention_stream_check_seconds)

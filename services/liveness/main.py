@@ -3,6 +3,7 @@ endpoint that judges a burst of frames (login kiosks)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
@@ -15,7 +16,7 @@ from watchpost.consumers import stream_worker
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import LIVENESS_GROUP, Keys
 from watchpost.messages import Frame
-from watchpost.service import BackgroundLoop, Resources, internal_auth, service_app
+from watchpost.service import BackgroundLoop, Resources, ServiceGate, UploadRoute, service_app
 from watchpost.settings import LivenessSettings
 from watchpost.vision.models import LOCK as MODEL_LOCK
 
@@ -43,13 +44,22 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
         )
         return [BackgroundLoop("liveness", worker.run)]
 
-    app = service_app(settings, needs_db=False, build_loops=build, title="Watchpost liveness")
+    # Only recognition calls (a kiosk's burst, forwarded), with its service token; a burst's
+    # large body is read only once the token checked out.
+    recognition = ServiceGate(settings, "recognition")
+    app = service_app(
+        settings,
+        needs_db=False,
+        build_loops=build,
+        uploads=[UploadRoute("POST", re.compile(r"/v1/liveness"), recognition.admit)],
+        title="Watchpost liveness",
+    )
 
     @app.post(
         "/v1/liveness",
         response_model=LivenessReport,
         tags=["liveness"],
-        dependencies=[internal_auth(settings)],
+        dependencies=[recognition.dependency()],
         responses={422: {"description": "an unusable image, or too many"}},
     )
     async def judge_burst(

@@ -3,26 +3,30 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import httpx
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.recognition.stream import FrameRecognizer, GalleryHolder
+from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
-from watchpost.db import identities
+from watchpost.db import access, identities
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import RECOGNITION_GROUP, Keys
 from watchpost.messages import Box, Frame
 from watchpost.service import (
     BackgroundLoop,
     Resources,
-    internal_auth,
-    internal_headers,
+    ServiceGate,
+    UploadRoute,
+    api_key_auth,
     service_app,
+    service_headers,
 )
 from watchpost.settings import RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
@@ -83,8 +87,24 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         )
         return [BackgroundLoop("recognition", worker.run)]
 
-    app = service_app(settings, needs_db=True, build_loops=build, title="Watchpost recognition")
-    internal = [internal_auth(settings)]  # only other services (and kiosks holding the token)
+    # Who may call: the dashboard (its service token) to embed and identify enrolment photos, and
+    # login kiosks (API keys with the kiosk role) to verify; large bodies only once admitted.
+    dashboard = ServiceGate(settings, "dashboard")
+    kiosk = api_key_auth(Role.kiosk)
+    if settings.recognition_liveness_url:
+        settings.service_token("recognition")  # refuse to start unable to ask liveness
+    uploads = [
+        UploadRoute("POST", re.compile(r"/v1/(faces|identify)"), dashboard.admit),
+        UploadRoute("POST", re.compile(r"/v1/verify"), kiosk),
+    ]
+    app = service_app(
+        settings,
+        needs_db=True,
+        build_loops=build,
+        uploads=uploads,
+        title="Watchpost recognition",
+    )
+    internal = [dashboard.dependency()]
 
     async def read_image(file: UploadFile):
         data = await file.read(settings.recognition_max_upload_bytes + 1)
@@ -133,8 +153,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         "/v1/verify",
         response_model=VerifyOut,
         tags=["recognition"],
-        dependencies=internal,
         responses={
+            401: {"description": "no kiosk key"},
+            403: {"description": "a key without the kiosk role"},
             404: {"description": "no identity with that login name"},
             409: {"description": "the identity has no enrolled face"},
             422: {"description": "an unusable image, or no face in any"},
@@ -145,6 +166,8 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         file: Annotated[
             list[UploadFile], File(description="One photo, or a 2-3 s burst of frames")
         ],
+        request: Request,
+        who: Principal = Depends(kiosk),  # noqa: B008 (a local, which Annotated cannot name)
         fps: Annotated[float, Form(gt=0, le=120)] = 10.0,
     ) -> VerifyOut:
         """1:1: is the person in these frames the one who claims `login_name`? With several
@@ -184,7 +207,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             raise HTTPException(422, detail="no face found in any of the images")
         liveness, note = await _ask_liveness(uploads, fps)
         distance = float(np.median(found))
-        return VerifyOut(
+        result = VerifyOut(
             login_name=login_name,
             identity_id=identity["id"],
             display_name=identity["display_name"],
@@ -197,6 +220,25 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             liveness=liveness,
             liveness_note=note,
         )
+        await run_in_threadpool(audit_verify, who, request, result)
+        return result
+
+    def audit_verify(who: Principal, request: Request, result: VerifyOut) -> None:
+        """The audit log names the kiosk that verified whom, and the outcome."""
+        with app.state.resources.pool.connection() as conn:
+            access.audit(
+                conn,
+                actor=who.actor,
+                role=who.role.name,
+                action="verify",
+                target_type="identity",
+                target_id=result.identity_id,
+                details={
+                    "match": result.match,
+                    "liveness": (result.liveness or {}).get("state"),
+                },
+                client=request.client.host if request.client else None,
+            )
 
     async def _ask_liveness(uploads, fps: float) -> tuple[dict | None, str | None]:
         if len(uploads) < 2:
@@ -210,7 +252,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                     url,
                     data={"fps": str(fps)},
                     files=[("file", (n, d)) for n, d in uploads],
-                    headers=internal_headers(settings),
+                    headers=service_headers(settings),
                 )
         except httpx.HTTPError as exc:
             return None, f"liveness service unreachable: {exc}"

@@ -126,7 +126,7 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(
         page.get_by_test_id("nav-cameras").click()
         page.get_by_test_id("camera-id").fill("lobby")
         page.get_by_test_id("camera-name").fill("Lobby")
-        page.get_by_test_id("camera-source").fill("rtsp://127.0.0.1:9/lobby")
+        page.get_by_test_id("camera-source").fill("rtsp://192.168.0.9:9/lobby")
         page.get_by_test_id("camera-submit").click()
         page.get_by_test_id("camera-list").filter(has_text="Lobby").wait_for(timeout=10_000)
         page.screenshot(path=ARTIFACTS / "05-cameras.png", full_page=True)

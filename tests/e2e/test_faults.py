@@ -7,6 +7,7 @@ Figures (recovery times) are printed; docs/reliability.md records them."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 import redis
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import INTERNAL_TOKEN, key_headers, require_data
+from tests.conftest import SERVICE_TOKEN_ENV, key_headers, require_data
 from tests.support.faults import (
     RedisServer,
     ServiceProcess,
@@ -134,11 +135,14 @@ def stack(tmp_path, migrated_url, prefix, make_key, stack_env):
         WATCHPOST_REDIS_URL=redis_server.url,
         WATCHPOST_DATABASE_URL=proxied,
         WATCHPOST_STREAM_PREFIX=prefix,
-        WATCHPOST_INTERNAL_TOKEN=INTERNAL_TOKEN,
+        **SERVICE_TOKEN_ENV,
         WATCHPOST_FRAME_MAX_AGE_SECONDS="0",  # nothing is skipped as stale: compare exactly
         WATCHPOST_CAPTURE_CAMERAS_CHECK_SECONDS="0.2",
         WATCHPOST_CAPTURE_RECONNECT_SECONDS="1",
         WATCHPOST_DATA_DIR=str(tmp_path / "no-demo"),  # no demo camera: cameras come by API
+        # Cameras added by the API: the real videos, and a network camera on this host.
+        WATCHPOST_CAMERA_SOURCE_DIRS=json.dumps([str(require_data("video"))]),
+        WATCHPOST_CAMERA_SOURCE_HOSTS='["127.0.0.1/32"]',
         WATCHPOST_DASHBOARD_RECOGNITION_URL=f"http://127.0.0.1:{ports['recognition']}",
         WATCHPOST_RECOGNITION_LIVENESS_URL=f"http://127.0.0.1:{ports['liveness']}",
         **stack_env,

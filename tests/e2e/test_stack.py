@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import INTERNAL_TOKEN, key_headers, require_data
+from tests.conftest import SERVICE_TOKEN_ENV, key_headers, require_data
 from tests.support.servers import free_port
 from watchpost.settings import PROJECT_ROOT
 
@@ -130,7 +130,7 @@ def test_video_in_alert_out(tmp_path, redis_url, database_url, prefix, admin_key
         "WATCHPOST_DASHBOARD_RECOGNITION_URL": f"http://127.0.0.1:{ports['recognition']}",
         "WATCHPOST_CAPTURE_SOURCE": str(video),
         "WATCHPOST_CAPTURE_CAMERA_ID": "front-door",
-        "WATCHPOST_INTERNAL_TOKEN": INTERNAL_TOKEN,
+        **SERVICE_TOKEN_ENV,
     }
     dashboard = f"http://127.0.0.1:{ports['dashboard']}"
     admin = key_headers(admin_key)

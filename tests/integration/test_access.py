@@ -1,5 +1,6 @@
-"""Access control: API keys and roles, page sessions, the websocket and live view, internal
-service tokens, rate limits, CORS, the audit log, erasure of a person and the retention job."""
+"""Access control: API keys and roles, page sessions, the websocket and live view, service
+tokens, rate limits, CORS, the audit log, erasure of a person and the retention job. (The
+security review's findings have their own tests in test_security.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 from services.dashboard.main import create_app as dashboard_app
 from services.liveness.main import create_app as liveness_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import INTERNAL_HEADERS, key_headers
+from tests.conftest import DASHBOARD_HEADERS, RECOGNITION_HEADERS, key_headers
 from tests.integration.test_dashboard import store_alert
 from watchpost.auth import KeyVerifier
 from watchpost.db import access, alerts, identities
@@ -92,8 +93,6 @@ def test_roles(dashboard, make_key, pool, redis_client, prefix):
         ack = client.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers=operator)
         assert ack.status_code == 200 and ack.json()["acknowledged_by"].startswith("test-operator")
         assert client.post("/api/v1/identities", json=person, headers=admin).status_code == 201
-        # The internal token is for services (legacy senders); it is not a way around roles.
-        assert client.get("/api/v1/alerts", headers=INTERNAL_HEADERS).status_code == 200
 
 
 def test_a_revoked_key_stops_working_with_its_sessions(dashboard, make_key, pool):
@@ -194,33 +193,47 @@ def test_cors_is_closed_unless_an_origin_is_named(dashboard, admin_key):
         DashboardSettings(dashboard_cors_origins=["*"])
 
 
-def test_services_call_each_other_with_the_internal_token(env_settings):
+def test_services_call_each_other_with_their_own_tokens(env_settings):
     photo = {"file": ("f.jpg", encode_jpeg(np.full((64, 64, 3), 128, np.uint8)))}
     wrong = {"Authorization": "Bearer " + "w" * 40}
     with TestClient(recognition_app(env_settings(RecognitionSettings))) as recognition:
-        for headers in ({}, wrong):
+        for headers in ({}, wrong, RECOGNITION_HEADERS):  # recognition's token is for liveness
             for path in ("/v1/faces", "/v1/identify"):
                 assert recognition.post(path, files=photo, headers=headers).status_code == 401
-        allowed = recognition.post("/v1/faces", files=photo, headers=INTERNAL_HEADERS)
+        allowed = recognition.post("/v1/faces", files=photo, headers=DASHBOARD_HEADERS)
         assert allowed.status_code == 200 and allowed.json()["faces"] == []
         assert recognition.get("/healthz").status_code == 200
     with TestClient(liveness_app(env_settings(LivenessSettings))) as liveness:
-        assert liveness.post("/v1/liveness", files=photo, headers=wrong).status_code == 401
-    for create, cls in (
-        (recognition_app, RecognitionSettings),
-        (liveness_app, LivenessSettings),
-        (dashboard_app, DashboardSettings),
+        for headers in (wrong, DASHBOARD_HEADERS):  # the dashboard never calls liveness
+            assert liveness.post("/v1/liveness", files=photo, headers=headers).status_code == 401
+        assert (
+            liveness.post("/v1/liveness", files=photo, headers=RECOGNITION_HEADERS).status_code
+            == 200
+        )
+    for create, cls, field, name in (
+        (recognition_app, RecognitionSettings, "dashboard_service_token", "DASHBOARD"),
+        (liveness_app, LivenessSettings, "recognition_service_token", "RECOGNITION"),
+        (dashboard_app, DashboardSettings, "dashboard_service_token", "DASHBOARD"),
     ):
-        with pytest.raises(RuntimeError, match="WATCHPOST_INTERNAL_TOKEN is not set"):
-            create(env_settings(cls, internal_token=None))
+        with pytest.raises(RuntimeError, match=f"WATCHPOST_{name}_SERVICE_TOKEN is not set"):
+            create(env_settings(cls, **{field: None}))
+    with pytest.raises(RuntimeError, match="WATCHPOST_RECOGNITION_SERVICE_TOKEN is not set"):
+        recognition_app(
+            env_settings(
+                RecognitionSettings,
+                recognition_service_token=None,
+                recognition_liveness_url="http://127.0.0.1:9",
+            )
+        )
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("internal_token", "change-me"),
-        ("internal_token", "<generate a token here>"),
-        ("internal_token", "short-but-random-1"),
+        ("dashboard_service_token", "change-me"),
+        ("recognition_service_token", "<generate a token here>"),
+        ("dashboard_service_token", "short-but-random-1"),
+        ("http_metrics_token", "changeme"),
         ("database_url", "postgresql://watchpost:changeme@db/watchpost"),
         ("redis_url", "redis://:password@redis:6379/0"),
     ],
@@ -237,7 +250,12 @@ def test_the_audit_log_records_who_did_what(dashboard, make_key, pool, redis_cli
         client.headers.update(key_headers(admin))
         ident = client.post("/api/v1/identities", json={"display_name": "Ann"}).json()
         client.patch(f"/api/v1/identities/{ident['id']}", json={"display_name": "Anne"})
-        camera = {"id": "door-2", "name": "Door", "source": "0", "enabled": False}
+        camera = {
+            "id": "door-2",
+            "name": "Door",
+            "source": "rtsp://10.0.0.5/door",
+            "enabled": False,
+        }
         client.post("/api/v1/cameras", json=camera)
         client.post(
             f"/api/v1/alerts/{alert_id}/ack", json={"note": "seen"}, headers=key_headers(operator)
@@ -314,7 +332,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
     }
     assert rows[claimed["id"]]["claimed_login"] is None  # their login name is theirs too
     assert rows[stranger["id"]]["details"] == {}  # nothing else was touched
-    assert entry["details"] == {"faces": 1, "alerts_scrubbed": 2}
+    assert entry["details"]["faces"] == 1 and entry["details"]["alerts_scrubbed"] == 2
 
 
 def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
@@ -361,8 +379,8 @@ def test_keys_cli_creates_lists_and_revokes(migrated_url, pool):
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     key_id = key.split("_")[1]
+    assert KeyVerifier(pool).check_uncached(key).role.name == "operator"
     with pool.connection() as conn:
-        assert KeyVerifier.check_uncached(conn, key).role.name == "operator"
         stored = conn.execute("SELECT secret_hash FROM api_keys").fetchone()["secret_hash"]
     assert stored.startswith("$argon2id$") and key.split("_", 2)[2] not in stored
     listed = cli("list")
@@ -389,10 +407,12 @@ def test_secrets_cli_generates_and_never_overwrites(tmp_path):
             check=True,
         ).stdout
 
-    assert "generated REDIS_PASSWORD, WATCHPOST_INTERNAL_TOKEN" in cli()
+    tokens = ["WATCHPOST_DASHBOARD_SERVICE_TOKEN", "WATCHPOST_RECOGNITION_SERVICE_TOKEN"]
+    assert f"generated REDIS_PASSWORD, {', '.join(tokens)}" in cli()
     values = dict(line.split("=", 1) for line in env.read_text().splitlines() if "=" in line)
     assert values["POSTGRES_PASSWORD"] == "kept-as-is-0123456789"
-    assert len(values["REDIS_PASSWORD"]) == 48 and len(values["WATCHPOST_INTERNAL_TOKEN"]) == 48
+    assert all(len(values[name]) == 48 for name in ["REDIS_PASSWORD", *tokens])
+    assert values[tokens[0]] != values[tokens[1]]
     assert env.stat().st_mode & 0o777 == 0o600
     assert "already set" in cli()
     assert env.read_text().startswith("# mine\n")

@@ -67,14 +67,16 @@ def test_frames_without_faces_are_not_published(env_settings, redis_client, pool
     for _ in range(20):
         writer.write(np.full((240, 320, 3), 90, np.uint8))
     writer.release()
-    loop = run_capture(env_settings, redis_client, pool, path)
+    loop = run_capture(env_settings, redis_client, pool, path, camera_source_dirs=[tmp_path])
     assert loop.frames_published == 0 and published(redis_client, prefix) == []
 
 
 def test_a_network_camera_stream_is_read(env_settings, redis_client, pool, prefix):
     video = require_data("video/talking_blinks_720p.mp4")
     with MjpegCamera(video, fps=200, max_frames=40) as camera:
-        loop = run_capture(env_settings, redis_client, pool, camera.url)
+        loop = run_capture(
+            env_settings, redis_client, pool, camera.url, camera_source_hosts=["127.0.0.1/32"]
+        )
     assert loop.frames_published >= 30
     assert published(redis_client, prefix)[0].width == 640
 
@@ -84,12 +86,16 @@ def test_a_network_camera_stream_is_read(env_settings, redis_client, pool, prefi
     [
         ("/nonexistent/door.mp4", "video file not found"),
         ("http://127.0.0.1:9/unreachable.mjpg", "could not open video source"),
-        ("ftp://camera.local/x", "unsupported stream URL scheme"),
+        ("ftp://camera.local/x", "ftp sources are not allowed"),
     ],
 )
 def test_bad_sources_give_a_clear_camera_status(env_settings, redis_client, pool, source, reason):
+    allow_all = {
+        "camera_source_dirs": ["/"],
+        "camera_source_hosts": ["0.0.0.0/0"],
+    }
     with pytest.raises(SourceError, match=reason):
-        run_capture(env_settings, redis_client, pool, source)
+        run_capture(env_settings, redis_client, pool, source, **allow_all)
     with pool.connection() as conn:
         row = cameras.get_camera(conn, "demo")
     assert row["status"] == "error" and reason in row["last_error"]
@@ -99,14 +105,14 @@ def test_a_file_that_is_not_a_video_is_an_error(env_settings, redis_client, pool
     path = tmp_path / "notes.mp4"
     path.write_text("not a video")
     with pytest.raises(SourceError, match="could not open"):
-        run_capture(env_settings, redis_client, pool, path)
+        run_capture(env_settings, redis_client, pool, path, camera_source_dirs=[tmp_path])
 
 
 def test_without_a_burst_the_loop_keeps_retrying_a_bad_source_until_stopped(
     env_settings, redis_client, pool
 ):
     loop = CaptureLoop(
-        env_settings(CaptureSettings, capture_reconnect_seconds=0.05),
+        env_settings(CaptureSettings, capture_reconnect_seconds=0.05, camera_source_dirs=["/"]),
         redis_client=redis_client,
         pool=pool,
         source="/nonexistent.mp4",

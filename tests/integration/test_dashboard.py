@@ -12,7 +12,7 @@ from PIL import Image
 
 from services.dashboard.main import create_app as dashboard_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import INTERNAL_TOKEN, key_headers, require_data
+from tests.conftest import SERVICE_TOKEN_SETTINGS, key_headers, require_data
 from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
@@ -30,7 +30,7 @@ def recognition_url(redis_url, postgres_url):
         database_url=postgres_url,
         stream_prefix="wpt-dash-recognition",
         consumer_name="test",
-        internal_token=INTERNAL_TOKEN,
+        **SERVICE_TOKEN_SETTINGS,
     )
     with serving(recognition_app(settings)) as url:
         yield url
@@ -520,12 +520,12 @@ def test_cameras_can_be_added_changed_and_removed(client, redis_client, prefix):
     version = lambda: int(redis_client.get(Keys(prefix).cameras_version) or 0)  # noqa: E731
     created = client.post(
         "/api/v1/cameras",
-        json={"id": "door-2", "name": "Side door", "source": "rtsp://127.0.0.1:8554/side"},
+        json={"id": "door-2", "name": "Side door", "source": "rtsp://192.168.1.20:8554/side"},
     )
     assert created.status_code == 201 and created.json()["enabled"] and version() == 1
     assert (
         client.post(
-            "/api/v1/cameras", json={"id": "door-2", "name": "x", "source": "0"}
+            "/api/v1/cameras", json={"id": "door-2", "name": "x", "source": "rtsp://10.0.0.9/"}
         ).status_code
         == 409
     )
@@ -546,7 +546,8 @@ def test_cameras_can_be_added_changed_and_removed(client, redis_client, prefix):
 
 def test_live_view_streams_the_latest_frame_as_mjpeg(client, redis_client, prefix):
     client.post(
-        "/api/v1/cameras", json={"id": "door-4", "name": "Lobby", "source": "0", "enabled": False}
+        "/api/v1/cameras",
+        json={"id": "door-4", "name": "Lobby", "source": "rtsp://10.0.0.4/", "enabled": False},
     )
     jpeg = encode_jpeg(np.full((48, 64, 3), 30, np.uint8))
     redis_client.set(Keys(prefix).live_frame("door-4"), jpeg, ex=30)

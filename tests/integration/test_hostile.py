@@ -17,7 +17,7 @@ from PIL import Image
 from services.dashboard.main import create_app as dashboard_app
 from services.liveness.main import create_app as liveness_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import INTERNAL_HEADERS, key_headers
+from tests.conftest import DASHBOARD_HEADERS, RECOGNITION_HEADERS, key_headers
 from watchpost.images import encode_jpeg
 from watchpost.settings import DashboardSettings, LivenessSettings, RecognitionSettings
 
@@ -66,14 +66,14 @@ def dashboard(env_settings, admin_key):
 @pytest.fixture
 def recognition(env_settings):
     settings = env_settings(RecognitionSettings, recognition_max_upload_bytes=200_000)
-    with TestClient(recognition_app(settings), headers=INTERNAL_HEADERS) as client:
+    with TestClient(recognition_app(settings), headers=DASHBOARD_HEADERS) as client:
         yield client
 
 
 @pytest.fixture
 def liveness(env_settings):
     settings = env_settings(LivenessSettings, liveness_max_upload_bytes=200_000)
-    with TestClient(liveness_app(settings), headers=INTERNAL_HEADERS) as client:
+    with TestClient(liveness_app(settings), headers=RECOGNITION_HEADERS) as client:
         yield client
 
 
@@ -82,7 +82,9 @@ def identity(client) -> int:
 
 
 @pytest.mark.parametrize("case", sorted(BAD_IMAGES))
-def test_bad_images_are_refused_by_every_upload_endpoint(dashboard, recognition, liveness, case):
+def test_bad_images_are_refused_by_every_upload_endpoint(
+    dashboard, recognition, liveness, kiosk_key, case
+):
     data, reason = BAD_IMAGES[case]
     person = identity(dashboard)
     enrol = dashboard.post(f"/api/v1/identities/{person}/faces", files={"file": ("x.jpg", data)})
@@ -92,7 +94,10 @@ def test_bad_images_are_refused_by_every_upload_endpoint(dashboard, recognition,
         answer = recognition.post(path, files={"file": ("x.jpg", data)})
         assert answer.status_code == 422 and reason in answer.json()["detail"], path
     verify = recognition.post(
-        "/v1/verify", data={"login_name": "nobody"}, files=[("file", ("x.jpg", data))]
+        "/v1/verify",
+        data={"login_name": "nobody"},
+        files=[("file", ("x.jpg", data))],
+        headers=key_headers(kiosk_key),
     )
     assert verify.status_code in (404, 422)  # unknown login or unusable image, never a 5xx
     burst = liveness.post("/v1/liveness", files=[("file", ("x.jpg", data))] * 2)

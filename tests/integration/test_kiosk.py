@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 
 from services.liveness.main import create_app as liveness_app
 from services.recognition.main import create_app as recognition_app
-from tests.conftest import INTERNAL_HEADERS, require_data
+from tests.conftest import RECOGNITION_HEADERS, key_headers, require_data
 from tests.support.frames import load_rgb
 from tests.support.servers import serving
-from watchpost.db import identities
+from watchpost.db import access, identities
 from watchpost.images import encode_jpeg
 from watchpost.settings import LivenessSettings, RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
@@ -49,7 +49,7 @@ def enrol(pool, name: str, login: str, rgb: np.ndarray) -> int:
 @pytest.fixture
 def liveness_client(env_settings):
     with TestClient(
-        liveness_app(env_settings(LivenessSettings)), headers=INTERNAL_HEADERS
+        liveness_app(env_settings(LivenessSettings)), headers=RECOGNITION_HEADERS
     ) as client:
         yield client
 
@@ -87,16 +87,16 @@ def test_burst_bad_input(liveness_client, env_settings):
     )
     with TestClient(
         liveness_app(env_settings(LivenessSettings, liveness_max_frames=2)),
-        headers=INTERNAL_HEADERS,
+        headers=RECOGNITION_HEADERS,
     ) as small:
         too_many = small.post("/v1/liveness", files=as_files([blank] * 3))
         assert too_many.status_code == 422 and "at most 2 frames" in too_many.json()["detail"]
 
 
 @pytest.fixture
-def recognition_client(env_settings):
+def recognition_client(env_settings, kiosk_key):
     with TestClient(
-        recognition_app(env_settings(RecognitionSettings)), headers=INTERNAL_HEADERS
+        recognition_app(env_settings(RecognitionSettings)), headers=key_headers(kiosk_key)
     ) as client:
         yield client
 
@@ -123,10 +123,17 @@ def test_verify_a_claimed_login(recognition_client, pool):
     no_face = verify("obama", encode_jpeg(np.full((100, 100, 3), 9, np.uint8)))
     assert no_face.status_code == 422 and "no face" in no_face.json()["detail"]
     assert verify("obama", b"garbage").status_code == 422
+    # The audit log names the kiosk that verified whom, and what came of it.
+    with pool.connection() as conn:
+        verified = [e for e in access.list_audit(conn) if e["action"] == "verify"]
+    assert [(e["actor"].split(" ")[0], e["details"]["match"]) for e in reversed(verified)] == [
+        ("test-kiosk", True),
+        ("test-kiosk", False),
+    ]
 
 
 @pytest.mark.slow
-def test_verify_a_kiosk_burst_with_liveness(env_settings, pool):
+def test_verify_a_kiosk_burst_with_liveness(env_settings, pool, kiosk_key):
     """The speaker, enrolled from a frame 5 s in, logs in with 2 s of video from the start."""
     speaker = cv2.cvtColor(
         cv2.imdecode(np.frombuffer(video_frames(0.1, start=5.0)[0], np.uint8), cv2.IMREAD_COLOR),
@@ -135,7 +142,7 @@ def test_verify_a_kiosk_burst_with_liveness(env_settings, pool):
     enrol(pool, "Speaker", "speaker", speaker)
     with serving(liveness_app(env_settings(LivenessSettings))) as liveness_url:
         settings = env_settings(RecognitionSettings, recognition_liveness_url=liveness_url)
-        with TestClient(recognition_app(settings), headers=INTERNAL_HEADERS) as client:
+        with TestClient(recognition_app(settings), headers=key_headers(kiosk_key)) as client:
             response = client.post(
                 "/v1/verify",
                 data={"login_name": "speaker", "fps": "30"},

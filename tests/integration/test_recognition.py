@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.recognition.main import create_app
 from services.recognition.stream import FrameRecognizer, GalleryHolder
-from tests.conftest import INTERNAL_HEADERS, require_data
+from tests.conftest import DASHBOARD_HEADERS, require_data
 from tests.support.frames import frame_of, load_rgb
 from watchpost.consumers import stream_worker
 from watchpost.db import identities
@@ -130,7 +130,7 @@ def test_the_gallery_reloads_when_its_version_moves(env_settings, redis_client, 
 @pytest.fixture
 def recognition_api(env_settings):
     with TestClient(
-        create_app(env_settings(RecognitionSettings)), headers=INTERNAL_HEADERS
+        create_app(env_settings(RecognitionSettings)), headers=DASHBOARD_HEADERS
     ) as client:
         yield client
 

@@ -28,9 +28,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app, port: int | None = None) -> Iterator[str]:
+def serving(app, port: int | None = None, **options) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1; `options` go to uvicorn.Config (e.g. `uvicorn_options(...)`,
+    what `watchpost serve` passes)."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, **options)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -9,6 +10,7 @@ from psycopg.types.json import Jsonb
 
 from watchpost.db import identities
 
+ERASED = "[erased]"
 _KEY_COLUMNS = "id, key_id, name, role, created_at, last_used_at, revoked_at"
 
 
@@ -91,25 +93,57 @@ def list_audit(
 
 def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
     """Delete a person and everything derived from them: face samples and embeddings (cascade),
-    and in the alerts that name them, the name, the snapshot, the face crop and the evidence.
-    The alert rows stay (an intrusion record must not vanish) but no longer say who it was.
-    Returns what was removed, or None when there is no such identity."""
+    and in the alerts that name them, the name, the snapshot, the face crop and the evidence;
+    their names in the alerts' free-text reasons become `[erased]`. The alert rows stay (an
+    intrusion record must not vanish) but no longer say who it was. Returns what was removed
+    (`alert_ids`: the alerts scrubbed, `names`: the names they went by), or None when there is
+    no such identity."""
     person = conn.execute(
-        "SELECT id, login_name, (SELECT count(*) FROM face_samples WHERE identity_id = %s) AS faces"
+        "SELECT id, display_name, login_name,"
+        " (SELECT count(*) FROM face_samples WHERE identity_id = %s) AS faces"
         " FROM identities WHERE id = %s FOR UPDATE",
         (identity_id, identity_id),
     ).fetchone()
     if person is None:
         return None
-    scrubbed = conn.execute(
-        "UPDATE alerts SET display_name = NULL, snapshot_jpeg = NULL, face_jpeg = NULL,"
+    login = person["login_name"]
+    named = conn.execute(
+        "SELECT id, identity_id, display_name, reason FROM alerts"
+        " WHERE identity_id = %s OR (%s::text IS NOT NULL AND claimed_login = %s) FOR UPDATE",
+        (identity_id, login, login),
+    ).fetchall()
+    # The names they went by: now, and when alerts named them (they may have been renamed).
+    names = {person["display_name"]}
+    names |= {r["display_name"] for r in named if r["identity_id"] == identity_id}
+    names.discard(None)
+    # A scrubbed alert keeps no name at all (the row's display_name goes too, below).
+    in_reason = [*names, *([login] if login else [])]
+    conn.execute(
+        "UPDATE alerts a SET display_name = NULL, snapshot_jpeg = NULL, face_jpeg = NULL,"
         " details = jsonb_build_object('erased', true), identity_id = NULL,"
-        " claimed_login = CASE WHEN claimed_login = %s THEN NULL ELSE claimed_login END"
-        " WHERE identity_id = %s OR (%s::text IS NOT NULL AND claimed_login = %s)",
-        (person["login_name"], identity_id, person["login_name"], person["login_name"]),
-    ).rowcount
+        " claimed_login = CASE WHEN claimed_login = %s THEN NULL ELSE claimed_login END,"
+        " reason = scrubbed.reason"
+        " FROM unnest(%s::bigint[], %s::text[]) AS scrubbed(id, reason) WHERE a.id = scrubbed.id",
+        (
+            login,
+            [r["id"] for r in named],
+            [without_names(r["reason"], [*in_reason, r["display_name"]]) for r in named],
+        ),
+    )
     identities.delete_identity(conn, identity_id)  # samples and embeddings go by cascade
-    return {"faces": person["faces"], "alerts_scrubbed": scrubbed}
+    return {
+        "faces": person["faces"],
+        "alerts_scrubbed": len(named),
+        "alert_ids": [r["id"] for r in named],
+        "names": sorted(names),
+    }
+
+
+def without_names(text: str, names: list[str]) -> str:
+    """The text with each name (whole words only, longest first) replaced by `[erased]`."""
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", ERASED, text)
+    return text
 
 
 def purge_expired(

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from watchpost.db.access import without_names
 from watchpost.messages import AlertEvent
 
 ALERT_COLUMNS = (
@@ -34,30 +35,39 @@ def upsert_alert(
     snapshot_jpeg: bytes | None = None,
     face_jpeg: bytes | None = None,
 ) -> tuple[dict, bool]:
-    """Insert the alert unless its natural key exists; return (row, created_now)."""
+    """Insert the alert unless its natural key exists; return (row, created_now).
+
+    A decision can name a person erased a moment ago (recognition's gallery and the
+    aggregator's evidence lag the erasure by a little): the alert is kept, without the link,
+    the name, or the name in its reason."""
     row = conn.execute(
-        "INSERT INTO alerts (kind, camera_id, track_id, identity_id, display_name, claimed_login,"
+        "WITH person AS (SELECT id FROM identities WHERE id = %(identity)s),"
+        " gone AS (SELECT %(identity)s::bigint IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM person) AS erased)"
+        " INSERT INTO alerts (kind, camera_id, track_id, identity_id, display_name, claimed_login,"
         " distance, liveness, reason, details, snapshot_jpeg, face_jpeg, captured_at)"
-        # A gallery snapshot can name a person deleted a moment ago: keep the alert, drop the link.
-        " VALUES (%s, %s, %s, (SELECT id FROM identities WHERE id = %s),"
-        " %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " SELECT %(kind)s, %(camera)s, %(track)s, (SELECT id FROM person),"
+        " CASE WHEN gone.erased THEN NULL ELSE %(name)s END, %(claimed)s, %(distance)s,"
+        " %(liveness)s, CASE WHEN gone.erased THEN %(reason_erased)s ELSE %(reason)s END,"
+        " %(details)s, %(snapshot)s, %(face)s, %(captured)s FROM gone"
         " ON CONFLICT (camera_id, track_id, kind) DO NOTHING"
         f" RETURNING {ALERT_COLUMNS}",
-        (
-            kind,
-            camera_id,
-            track_id,
-            identity_id,
-            display_name,
-            claimed_login,
-            distance,
-            liveness,
-            reason,
-            Jsonb(details or {}),
-            snapshot_jpeg,
-            face_jpeg,
-            datetime.fromtimestamp(captured_at, UTC),
-        ),
+        {
+            "kind": kind,
+            "camera": camera_id,
+            "track": track_id,
+            "identity": identity_id,
+            "name": display_name,
+            "claimed": claimed_login,
+            "distance": distance,
+            "liveness": liveness,
+            "reason": reason,
+            "reason_erased": without_names(reason, [display_name] if display_name else []),
+            "details": Jsonb(details or {}),
+            "snapshot": snapshot_jpeg,
+            "face": face_jpeg,
+            "captured": datetime.fromtimestamp(captured_at, UTC),
+        },
     ).fetchone()
     if row is not None:
         return row, True
