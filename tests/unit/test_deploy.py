@@ -26,9 +26,10 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from watchpost.cli import SECRET_NAMES
 from watchpost.cli import main as cli_main
 from watchpost.service import BackgroundLoop, add_ops_routes
-from watchpost.settings import PROJECT_ROOT, SERVICE_SETTINGS
+from watchpost.settings import PROJECT_ROOT, SERVICE_LINKS, SERVICE_SETTINGS, SERVICE_TOKEN_FIELDS
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
@@ -63,7 +64,8 @@ IMAGE_SOURCES = {"pyproject.toml", "README.md", "deploy/constraints.txt", "watch
 DOTENV = {
     "POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef0123456789abcdef",
     "REDIS_PASSWORD": "fedcba9876543210fedcba9876543210fedcba9876543210",
-    "WATCHPOST_INTERNAL_TOKEN": "00112233445566778899aabbccddeeff0011223344556677",
+    "WATCHPOST_DASHBOARD_SERVICE_TOKEN": "00112233445566778899aabbccddeeff0011223344556677",
+    "WATCHPOST_RECOGNITION_SERVICE_TOKEN": "8899aabbccddeeff00112233445566778899aabbccddeeff",
 }
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
@@ -249,7 +251,15 @@ def test_the_settings_class_accepts_the_container_environment(name, monkeypatch)
     assert settings.port == cls.default_port
     assert settings.log_json is True
     assert settings.redis_url == f"redis://:{DOTENV['REDIS_PASSWORD']}@redis:6379/0"
-    assert settings.require_internal_token() == DOTENV["WATCHPOST_INTERNAL_TOKEN"]
+    for caller, callee in SERVICE_LINKS.items():  # a service token only where it is used
+        token = getattr(settings, SERVICE_TOKEN_FIELDS[caller])
+        if name in (caller, callee):
+            assert (
+                settings.service_token(caller)
+                == DOTENV[f"WATCHPOST_{caller.upper()}_SERVICE_TOKEN"]
+            )
+        else:
+            assert token is None, f"{name} holds {caller}'s service token"
     password = DOTENV["POSTGRES_PASSWORD"]
     assert settings.database_url == f"postgresql://watchpost:{password}@postgres:5432/watchpost"
     if "WATCHPOST_CONSUMER_NAME" in env:
@@ -525,7 +535,7 @@ def test_no_secret_is_baked_into_compose_or_images():
         interpolate(compose_env("dashboard")["WATCHPOST_DATABASE_URL"], {})
     for name, variable in [
         ("WATCHPOST_REDIS_URL", "REDIS_PASSWORD"),
-        ("WATCHPOST_INTERNAL_TOKEN", "WATCHPOST_INTERNAL_TOKEN"),
+        ("WATCHPOST_DASHBOARD_SERVICE_TOKEN", "WATCHPOST_DASHBOARD_SERVICE_TOKEN"),
     ]:
         with pytest.raises(KeyError, match=variable):
             interpolate(compose_env("dashboard")[name], {})
@@ -535,7 +545,7 @@ def test_no_secret_is_baked_into_compose_or_images():
         interpolate(command[command.index("--requirepass") + 1], DOTENV) == DOTENV["REDIS_PASSWORD"]
     )
     example = (PROJECT_ROOT / ".env.example").read_text()
-    for variable in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "WATCHPOST_INTERNAL_TOKEN"):
+    for variable in SECRET_NAMES:
         assert re.search(rf"^{variable}=$", example, re.M), variable
     assert ".env" in (PROJECT_ROOT / ".gitignore").read_text().split()
 
