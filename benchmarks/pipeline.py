@@ -151,6 +151,8 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
             "WATCHPOST_DATA_DIR": str(
                 home / "no-demo"
             ),  # no demo camera: cameras come from the API
+            # ... on the benchmark's video, which must then be within the allow-list.
+            "WATCHPOST_CAMERA_SOURCE_DIRS": json.dumps([str(video.resolve().parent)]),
             "WATCHPOST_LOG_LEVEL": "WARNING",
         }
     )
@@ -182,7 +184,7 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
                 json={"id": f"bench-{index}", "name": f"bench {index}", "source": str(video)},
             )
         while True:  # until every camera ended and both consumers have read every frame
-            status = httpx.get(f"{url['capture']}/status").json()
+            status = httpx.get(f"{url['capture']}/status", headers=auth).json()
             published = sum(c["frames_published"] for c in status)
             ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
             if (
