@@ -78,6 +78,13 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # Anything the Content-Security-Policy blocks (a script, a style, the websocket).
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         sign_in(page, url, make_key("admin", name="Ada"))
         assert page.get_by_test_id("who").inner_text() == "Ada (admin)"
 
