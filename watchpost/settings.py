@@ -161,10 +161,15 @@ class CommonSettings(BaseSettings):
             password = urlsplit(getattr(self, name) or "").password
             if password and is_placeholder(password):  # empty: no password (socket, trust)
                 raise ValueError(f"{name} has a placeholder password; set a generated one")
-        for entry in self.camera_source_hosts:
-            if not _is_network(entry) and not _HOST_NAME.match(entry):
-                raise ValueError(f"camera_source_hosts: {entry!r} is neither a network nor a name")
         return self
+
+    @field_validator("camera_source_hosts")
+    @classmethod
+    def _networks_or_names(cls, hosts: list[str]) -> list[str]:
+        for entry in hosts:
+            if not _is_network(entry) and not _HOST_NAME.match(entry):
+                raise ValueError(f"{entry!r} is neither a network (CIDR) nor a host name")
+        return hosts
 
     def service_token(self, caller: str) -> str:
         """The credential `caller` presents to the service it calls (see SERVICE_LINKS)."""

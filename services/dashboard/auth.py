@@ -35,6 +35,7 @@ from watchpost.auth import (
 )
 from watchpost.db import access
 from watchpost.keys import Keys
+from watchpost.service import Resources
 from watchpost.settings import DashboardSettings
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,13 @@ def session_cookie(settings: DashboardSettings) -> str:
 class AuthState:
     """What the dashboard process keeps to check callers (built in the app's setup)."""
 
-    def __init__(self, resources) -> None:
+    def __init__(self, resources: Resources) -> None:
         settings = resources.settings
         prefix = Keys(settings.stream_prefix).prefix
         self.resources = resources
         self.cookie = session_cookie(settings)
         self.allowed_origins: list[str] = settings.dashboard_cors_origins
+        assert resources.verifier is not None and resources.pool is not None
         self.verifier: KeyVerifier = resources.verifier
         self.throttle: FailureThrottle = resources.throttle
         self.sessions = Sessions(

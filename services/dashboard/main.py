@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import psycopg
@@ -126,7 +127,7 @@ def retention(resources: Resources, stop) -> None:
         stop.wait(settings.retention_check_seconds)
 
 
-def stream_retention(resources: Resources, stop) -> None:
+def stream_retention(resources: Resources, stop: threading.Event) -> None:
     """Trim Redis stream entries older than `retention_stream_seconds`: verdicts carry frames
     and names, alerts carry names, and with no other bound they would stay as long as the
     streams' length caps allow (days of a quiet camera)."""
