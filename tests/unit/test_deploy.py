@@ -808,3 +808,42 @@ def test_the_debian_stores_keep_the_official_images_contract():
     entrypoint = (PROJECT_ROOT / "deploy/stores/postgres-entrypoint.sh").read_text()
     for variable in compose_service("postgres")["environment"]:
         assert variable in entrypoint
+
+
+def test_the_base_and_the_wheelhouse_are_cached_by_what_went_into_them(monkeypatch, tmp_path):
+    from deploy import images
+
+    base = images.base_tag()
+    assert base == images.base_tag() and base.startswith("watchpost-base:")
+    monkeypatch.setattr(images, "BASE_PACKAGES", (*images.BASE_PACKAGES, "curl"))
+    assert images.base_tag() != base
+    monkeypatch.setattr(images, "MIRROR", "http://mirror.invalid/debian")
+    assert images.base_tag() != base
+
+    ids = {"base:1": "sha256:aaa", "base:2": "sha256:bbb"}
+    monkeypatch.setattr(images, "image_id", ids.get)
+    wheelhouse = images.wheelhouse_tag("base:1")
+    assert wheelhouse == images.wheelhouse_tag("base:1")
+    assert images.wheelhouse_tag("base:2") != wheelhouse  # another interpreter, other wheels
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(images.CONSTRAINTS.read_text() + "numpy<2\n")
+    monkeypatch.setattr(images, "CONSTRAINTS", constraints)
+    assert images.wheelhouse_tag("base:1") != wheelhouse
+    with pytest.raises(RuntimeError, match="no image"):
+        images.wheelhouse_tag("base:missing")
+
+
+def test_the_compose_test_skips_without_docker_and_fails_under_ci(monkeypatch):
+    from deploy import images
+    from tests.e2e.test_compose import engine_or_skip
+
+    monkeypatch.setattr(images, "engine_answers", lambda: False)
+    monkeypatch.setattr(images, "is_root", lambda: False)
+    with pytest.raises(images.DockerUnavailable, match="only root"):
+        images.ensure_engine()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Docker cannot run here"):
+        engine_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Docker cannot run here"):
+        engine_or_skip()
