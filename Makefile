@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: up test test-fast lint install clean browser-deps
+.PHONY: up test test-fast lint install clean browser-deps docker-deps docker-images
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,22 @@ browser-deps:
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium is not installed: the browser tests cannot run"
 
-test: $(STAMP) browser-deps
+# The compose test (tests/e2e/test_compose.py) needs Docker, compose and debootstrap: Debian's
+# packages, installed as root. The test starts dockerd itself when none answers.
+docker-deps:
+	@{ command -v dockerd && command -v debootstrap \
+		&& { docker compose version || command -v docker-compose; }; } >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose \
+			debootstrap >/dev/null; } \
+		|| echo "Docker is not installed: the compose test cannot run"
+
+# The local Debian base image and its wheelhouse (cached by content hash); prints the two lines
+# for .env. See docs/deploy.md.
+docker-images: docker-deps
+	$(PYTHON) deploy/images.py all
+
+test: $(STAMP) browser-deps docker-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

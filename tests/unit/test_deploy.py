@@ -1,8 +1,10 @@
-"""What can be checked of the Docker deployment without a Docker engine (none runs here).
+"""What can be checked of the Docker deployment without a Docker engine (tests/e2e/test_compose.py
+builds and runs it for real where one runs).
 
-Every check parses the real files (docker-compose.yml, the Dockerfiles, pyproject.toml,
-.dockerignore, .env.example) and holds them against the code they start: the settings classes,
-the CLI, the ops routes and the import graph. No image is built and no service is started.
+Every check parses the real files (docker-compose.yml and its overrides under deploy/, the shared
+deploy/Dockerfile rendered with each service's build arguments, pyproject.toml, .dockerignore,
+.env.example) and holds them against the code they start: the settings classes, the CLI, the ops
+routes and the import graph. No image is built and no service is started.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,10 +32,19 @@ from fastapi.testclient import TestClient
 from watchpost.cli import SECRET_NAMES
 from watchpost.cli import main as cli_main
 from watchpost.service import BackgroundLoop, add_ops_routes
-from watchpost.settings import PROJECT_ROOT, SERVICE_LINKS, SERVICE_SETTINGS, SERVICE_TOKEN_FIELDS
+from watchpost.settings import (
+    PROJECT_ROOT,
+    SERVICE_LINKS,
+    SERVICE_SETTINGS,
+    SERVICE_TOKEN_FIELDS,
+    DashboardSettings,
+)
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+TLS_COMPOSE = yaml.safe_load((PROJECT_ROOT / "deploy/compose.tls.yml").read_text())
+STORES_COMPOSE = yaml.safe_load((PROJECT_ROOT / "deploy/compose.debian-stores.yml").read_text())
+DOCKERFILE = PROJECT_ROOT / "deploy" / "Dockerfile"
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 EXPECTED = ["aggregator", "capture", "dashboard", "liveness", "recognition"]
 SERVICES = sorted(SERVICE_SETTINGS)
@@ -58,8 +70,9 @@ HEAVY_DISTRIBUTIONS = {
     "tensorflow-cpu",
     "keras",
 }
-# What an image may copy from the build context (README.md: pyproject's `readme`).
+# What the build stage may copy from the build context (README.md: pyproject's `readme`).
 IMAGE_SOURCES = {"pyproject.toml", "README.md", "deploy/constraints.txt", "watchpost", "services"}
+DEFAULT_BASE = "python:3.11-slim"
 # Stand-in for the operator's .env when interpolating the compose file.
 DOTENV = {
     "POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -73,17 +86,9 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECAS
 # --- Dockerfile parsing ---------------------------------------------------------------------
 
 
-def dockerfile_path(name: str) -> Path:
-    return PROJECT_ROOT / "services" / name / "Dockerfile"
-
-
-def instructions(name: str) -> list[tuple[str, str]]:
+def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
     """(KEYWORD, arguments) per instruction, comments dropped and continuations joined."""
-    lines = [
-        line
-        for line in dockerfile_path(name).read_text().splitlines()
-        if not line.lstrip().startswith("#")
-    ]
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     result = []
     for line in joined.splitlines():
@@ -91,6 +96,86 @@ def instructions(name: str) -> list[tuple[str, str]]:
             keyword, _, rest = line.strip().partition(" ")
             result.append((keyword.upper(), rest.strip()))
     return result
+
+
+DOCKER_VARIABLE = re.compile(
+    r"\$(?:\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def docker_substitute(text: str, variables: dict[str, str]) -> str:
+    """Docker's own `${VAR}`, `${VAR:-word}`, `${VAR:+word}` and `$VAR` in instructions (not
+    RUN or CMD, which the shell expands); unknown variables are left as they are."""
+
+    def replace(match: re.Match) -> str:
+        name = match["name"] or match["bare"]
+        if name not in variables:
+            return match.group(0)
+        value = variables[name]
+        if match["op"] == "-":
+            return value or match["word"]
+        if match["op"] == "+":
+            return match["word"] if value else ""
+        return value
+
+    return DOCKER_VARIABLE.sub(replace, text)
+
+
+@dataclass
+class Stage:
+    name: str | None
+    base: str
+    instructions: list[tuple[str, str]]  # after FROM, substituted where Docker substitutes
+
+
+def render(path: Path, build_args: dict[str, str]) -> list[Stage]:
+    """The Dockerfile's stages as Docker sees them with these build arguments: global ARGs
+    feed FROM, a stage's ARG brings the argument (or its default) into scope, ENV adds to it."""
+    stages: list[Stage] = []
+    global_args: dict[str, str] = {}
+    scope: dict[str, str] = {}
+    for keyword, rest in parse_dockerfile(path):
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            value = build_args.get(
+                name, json.loads(default) if default.startswith('"') else default
+            )
+            (scope if stages else global_args)[name] = value
+            continue
+        if keyword == "FROM":
+            image, _, alias = docker_substitute(rest, global_args).partition(" AS ")
+            stages.append(Stage(alias.strip() or None, image.strip(), []))
+            scope = {}
+            continue
+        if keyword not in ("RUN", "CMD", "HEALTHCHECK"):
+            rest = docker_substitute(rest, scope)
+        if keyword == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                scope[key] = value
+        stages[-1].instructions.append((keyword, rest))
+    return stages
+
+
+def build_args(name: str) -> dict[str, str]:
+    """The service's build arguments in compose, interpolated against the .env stand-in."""
+    args = compose_service(name)["build"].get("args") or {}
+    return {key: interpolate(str(value), DOTENV) for key, value in args.items()}
+
+
+def image_stages(name: str) -> list[Stage]:
+    return render(DOCKERFILE, build_args(name))
+
+
+def instructions(name: str) -> list[tuple[str, str]]:
+    """The instructions of the image the service runs: the Dockerfile's last stage."""
+    return image_stages(name)[-1].instructions
+
+
+def build_stage(name: str) -> Stage:
+    (stage,) = [s for s in image_stages(name) if s.name == "build"]
+    return stage
 
 
 def instruction(name: str, keyword: str) -> list[str]:
@@ -124,12 +209,21 @@ def image_healthcheck(name: str) -> list[str]:
 
 
 def pip_install(name: str) -> list[str]:
-    runs = [run for run in instruction(name, "RUN") if "pip install" in run]
+    """The build stage's `pip install` arguments, the shell's expansions done with the
+    service's build arguments (as the RUN's shell does)."""
+    runs = [
+        rest for kw, rest in build_stage(name).instructions if kw == "RUN" and "pip install" in rest
+    ]
     assert len(runs) == 1, f"{name}: expected one pip install, got {runs}"
-    tokens = shlex.split(runs[0])
-    start = tokens.index("install")
-    end = tokens.index("&&", start) if "&&" in tokens[start:] else len(tokens)
-    return tokens[start + 1 : end]
+    command = runs[0].split("&&")[0]
+    expanded = subprocess.run(
+        ["sh", "-c", f"printf '%s\\n' {command.split('pip install', 1)[1]}"],
+        env={"PATH": os.environ["PATH"], **build_args(name)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return expanded.stdout.splitlines()
 
 
 def installed_extras(name: str) -> set[str]:
@@ -201,21 +295,52 @@ def test_the_five_services_are_settings_classes_and_compose_services():
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_compose_builds_each_service_from_its_own_dockerfile(name):
+def test_compose_builds_each_service_from_the_shared_dockerfile_with_its_arguments(name):
     build = compose_service(name)["build"]
     assert build["context"] == "."
-    path = (PROJECT_ROOT / build["dockerfile"]).resolve()
-    assert path == dockerfile_path(name)
-    assert path.is_file()
-    assert instruction(name, "FROM") == ["python:3.11-slim"]
+    assert (PROJECT_ROOT / build["dockerfile"]).resolve() == DOCKERFILE
+    args = build_args(name)
+    assert args["SERVICE"] == name
+    assert args["PORT"] == str(SERVICE_SETTINGS[name].default_port)
+    # Built from the official slim image unless the .env names another base (the local one).
+    assert image_stages(name)[-1].base == build_stage(name).base == DEFAULT_BASE
+    assert render(DOCKERFILE, {})[-1].base == DEFAULT_BASE
+    local = {**DOTENV, "BASE_IMAGE": "watchpost-base:0123", "WHEELHOUSE_IMAGE": "wheels:0123"}
+    rendered = render(
+        DOCKERFILE,
+        {k: interpolate(str(v), local) for k, v in compose_service(name)["build"]["args"].items()},
+    )
+    assert [s.base for s in rendered] == [
+        "wheels:0123",
+        "watchpost-base:0123",
+        "watchpost-base:0123",
+    ]
+    assert compose_service(name)["image"] == f"watchpost-{name}"
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_each_container_runs_the_cli_serving_that_service(name, capsys):
+def test_each_container_runs_the_cli_serving_that_service(name, capsys, tmp_path):
     (cmd,) = instruction(name, "CMD")
-    assert exec_form(cmd) == ["watchpost", "serve", name]
-    assert name in SERVICE_SETTINGS
+    command = exec_form(cmd)
     assert PYPROJECT["project"]["scripts"]["watchpost"] == "watchpost.cli:main"
+    # Run the image's command with the image's environment and a `watchpost` that reports
+    # its arguments: it must be `watchpost serve <this service>`, as PID 1 (exec).
+    fake = tmp_path / "watchpost"
+    fake.write_text('#!/bin/sh\necho "$$ $*"\n')
+    fake.chmod(0o755)
+    env = {**image_env(name), "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    shell = subprocess.run(
+        [*command[:-1], f"echo $$; {command[-1]}"] if command[0] == "sh" else command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = shell.stdout.splitlines()
+    shell_pid, (served_pid, *argv) = lines[0], lines[-1].split()
+    assert argv == ["serve", name]
+    if command[0] == "sh":
+        assert served_pid == shell_pid, "the shell must exec the service, not wrap it"
     # The CLI itself accepts the name (argparse lists its choices in the help and exits).
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["serve", "--help"])
@@ -234,7 +359,10 @@ def test_every_environment_variable_is_a_real_setting(name):
             field = variable.removeprefix("WATCHPOST_").lower()
             assert field in fields, f"{name}: {variable} is not a {SERVICE_SETTINGS[name].__name__}"
         else:
-            assert variable.startswith(("PYTHON", "PIP_")), f"{name}: stray variable {variable}"
+            # PATH finds the venv; SERVICE names what the image runs (not a setting).
+            assert variable.startswith(("PYTHON", "PIP_")) or variable in ("PATH", "SERVICE"), (
+                f"{name}: stray variable {variable}"
+            )
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -318,16 +446,23 @@ class _Stub(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def run_healthcheck(snippet: str, url: str, status: int) -> int:
-    """Run the healthcheck's snippet against a stub answering /healthz with `status`."""
+def run_healthcheck(command: list[str], status: int, env: dict[str, str] | None = None) -> int:
+    """Run a healthcheck against a stub answering /healthz with `status` on a free port: the
+    stub's port replaces the service's in a literal URL, or comes as WATCHPOST_HTTP_PORT (what
+    the image's healthcheck reads)."""
     handler = type("Stub", (_Stub,), {"status": status})
     with http.server.HTTPServer(("127.0.0.1", 0), handler) as server:
         thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             port = server.server_address[1]
-            local = snippet.replace(url, f"http://127.0.0.1:{port}/healthz")
-            done = subprocess.run([sys.executable, "-c", local], capture_output=True, timeout=30)
+            snippet = re.sub(r"127\.0\.0\.1:\d+/", f"127.0.0.1:{port}/", command[2])
+            done = subprocess.run(
+                [sys.executable, "-c", snippet],
+                env={**os.environ, **(env or {}), "WATCHPOST_HTTP_PORT": str(port)},
+                capture_output=True,
+                timeout=30,
+            )
         finally:
             server.shutdown()
     return done.returncode
@@ -350,16 +485,16 @@ def test_healthz_is_an_ops_route_that_reports_a_crashed_loop():
 @pytest.mark.parametrize("name", SERVICES)
 def test_healthchecks_hit_healthz_on_the_service_port_and_fail_when_it_fails(name):
     port = SERVICE_SETTINGS[name].default_port
-    expected = f"http://127.0.0.1:{port}/healthz"
-    compose_url, compose_snippet = healthcheck_url(compose_healthcheck(name))
-    image_url, image_snippet = healthcheck_url(image_healthcheck(name))
-    assert compose_url == expected
-    assert image_url == expected
-    assert container_env(name).get("WATCHPOST_HTTP_PORT", str(port)) == str(port)
-    for snippet in {compose_snippet, image_snippet}:
-        assert "urllib" in snippet
-        assert run_healthcheck(snippet, expected, 200) == 0
-        assert run_healthcheck(snippet, expected, 503) != 0
+    compose_url, _ = healthcheck_url(compose_healthcheck(name))
+    assert compose_url == f"http://127.0.0.1:{port}/healthz"
+    # The shared image's healthcheck reads the port the service listens on from its env.
+    image = image_healthcheck(name)
+    assert image[:2] == ["python", "-c"] and "WATCHPOST_HTTP_PORT" in image[2]
+    assert container_env(name)["WATCHPOST_HTTP_PORT"] == str(port)
+    for command in (compose_healthcheck(name), image):
+        assert "urllib" in command[2] and "/healthz" in command[2]
+        assert run_healthcheck(command, 200) == 0
+        assert run_healthcheck(command, 503) != 0
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -370,23 +505,47 @@ def test_images_bind_all_interfaces_and_run_as_a_non_root_user(name):
     assert users, f"{name} runs as root"
     assert users[-1].split(":")[0] not in ("root", "0")
     assert len(keywords) - 1 - keywords[::-1].index("USER") < keywords.index("CMD")
+    made = [r for kw, r in instructions(name) if kw == "RUN" and "useradd" in r]
+    assert made and shlex.split(made[0])[-1] == users[-1], "the image makes its user"
+
+
+def copies(stage: Stage) -> list[tuple[str | None, list[str], str]]:
+    """(--from stage or None for the build context, sources, destination) per COPY."""
+    result = []
+    for keyword, line in stage.instructions:
+        if keyword == "COPY":
+            *sources, destination = shlex.split(line)
+            origin = None
+            if sources[0].startswith("--from="):
+                origin = sources.pop(0).removeprefix("--from=")
+            assert not any(s.startswith("--") for s in sources), line
+            result.append((origin, sources, destination))
+    return result
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_images_copy_only_what_the_install_needs(name):
-    copied = set()
-    for line in instruction(name, "COPY"):
-        *sources, _destination = shlex.split(line)
-        assert not any(s.startswith("--") for s in sources), f"{name}: {line}"
-        copied |= {s.rstrip("/").removeprefix("./") for s in sources}
-    assert copied == IMAGE_SOURCES
+def test_images_copy_only_what_the_install_needs_and_keep_no_wheelhouse(name):
+    build = build_stage(name)
+    from_context = {
+        source.rstrip("/").removeprefix("./")
+        for origin, sources, _ in copies(build)
+        if origin is None
+        for source in sources
+    }
+    assert from_context == IMAGE_SOURCES
+    assert [(o, d) for o, _, d in copies(build) if o is not None] == [("wheelhouse", "/wheels")]
+    assert image_stages(name)[0].name == "wheelhouse"
+    # The image itself takes the installed venv from the build stage and nothing else: no
+    # wheelhouse, no sources, nothing from the build context.
+    assert copies(image_stages(name)[-1]) == [("build", ["/opt/watchpost"], "/opt/watchpost")]
+    assert image_env(name)["PATH"].startswith("/opt/watchpost/bin:")
     assert PYPROJECT["project"]["readme"] == "README.md"
     ignored = [
         line.strip().rstrip("/")
         for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith(("#", "!"))
     ]
-    for source in copied:
+    for source in from_context:
         for pattern in ignored:
             assert not fnmatch.fnmatch(source, pattern), f".dockerignore drops {source}"
             assert not source.startswith(pattern + "/"), f".dockerignore drops {source}"
@@ -395,11 +554,12 @@ def test_images_copy_only_what_the_install_needs(name):
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_images_install_with_the_constraints_and_only_the_extras_they_need(name):
+def test_images_install_from_the_wheelhouse_only_with_the_constraints_and_their_extras(name):
     args = pip_install(name)
-    assert "--no-cache-dir" in args
+    assert "--no-index" in args  # nothing from the network
+    assert args[args.index("--find-links") + 1] == "/wheels"
     assert args[args.index("-c") + 1] == "deploy/constraints.txt"
-    keywords = [(kw, rest) for kw, rest in instructions(name) if kw in ("COPY", "RUN")]
+    keywords = [(kw, rest) for kw, rest in build_stage(name).instructions if kw in ("COPY", "RUN")]
     copy_at = next(i for i, (kw, r) in enumerate(keywords) if "deploy/constraints.txt" in r)
     install_at = next(i for i, (kw, r) in enumerate(keywords) if "pip install" in r)
     assert copy_at < install_at
@@ -408,9 +568,13 @@ def test_images_install_with_the_constraints_and_only_the_extras_they_need(name)
     assert ("vision" in extras) == (name not in LIGHT)
     assert ("liveness" in extras) == (name == "liveness")  # only it runs TensorFlow
     assert not extras & {"dev", "embedded"}
-    assert re.search(
-        r"^dlib==0\.0\.0$", (PROJECT_ROOT / "deploy/constraints.txt").read_text(), re.M
-    )
+    constraints = (PROJECT_ROOT / "deploy/constraints.txt").read_text()
+    assert re.search(r"^dlib==0\.0\.0$", constraints, re.M)
+    # The wheelhouse holds what these installs need, and no more extras than the images use.
+    from deploy.images import IMAGE_EXTRAS, image_requirements
+
+    assert set(IMAGE_EXTRAS) == {e for n in SERVICES for e in installed_extras(n)}
+    assert set(PYPROJECT["build-system"]["requires"]) <= set(image_requirements())
 
 
 def distribution(requirement: str) -> str:
@@ -583,9 +747,13 @@ def test_stores_persist_and_report_health():
         assert any(v.split(":")[0] in named and v.split(":")[1] == mount for v in volumes)
 
 
-def test_dashboard_is_published_and_capture_reads_the_data_folder_read_only():
+def test_dashboard_is_published_on_loopback_by_default_and_capture_reads_the_data_read_only():
     port = SERVICE_SETTINGS["dashboard"].default_port
-    assert compose_service("dashboard")["ports"] == [f"{port}:{port}"]
+    (mapping,) = compose_service("dashboard")["ports"]
+    assert interpolate(mapping, {}) == f"127.0.0.1:{port}:{port}"
+    assert interpolate(mapping, {"DASHBOARD_PUBLISH": "0.0.0.0:80"}) == f"0.0.0.0:80:{port}"
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    assert re.search(r"^# DASHBOARD_PUBLISH=127\.0\.0\.1:8000$", example, re.M)
     published = [n for n in SERVICES if n != "dashboard" and compose_service(n).get("ports")]
     assert not published
     (mount,) = compose_service("capture")["volumes"]
@@ -596,3 +764,102 @@ def test_dashboard_is_published_and_capture_reads_the_data_folder_read_only():
     assert env["WATCHPOST_DATA_DIR"] == container
     assert env["WATCHPOST_CAPTURE_SOURCE"].startswith(container + "/")
     assert env["WATCHPOST_CAPTURE_SOURCE"].endswith("/video/talking_blinks_720p.mp4")
+
+
+def caddyfile() -> str:
+    return (PROJECT_ROOT / "deploy/proxy/Caddyfile").read_text()
+
+
+def test_the_tls_profile_proxies_the_dashboard_and_turns_secure_cookies_on(monkeypatch):
+    tls = TLS_COMPOSE["services"]
+    # Secure cookies behind the proxy: a real setting, and the settings class reads it as on.
+    secure = tls["dashboard"]["environment"]
+    assert set(secure) == {"WATCHPOST_DASHBOARD_SECURE_COOKIES"}
+    for key in list(os.environ):
+        if key.startswith("WATCHPOST_"):
+            monkeypatch.delenv(key)
+    for key, value in {**container_env("dashboard"), **secure}.items():
+        monkeypatch.setenv(key, value)
+    assert DashboardSettings().dashboard_secure_cookies is True
+    proxy = tls["https"]
+    assert proxy["build"]["context"] == "deploy/proxy"
+    assert (
+        proxy["build"]["args"]["BASE_IMAGE"]
+        == compose_service("dashboard")["build"]["args"]["BASE_IMAGE"]
+    )  # the same base as the services
+    (stage,) = render(PROJECT_ROOT / "deploy/proxy/Dockerfile", {})
+    assert stage.base == DEFAULT_BASE
+    assert any("apt-get install" in r and "caddy" in r for kw, r in stage.instructions)
+    assert [r for kw, r in stage.instructions if kw == "USER"][-1] == "caddy"
+    # Caddy listens where compose publishes, and proxies to the dashboard's port.
+    (mapping,) = proxy["ports"]
+    assert interpolate(mapping, {}).endswith(":8443")
+    assert re.search(r"^\s*https_port 8443$", caddyfile(), re.M)
+    port = SERVICE_SETTINGS["dashboard"].default_port
+    assert re.search(rf"^\s*reverse_proxy dashboard:{port}$", caddyfile(), re.M)
+    assert re.search(r"^\s*tls \{\$HTTPS_TLS:internal\}$", caddyfile(), re.M)
+    assert re.search(r"^\s*admin off$", caddyfile(), re.M)
+    assert proxy["depends_on"]["dashboard"]["condition"] == "service_healthy"
+    assert proxy["restart"] == "unless-stopped"
+
+
+def test_the_debian_stores_keep_the_official_images_contract():
+    """The override swaps only the images; compose's command, environment, volumes and
+    healthchecks apply to the stand-ins as they are."""
+    for name in ("redis", "postgres"):
+        override = STORES_COMPOSE["services"][name]
+        assert set(override) == {"image", "build"}
+        assert override["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
+        stage = render(
+            PROJECT_ROOT / override["build"]["context"] / override["build"]["dockerfile"], {}
+        )[-1]
+        assert stage.base == DEFAULT_BASE
+        users = [r for kw, r in stage.instructions if kw == "USER"]
+        assert users and users[-1] not in ("root", "0")
+        for volume in compose_service(name)["volumes"]:
+            mount = volume.split(":")[1]
+            assert any(mount in r for kw, r in stage.instructions if kw == "RUN"), (
+                f"{name}: the image must make {mount} for its non-root user"
+            )
+    entrypoint = (PROJECT_ROOT / "deploy/stores/postgres-entrypoint.sh").read_text()
+    for variable in compose_service("postgres")["environment"]:
+        assert variable in entrypoint
+
+
+def test_the_base_and_the_wheelhouse_are_cached_by_what_went_into_them(monkeypatch, tmp_path):
+    from deploy import images
+
+    base = images.base_tag()
+    assert base == images.base_tag() and base.startswith("watchpost-base:")
+    monkeypatch.setattr(images, "BASE_PACKAGES", (*images.BASE_PACKAGES, "curl"))
+    assert images.base_tag() != base
+    monkeypatch.setattr(images, "MIRROR", "http://mirror.invalid/debian")
+    assert images.base_tag() != base
+
+    ids = {"base:1": "sha256:aaa", "base:2": "sha256:bbb"}
+    monkeypatch.setattr(images, "image_id", ids.get)
+    wheelhouse = images.wheelhouse_tag("base:1")
+    assert wheelhouse == images.wheelhouse_tag("base:1")
+    assert images.wheelhouse_tag("base:2") != wheelhouse  # another interpreter, other wheels
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(images.CONSTRAINTS.read_text() + "numpy<2\n")
+    monkeypatch.setattr(images, "CONSTRAINTS", constraints)
+    assert images.wheelhouse_tag("base:1") != wheelhouse
+    with pytest.raises(RuntimeError, match="no image"):
+        images.wheelhouse_tag("base:missing")
+
+
+def test_the_compose_test_skips_without_docker_and_fails_under_ci(monkeypatch):
+    from deploy import images
+    from tests.e2e.test_compose import engine_or_skip
+
+    monkeypatch.setattr(images, "engine_answers", lambda: False)
+    monkeypatch.setattr(images, "is_root", lambda: False)
+    with pytest.raises(images.DockerUnavailable, match="only root"):
+        images.ensure_engine()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Docker cannot run here"):
+        engine_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Docker cannot run here"):
+        engine_or_skip()

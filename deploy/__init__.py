@@ -1,0 +1,1 @@
+"""Deployment tooling: the images compose builds from (`deploy/images.py`)."""
