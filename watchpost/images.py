@@ -80,6 +80,47 @@ def crop(rgb: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.25) 
     return rgb[max(0, top - dy) : min(h, bottom + dy), max(0, left - dx) : min(w, right + dx)]
 
 
+# The passive attack check sees a square around the face grown by this share of the face's size on
+# every side: enough of the background for a phone's bezel or a paper edge, little enough that the
+# face dominates. Training (services/liveness/training/) and inference cut it with `face_square`.
+CROP_CONTEXT = 0.25
+
+
+def face_square(
+    box: tuple[int, int, int, int], width: int, height: int, context: float = CROP_CONTEXT
+) -> tuple[int, int, int, int]:
+    """The square centred on `box`, its side the box's larger side grown by `context` on each
+    side, clipped to a `width` x `height` image (so near an edge it is no longer square)."""
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * (1 + 2 * context)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    return (
+        max(0, round(cx - side / 2)),
+        max(0, round(cy - side / 2)),
+        min(width, round(cx + side / 2)),
+        min(height, round(cy + side / 2)),
+    )
+
+
+def cut_square(
+    rgb: np.ndarray,
+    box: tuple[int, int, int, int],
+    *,
+    size: int | None = None,
+    context: float = CROP_CONTEXT,
+) -> np.ndarray:
+    """The `face_square` of `box` cut out of `rgb`, resized to `size` x `size` if given (area
+    averaging when shrinking, bicubic when enlarging)."""
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = face_square(box, w, h, context)
+    region = rgb[top:bottom, left:right]
+    if size is None or region.size == 0:
+        return region
+    shrinking = region.shape[0] >= size and region.shape[1] >= size
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(region).resize((size, size), method))
+
+
 def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: str) -> bytes:
     """The JPEG with a labelled rectangle around `box` (for alert snapshots)."""
     with Image.open(io.BytesIO(jpeg)) as image:

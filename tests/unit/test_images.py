@@ -72,3 +72,16 @@ def test_crop_is_clipped_to_the_image_and_draw_box_keeps_size():
     with Image.open(io.BytesIO(jpeg)) as image:
         assert image.size == (200, 100)
         assert image.getpixel((10, 50))[0] > 150  # the box edge is drawn in orange
+
+
+def test_face_square_is_centred_grown_and_clipped():
+    from watchpost.images import cut_square, face_square
+
+    # A 100x120 face grown by a quarter of its larger side on each side: a 180 px square.
+    assert face_square((100, 100, 200, 220), 1000, 1000, 0.25) == (60, 70, 240, 250)
+    # At the image's corner the square is clipped, never outside the image.
+    assert face_square((0, 0, 100, 100), 120, 110, 0.25) == (0, 0, 120, 110)
+    rgb = np.zeros((400, 400, 3), np.uint8)
+    assert cut_square(rgb, (100, 100, 200, 220)).shape == (180, 180, 3)
+    assert cut_square(rgb, (100, 100, 200, 220), size=64).shape == (64, 64, 3)
+    assert cut_square(rgb, (150, 150, 160, 160), size=64).shape == (64, 64, 3)  # enlarged
