@@ -2,7 +2,9 @@
 
 On the wire a message is a Redis stream entry with the fields `type` (the model's name), `v` (its
 schema version), `data` (the model as JSON) and, for messages that carry a picture, `image` (raw
-JPEG bytes, kept out of the JSON so it is never base64-inflated). Nothing is pickled.
+JPEG bytes, kept out of the JSON so it is never base64-inflated). A message may name further
+pictures (a frame's camera-resolution face crops): each travels in a field `att:<name>`.
+Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class Message(BaseModel):
 
     schema_version: ClassVar[int] = 1
     carries_image: ClassVar[bool] = False
+
+    def attachment_names(self) -> list[str]:
+        """Names of the extra pictures this message needs beside it (fields `att:<name>`)."""
+        return []
 
 
 class Box(BaseModel):
@@ -64,6 +70,22 @@ class TrackedFace(BaseModel):
     detected: bool = Field(description="True when the detector found it in this very frame.")
 
 
+class FaceCrop(BaseModel):
+    """A square around one tracked face cut from the camera's own frame, before the frame was
+    scaled for the bus (JPEG in the entry's field `att:crop:<track_id>`): the passive attack
+    check sees the face as the camera saw it. See `watchpost.images.face_square`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track_id: Id
+    square: Box = Field(description="Where the crop was cut, in camera pixels.")
+    camera_width: int = Field(gt=0, description="Width of the camera frame it was cut from.")
+
+    @property
+    def attachment(self) -> str:
+        return f"crop:{self.track_id}"
+
+
 class Frame(Message):
     """A captured frame that contains at least one face (JPEG in the `image` field)."""
 
@@ -78,6 +100,22 @@ class Frame(Message):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     faces: list[TrackedFace] = Field(min_length=1)
+    crops: list[FaceCrop] = Field(
+        default_factory=list,
+        description="Camera-resolution crops of some faces (capture sends one every few frames).",
+    )
+
+    @model_validator(mode="after")
+    def _crops_of_faces(self) -> Frame:
+        tracks = {face.track_id for face in self.faces}
+        if any(c.track_id not in tracks for c in self.crops):
+            raise ValueError("a crop names a track that is not among the frame's faces")
+        if len({c.track_id for c in self.crops}) != len(self.crops):
+            raise ValueError("at most one crop per track")
+        return self
+
+    def attachment_names(self) -> list[str]:
+        return [crop.attachment for crop in self.crops]
 
     def is_stale(self, max_age_seconds: float) -> bool:
         """Older than `max_age_seconds` (0: never stale): consumers skip such frames rather than
@@ -106,6 +144,23 @@ class RecognitionVerdict(Message):
     decided_at: float = Field(default_factory=time.time)
 
 
+AttackCueName = Literal["passive", "motion", "edges"]
+
+
+class AttackCue(BaseModel):
+    """One presentation-attack cue's reading on a track: what it measured, the level at which it
+    flags an attack, and whether it flagged. `decides`: may this cue alone call a spoof?"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: AttackCueName
+    score: float
+    threshold: float
+    samples: int = Field(ge=0, description="Readings the score is the mean of.")
+    flagged: bool
+    decides: bool
+
+
 class LivenessVerdict(Message):
     """Whether a tracked face is a live person, with the evidence for it."""
 
@@ -122,6 +177,9 @@ class LivenessVerdict(Message):
         None, description="Mean P(spoof) of the passive check over the track's scored crops."
     )
     passive_frames: int = Field(0, ge=0, description="Crops the passive check scored.")
+    cues: list[AttackCue] = Field(
+        default_factory=list, description="Each attack cue's reading: the evidence of a spoof."
+    )
     captured_at: float | None = Field(
         None, description="Unix time the frame that brought this verdict was read."
     )
@@ -157,8 +215,19 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 }
 
 
-def encode(message: Message, image: bytes | None = None) -> dict[bytes, bytes]:
-    """Stream-entry fields for a message."""
+ATTACHMENT_PREFIX = b"att:"
+
+
+def encode(
+    message: Message, image: bytes | None = None, attachments: dict[str, bytes] | None = None
+) -> dict[bytes, bytes]:
+    """Stream-entry fields for a message (and the pictures it names, by name)."""
+    attachments = attachments or {}
+    if sorted(attachments) != sorted(message.attachment_names()):
+        raise MessageError(
+            f"{type(message).__name__} names attachments {message.attachment_names()}, "
+            f"given {sorted(attachments)}"
+        )
     if message.carries_image and image is None:
         raise MessageError(f"{type(message).__name__} needs an image")
     if image is not None and not message.carries_image:
@@ -170,7 +239,23 @@ def encode(message: Message, image: bytes | None = None) -> dict[bytes, bytes]:
     }
     if image is not None:
         fields[b"image"] = image
+    for name, data in attachments.items():
+        if not data:
+            raise MessageError(f"attachment {name!r} is empty")
+        fields[ATTACHMENT_PREFIX + name.encode()] = data
     return fields
+
+
+def attachments(message: Message, fields: dict[bytes, bytes]) -> dict[str, bytes]:
+    """The pictures a decoded message names, from its entry's fields; MessageError if one is
+    missing."""
+    found = {}
+    for name in message.attachment_names():
+        data = fields.get(ATTACHMENT_PREFIX + name.encode())
+        if not data:
+            raise MessageError(f"{type(message).__name__} without its attachment {name!r}")
+        found[name] = data
+    return found
 
 
 def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message, bytes | None]:
@@ -199,6 +284,7 @@ def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message
     image = fields.get(b"image")
     if cls.carries_image and not image:
         raise MessageError(f"{type_name} without its image")
+    attachments(message, fields)  # every named picture must be there
     return message, image
 
 

@@ -259,6 +259,21 @@ class CaptureSettings(CommonSettings):
     capture_cameras_check_seconds: float = Field(
         2.0, gt=0, description="How often capture looks for added, changed or removed cameras."
     )
+    capture_crop_every: int = Field(
+        3,
+        ge=0,
+        description="Send a camera-resolution crop of each tracked face every N of its frames, "
+        "for the passive attack check (0: never).",
+    )
+    capture_crop_min_face: int = Field(
+        60, ge=20, description="No crop of faces narrower than this in camera pixels."
+    )
+    capture_crop_max_side: int = Field(
+        256,
+        ge=64,
+        le=1024,
+        description="Crops larger than this are shrunk to it (the passive check reads 128 px).",
+    )
 
     @field_validator("capture_source")
     @classmethod

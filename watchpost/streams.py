@@ -15,13 +15,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from prometheus_client import Counter
 
 from watchpost.keys import DEAD_LETTER_MAXLEN
-from watchpost.messages import Message, MessageError, decode, encode
+from watchpost.messages import (
+    ATTACHMENT_PREFIX,
+    Message,
+    MessageError,
+    attachments,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ class Delivery:
     entry_id: bytes
     message: Message
     image: bytes | None
+    attachments: dict[str, bytes] = field(default_factory=dict)
 
 
 def publish(
@@ -46,9 +54,11 @@ def publish(
     message: Message,
     *,
     image: bytes | None = None,
+    attachments: dict[str, bytes] | None = None,
     maxlen: int,
 ) -> bytes:
-    return client.xadd(stream, encode(message, image), maxlen=maxlen, approximate=True)
+    fields = encode(message, image, attachments)
+    return client.xadd(stream, fields, maxlen=maxlen, approximate=True)
 
 
 def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float) -> dict[str, int]:
@@ -189,7 +199,8 @@ class GroupConsumer:
             except MessageError as exc:
                 self._dead_letter(entry_id, fields, str(exc))
                 continue
-            deliveries.append(Delivery(self.stream, entry_id, message, image))
+            extra = attachments(message, fields)
+            deliveries.append(Delivery(self.stream, entry_id, message, image, extra))
         return deliveries
 
     def _dead_letter(self, entry_id: bytes, fields: dict, reason: str) -> None:
@@ -200,7 +211,10 @@ class GroupConsumer:
             reason,
             extra={"stream": self.stream, "entry_id": entry_id.decode()},
         )
-        record = {k: v for k, v in fields.items() if k != b"image"}
+        # Pictures stay out of the dead letters: they are biometric data nobody will replay.
+        record = {
+            k: v for k, v in fields.items() if k != b"image" and not k.startswith(ATTACHMENT_PREFIX)
+        }
         record.update(
             {
                 b"source_stream": self.stream.encode(),

@@ -16,8 +16,9 @@ from psycopg_pool import ConnectionPool
 
 from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import cameras
+from watchpost.images import face_square
 from watchpost.keys import Keys
-from watchpost.messages import Box, Frame, TrackedFace
+from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 from watchpost.streams import publish
@@ -43,6 +44,8 @@ DETECT_SECONDS = Histogram("watchpost_capture_detect_seconds", "Face detection t
 FPS = Gauge("watchpost_capture_fps", "Frames processed per second", ["camera"])
 
 STATUS_EVERY_S = 2.0
+CROP_JPEG_QUALITY = 95  # the crops are evidence of texture: keep the JPEG's own artefacts small
+MAX_CROP_TRACKS = 256
 LIVE_COLOURS = {"live": (74, 163, 22), "spoof": (38, 38, 220), "undecided": (6, 119, 217)}  # BGR
 
 
@@ -71,6 +74,7 @@ class CaptureLoop:
         self.last_error: str | None = None
         self.frames_published = 0
         self._seq = 0
+        self._crop_counts: dict[str, int] = {}  # frames seen per track, to crop every N-th
         self._fps = 0.0
         self._status_retry_at = 0.0
         self._unsaved: tuple[str, bool] | None = None  # a status not stored yet
@@ -149,6 +153,7 @@ class CaptureLoop:
     def process(self, bgr: np.ndarray, *, source_time: float) -> Frame | None:
         FRAMES_READ.labels(self.camera).inc()
         captured_at = time.time()
+        camera_bgr = bgr
         bgr = self._resize(bgr)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         seq = self._seq
@@ -167,6 +172,7 @@ class CaptureLoop:
         if not tracked:
             return None
         h, w = rgb.shape[:2]
+        crops, pictures = self._crops(camera_bgr, w, tracked)
         frame = Frame(
             camera_id=self.camera,
             seq=seq,
@@ -182,6 +188,7 @@ class CaptureLoop:
                 )
                 for t in tracked
             ],
+            crops=crops,
         )
         ok, jpeg = cv2.imencode(
             ".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.settings.capture_jpeg_quality]
@@ -194,6 +201,7 @@ class CaptureLoop:
                 self.keys.frames,
                 frame,
                 image=jpeg.tobytes(),
+                attachments=pictures,
                 maxlen=self.settings.capture_stream_maxlen,
             )
         except redis.RedisError as exc:
@@ -204,6 +212,46 @@ class CaptureLoop:
         FRAMES_PUBLISHED.labels(self.camera).inc()
         self.frames_published += 1
         return frame
+
+    def _crops(
+        self, camera_bgr: np.ndarray, width: int, tracked
+    ) -> tuple[list[FaceCrop], dict[str, bytes]]:
+        """Every `capture_crop_every`-th frame of a track, a square around its face cut from the
+        camera's own frame (before scaling and the bus's JPEG): the passive attack check's
+        evidence at camera resolution (moire, print dots and paper edges do not survive a
+        640-px JPEG)."""
+        every = self.settings.capture_crop_every
+        if not every:
+            return [], {}
+        ch, cw = camera_bgr.shape[:2]
+        scale = cw / width
+        crops: list[FaceCrop] = []
+        pictures: dict[str, bytes] = {}
+        for t in tracked:
+            count = self._crop_counts.get(t.track_id, 0)
+            self._crop_counts[t.track_id] = count + 1
+            box = tuple(round(v * scale) for v in t.box)
+            if count % every or box[2] - box[0] < self.settings.capture_crop_min_face:
+                continue
+            left, top, right, bottom = face_square(box, cw, ch)
+            region = camera_bgr[top:bottom, left:right]
+            side = self.settings.capture_crop_max_side
+            if max(region.shape[:2]) > side:
+                region = cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA)
+            ok, jpeg = cv2.imencode(".jpg", region, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+            if not ok:
+                continue
+            crop = FaceCrop(
+                track_id=t.track_id,
+                square=Box(left=left, top=top, right=right, bottom=bottom),
+                camera_width=cw,
+            )
+            crops.append(crop)
+            pictures[crop.attachment] = jpeg.tobytes()
+        if len(self._crop_counts) > MAX_CROP_TRACKS:  # forget tracks that ended
+            live = {t.track_id for t in tracked}
+            self._crop_counts = {k: v for k, v in self._crop_counts.items() if k in live}
+        return crops, pictures
 
     def _publish_live(self, bgr: np.ndarray, tracked) -> None:
         """The frame with boxes and what the aggregator knows of each track, for the live view."""

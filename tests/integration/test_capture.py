@@ -61,6 +61,35 @@ def test_several_people_get_separate_tracks(env_settings, redis_client, pool, pr
     assert all(len({x.track_id for x in f.faces}) == len(f.faces) for f in frames)
 
 
+def test_face_crops_are_cut_at_camera_resolution(env_settings, redis_client, pool, prefix):
+    """The bus frame is scaled to 640 px; the passive attack check gets squares cut from the
+    1080p camera frame, every third frame of each track."""
+    video = require_data("video/two_people_1080p.mp4")
+    run_capture(env_settings, redis_client, pool, video, capture_crop_every=3)
+    entries = redis_client.xrange(Keys(prefix).frames)
+    crops = 0
+    for _, fields in entries:
+        frame, _ = decode(fields, Frame)
+        assert frame.width == 640
+        for crop in frame.crops:
+            face = next(f for f in frame.faces if f.track_id == crop.track_id)
+            scale = crop.camera_width / frame.width
+            assert crop.camera_width == 1920
+            # The square holds the face as the camera saw it: about 1.5x its size, in camera px.
+            assert crop.square.width >= 1.4 * face.box.width * scale - 4 or (
+                crop.square.left == 0 or crop.square.right == 1920
+            )
+            picture = cv2.imdecode(
+                np.frombuffer(fields[b"att:" + crop.attachment.encode()], np.uint8),
+                cv2.IMREAD_COLOR,
+            )
+            assert picture.shape[0] == min(crop.square.height, 256)
+            assert picture.shape[0] > face.box.height  # more pixels than the bus frame had
+            crops += 1
+    faces = sum(len(decode(f, Frame)[0].faces) for _, f in entries)
+    assert faces / 4 < crops <= faces / 3 + 4
+
+
 def test_frames_without_faces_are_not_published(env_settings, redis_client, pool, prefix, tmp_path):
     path = tmp_path / "empty.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))

@@ -5,12 +5,14 @@ import pytest
 from watchpost.messages import (
     AlertEvent,
     Box,
+    FaceCrop,
     Frame,
     LivenessVerdict,
     MessageError,
     RecognitionVerdict,
     TrackedFace,
     Verdict,
+    attachments,
     decode,
     encode,
 )
@@ -113,3 +115,45 @@ def test_image_rules_are_enforced_when_encoding():
 def test_ids_with_key_metacharacters_are_refused():
     with pytest.raises(ValueError):
         frame(camera_id="door 1; DROP")
+
+
+def crop(track_id="abc-1"):
+    return FaceCrop(
+        track_id=track_id, square=Box(left=0, top=0, right=90, bottom=90), camera_width=1920
+    )
+
+
+def test_a_frame_carries_its_camera_resolution_crops_as_attachments():
+    message = frame(crops=[crop()])
+    fields = encode(message, image=b"img", attachments={"crop:abc-1": b"\xff\xd8crop"})
+    assert b"crop" not in fields[b"data"].replace(b'"crops"', b"")  # pictures stay out of JSON
+    decoded, _ = decode(fields, Frame)
+    assert decoded == message
+    assert attachments(decoded, fields) == {"crop:abc-1": b"\xff\xd8crop"}
+
+
+@pytest.mark.parametrize(
+    ("crops", "given", "error"),
+    [
+        ([crop()], {}, "names attachments"),  # a crop named but not sent
+        ([], {"crop:abc-1": b"x"}, "names attachments"),  # a picture nobody names
+        ([crop()], {"crop:abc-1": b""}, "is empty"),
+    ],
+)
+def test_attachments_must_match_what_the_message_names(crops, given, error):
+    with pytest.raises(MessageError, match=error):
+        encode(frame(crops=crops), image=b"img", attachments=given)
+
+
+def test_an_entry_that_lost_its_crop_is_rejected():
+    fields = encode(frame(crops=[crop()]), image=b"img", attachments={"crop:abc-1": b"x"})
+    del fields[b"att:crop:abc-1"]
+    with pytest.raises(MessageError, match="without its attachment"):
+        decode(fields, Frame)
+
+
+def test_a_crop_must_belong_to_one_of_the_frames_faces():
+    with pytest.raises(ValueError, match="not among the frame's faces"):
+        frame(crops=[crop("someone-else")])
+    with pytest.raises(ValueError, match="at most one crop per track"):
+        frame(crops=[crop(), crop()])
