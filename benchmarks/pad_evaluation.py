@@ -1,103 +1,190 @@
-"""Presentation-attack detection on any `real/` and `spoof/` folders of images or videos.
+"""Presentation-attack detection per presentation (ISO/IEC 30107-3), for the whole liveness
+verdict and for the passive check alone.
 
-    .venv/bin/python -m benchmarks.pad_evaluation FOLDER [--threshold T]
+    .venv/bin/python -m benchmarks.pad_evaluation ROOT [--fps 10]
+    .venv/bin/python -m benchmarks.pad_evaluation --shared {nuaa,videos,all}
 
-Every image, and every 5th frame of every video, is searched for its largest face, which the
-passive CNN scores. Reports ISO/IEC 30107-3 figures per face crop (APCER: attacks accepted as
-bona fide; BPCER: bona fide rejected; ACER: their mean) and per item (an image, or a video
-judged by its mean score), at the model card's threshold and, as the reference, at 0.5. Faces
-narrower than the service's minimum are skipped and counted. Last line: JSON.
+ROOT holds `real/` and one folder per attack type (for example `print/`, `replay/`). In each,
+every video, every folder of images (an image sequence, played in file-name order at `--fps`)
+and every single image is one presentation. A presentation is judged exactly as a kiosk burst
+is (`services.liveness.burst`): the largest face per frame, blinks, the motion and edge cues
+between frames, the passive check on a camera-resolution crop every third frame.
+
+`--shared nuaa` plays each session of NUAA's training split (`liveness/nuaa_train`: real webcam
+sessions and printed-photo attacks) as a sequence; `--shared videos` plays the shared videos
+(real) and the lestari15 phone replay (replay). `--passive-model` swaps the passive check's
+weights, e.g. a model trained without the fold under test.
+
+Reported per attack type: APCER (attacks judged live), the share flagged as spoof; for bona fide
+presentations: BPCER (judged spoof) and the share not judged live (no access either); the passive
+check alone: APCER and BPCER of the presentation's mean score at its threshold. The worst attack
+type is named. Last line: JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
+from rich.progress import Progress
 
-from services.liveness.passive import SpoofClassifier, spoof_crop
-from services.liveness.training.common import pad_metrics
+from services.liveness.blink import BlinkDetector
+from services.liveness.burst import burst_liveness
+from services.liveness.evidence import EvidenceReader
 from watchpost.settings import LivenessSettings
-from watchpost.vision.faces import detect_faces
 
 VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+MAX_SIDE = 1280  # frames larger than this are scaled down (a 1080p clip costs 2x for nothing)
 
 
-def frames_of(path: Path, every: int = 5):
-    if path.suffix.lower() in IMAGE:
-        image = cv2.imread(str(path))
-        if image is not None:
-            yield image
-        return
-    capture = cv2.VideoCapture(str(path))
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return
-        if index % every == 0:
-            yield frame
-        index += 1
+class Presentation:
+    def __init__(self, name: str, kind: str, paths: list[Path], fps: float) -> None:
+        self.name, self.kind, self.paths, self.fps = name, kind, paths, fps
+
+    def frames(self) -> list[np.ndarray]:
+        if len(self.paths) == 1 and self.paths[0].suffix.lower() in VIDEO:
+            capture = cv2.VideoCapture(str(self.paths[0]))
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or self.fps
+            bgrs = []
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                bgrs.append(bgr)
+        else:
+            bgrs = [b for b in (cv2.imread(str(p)) for p in self.paths) if b is not None]
+        out = []
+        for bgr in bgrs:
+            h, w = bgr.shape[:2]
+            if max(h, w) > MAX_SIDE:
+                scale = MAX_SIDE / max(h, w)
+                bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), cv2.INTER_AREA)
+            out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return out
 
 
-def crops_of(path: Path, min_face: int) -> tuple[list[np.ndarray], int]:
-    crops, small = [], 0
-    for bgr in frames_of(path):
-        if bgr.shape[1] > 640:
-            bgr = cv2.resize(bgr, (640, round(bgr.shape[0] * 640 / bgr.shape[1])))
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        boxes = detect_faces(rgb, upsample=1)[:1]
-        if boxes and boxes[0][2] - boxes[0][0] >= min_face:
-            crops.append(spoof_crop(rgb, boxes[0]))
-        elif boxes:
-            small += 1
-    return crops, small
+def from_root(root: Path, fps: float) -> list[Presentation]:
+    found = []
+    for kind_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for item in sorted(kind_dir.iterdir()):
+            if item.is_dir():
+                images = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE)
+                if images:
+                    found.append(Presentation(item.name, kind_dir.name, images, fps))
+            elif item.suffix.lower() in VIDEO | IMAGE:
+                found.append(Presentation(item.name, kind_dir.name, [item], fps))
+    if not any(p.kind == "real" for p in found):
+        raise SystemExit(f"{root} has no real/ presentations")
+    return found
+
+
+def shared(which: str, data: Path, fps: float) -> list[Presentation]:
+    found: list[Presentation] = []
+    if which in ("nuaa", "all"):
+        for folder, kind in (("ClientRaw", "real"), ("ImposterRaw", "print")):
+            sessions: dict[str, list[Path]] = defaultdict(list)
+            for path in sorted((data / "liveness/nuaa_train" / folder).rglob("*.jpg")):
+                subject, _, _, session, _ = path.stem.split("_")
+                sessions[f"nuaa-{kind}-{subject}-{session}"].append(path)
+            found += [Presentation(n, kind, sorted(p), fps) for n, p in sorted(sessions.items())]
+    if which in ("videos", "all"):
+        lestari = data / "liveness/extra/lestari15__CNN-face-detection"
+        for path in sorted((data / "video").glob("*.mp4")):
+            found.append(Presentation(path.stem, "real", [path], fps))
+        found.append(Presentation("lestari-real", "real", [lestari / "real/videos/real.mp4"], fps))
+        found.append(
+            Presentation("lestari-replay", "replay", [lestari / "spoof/videos/fake.mp4"], fps)
+        )
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("root", type=Path, nargs="?")
+    parser.add_argument("--shared", choices=["nuaa", "videos", "all"])
+    parser.add_argument("--fps", type=float, default=10.0, help="of image sequences")
+    parser.add_argument("--passive-model", type=Path, help="passive weights to use instead")
+    parser.add_argument("--limit", type=int, default=0, help="at most N presentations per kind")
     args = parser.parse_args()
-    classifier = SpoofClassifier()
-    threshold = args.threshold or classifier.threshold
-    min_face = LivenessSettings().liveness_passive_min_face
-    crop_labels, crop_scores, item_labels, item_scores = [], [], [], []
-    skipped_small = 0
-    for label, kind in ((0, "real"), (1, "spoof")):
-        for path in sorted((args.folder / kind).rglob("*")):
-            if path.suffix.lower() not in VIDEO | IMAGE:
-                continue
-            crops, small = crops_of(path, min_face)
-            skipped_small += small
-            if not crops:
-                continue
-            scores = classifier.scores(np.stack(crops))
-            crop_scores += list(scores)
-            crop_labels += [label] * len(scores)
-            item_scores.append(float(np.mean(scores)))
-            item_labels.append(label)
-    if not crop_labels:
-        raise SystemExit(f"no usable faces under {args.folder}/real and {args.folder}/spoof")
-    crop_labels, crop_scores = np.array(crop_labels), np.array(crop_scores)
-    item_labels, item_scores = np.array(item_labels), np.array(item_scores)
-    figures = {
-        "threshold": threshold,
-        "per_crop": pad_metrics(crop_labels, crop_scores, threshold),
-        "per_item": pad_metrics(item_labels, item_scores, threshold),
-        "per_crop_at_0.5": pad_metrics(crop_labels, crop_scores, 0.5),
-        "skipped_small_faces": skipped_small,
+    if (args.root is None) == (args.shared is None):
+        parser.error("give ROOT or --shared")
+    settings = LivenessSettings()
+    if args.shared:
+        data = settings.data_dir
+        presentations = shared(args.shared, data, args.fps)
+    else:
+        presentations = from_root(args.root, args.fps)
+    if args.limit:
+        by_kind: dict[str, list[Presentation]] = defaultdict(list)
+        for p in presentations:
+            by_kind[p.kind].append(p)
+        presentations = [p for kind in by_kind.values() for p in kind[: args.limit]]
+    reader = EvidenceReader(settings, passive_model=args.passive_model)
+    reader.warm_up()
+    results = []
+    with Progress() as progress:
+        task = progress.add_task("presentations", total=len(presentations))
+        for p in presentations:
+            report = burst_liveness(
+                p.frames(),
+                fps=p.fps,
+                reader=reader,
+                detector=BlinkDetector(
+                    closed_ratio=settings.liveness_closed_ratio,
+                    closed_ear_max=settings.liveness_closed_ear_max,
+                ),
+            )
+            results.append((p, report))
+            progress.advance(task)
+    threshold = reader.policy.spoof_threshold
+    figures: dict = {"presentations": len(results), "passive_threshold": threshold, "kinds": {}}
+    misjudged = []
+    for kind in sorted({p.kind for p, _ in results}):
+        mine = [(p, r) for p, r in results if p.kind == kind]
+        scored = [r.passive_score for _, r in mine if r.passive_score is not None]
+        row = {
+            "presentations": len(mine),
+            "live": float(np.mean([r.state == "live" for _, r in mine])),
+            "spoof": float(np.mean([r.state == "spoof" for _, r in mine])),
+            "passive_scored": len(scored),
+            "passive_flagged": float(np.mean([s >= threshold for s in scored])) if scored else None,
+        }
+        figures["kinds"][kind] = row
+        for p, r in mine:
+            wrong = r.state == "live" if kind != "real" else r.state == "spoof"
+            if wrong:
+                misjudged.append(f"{kind} {p.name}: {r.state} ({r.reason})")
+    attacks = {k: v for k, v in figures["kinds"].items() if k != "real"}
+    real = figures["kinds"].get("real")
+    figures["apcer_per_type"] = {k: v["live"] for k, v in attacks.items()}
+    figures["worst_apcer"] = max(figures["apcer_per_type"].values(), default=None)
+    figures["worst_attack_type"] = max(attacks, key=lambda k: attacks[k]["live"], default=None)
+    figures["bpcer"] = real["spoof"] if real else None
+    figures["bona_fide_not_live"] = 1 - real["live"] if real else None
+    figures["passive_apcer_per_type"] = {
+        k: None if v["passive_flagged"] is None else 1 - v["passive_flagged"]
+        for k, v in attacks.items()
     }
-    for name in ("per_crop", "per_item", "per_crop_at_0.5"):
-        m = figures[name]
+    figures["passive_bpcer"] = real["passive_flagged"] if real else None
+    figures["misjudged"] = misjudged
+    print(f"{'kind':>10} {'n':>4} {'live':>6} {'spoof':>6} {'passive flagged':>16}")
+    for kind, row in figures["kinds"].items():
+        flagged = "-" if row["passive_flagged"] is None else f"{row['passive_flagged']:.3f}"
         print(
-            f"{name:>16}: APCER {m['apcer']:.4f}  BPCER {m['bpcer']:.4f}  ACER {m['acer']:.4f} "
-            f"({m['attacks']} attacks, {m['bona_fide']} bona fide, threshold {m['threshold']:.3f})"
+            f"{kind:>10} {row['presentations']:>4} {row['live']:>6.3f} {row['spoof']:>6.3f} "
+            f"{flagged:>16}"
         )
+    print(
+        f"whole verdict: worst APCER {figures['worst_apcer']} ({figures['worst_attack_type']}), "
+        f"BPCER {figures['bpcer']}, bona fide not live {figures['bona_fide_not_live']}"
+    )
+    for line in misjudged:
+        print("  misjudged:", line)
     print(json.dumps(figures))
 
 

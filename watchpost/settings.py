@@ -326,7 +326,26 @@ class LivenessSettings(CommonSettings):
         0.25, gt=0, description="An eye is never called closed above this absolute EAR."
     )
     liveness_window_seconds: float = Field(
-        10.0, gt=0, description="A track with eyes visible and no blink this long is a spoof."
+        20.0,
+        gt=0,
+        description="A track with eyes visible this long and never a blink is a spoof (a still "
+        "print). People reading or watching a screen blink a few times a minute.",
+    )
+    liveness_min_live_seconds: float = Field(
+        1.5,
+        ge=0,
+        description="A blinking track is called live only after this long in view, so the "
+        "attack cues (a replayed video blinks too) have time to speak first.",
+    )
+    liveness_motion_threshold: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="The motion cue flags a face whose surroundings share at least this much "
+        "of its motion on average (a replay moves with its own background).",
+    )
+    liveness_motion_min_pairs: int = Field(
+        5, ge=2, description="Frame pairs with the face moving before the motion cue may flag."
     )
     liveness_min_frames: int = Field(
         15, ge=3, description="Frames with visible eyes needed before calling a spoof."
@@ -336,15 +355,6 @@ class LivenessSettings(CommonSettings):
         True, description="Fuse the eye-state CNN with the EAR (off: EAR alone, no TensorFlow)."
     )
     liveness_passive: bool = Field(True, description="Run the passive real-vs-spoof CNN.")
-    liveness_passive_every: int = Field(
-        3, ge=1, description="Score a track's face crop for spoofing every N frames."
-    )
-    liveness_passive_min_face: int = Field(
-        80,
-        ge=20,
-        description="Faces narrower than this (px) are not scored by the passive check: its "
-        "training faces were 150-250 px, and on small blurry faces it flags real people.",
-    )
     liveness_passive_decides: bool = Field(
         False,
         description="Let a consistent passive score alone call a track a spoof. Off by default: "

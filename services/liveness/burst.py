@@ -7,11 +7,15 @@ import numpy as np
 from pydantic import BaseModel
 
 from services.liveness.blink import BlinkDetector
+from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
+from services.liveness.stream import MOTION_LAG_S
 from services.liveness.verdict import TrackEvidence, decide
-from watchpost.images import to_grey
-from watchpost.messages import LivenessState
+from watchpost.images import cut_square, to_grey
+from watchpost.messages import AttackCue, LivenessState
 from watchpost.vision.faces import detect_faces
+
+PASSIVE_EVERY = 3  # as capture sends crops from a camera
 
 
 class LivenessReport(BaseModel):
@@ -24,6 +28,7 @@ class LivenessReport(BaseModel):
     open_ear: float | None
     passive_score: float | None
     passive_frames: int
+    cues: list[AttackCue]
 
 
 def burst_liveness(
@@ -31,19 +36,32 @@ def burst_liveness(
 ) -> LivenessReport:
     evidence = TrackEvidence(detector=detector, first_seen=0.0, last_seen=0.0)
     with_face = 0
+    lag = max(1, round(MOTION_LAG_S * fps))  # the motion cue's frame pairs, as on a camera
+    greys: list[np.ndarray | None] = []
+    crops = []
     for index, rgb in enumerate(frames):
         at = index / fps
         boxes = detect_faces(rgb, upsample=1)[:1]
+        grey = to_grey(rgb)
+        greys.append(grey)
         if not boxes:
             evidence.observe(at, None, "no face in the frame")
             continue
         with_face += 1
-        for score in reader.spoof_scores(rgb, boxes):
-            if score is not None:
-                evidence.observe_passive(score)
-        (reading,) = reader.read_eyes(to_grey(rgb), boxes)
+        (box,) = boxes
+        if index % PASSIVE_EVERY == 0:
+            crops.append(cut_square(rgb, box))
+        before = greys[index - lag] if index >= lag else None
+        if before is not None and before.shape == grey.shape:
+            evidence.cues.observe_motion(context_motion(before, grey, box))
+        evidence.cues.observe_edges(frame_edges(grey, box))
+        (reading,) = reader.read_eyes(grey, boxes)
         evidence.observe(at, reading.ear, reading.problem, reading.p_closed)
-    state, reason = decide(evidence, reader.policy)
+        if index >= lag:
+            greys[index - lag] = None  # keep memory to the lag's window
+    for score in reader.passive_scores(crops):
+        evidence.observe_passive(score)
+    state, reason, cues = decide(evidence, reader.policy)
     if with_face == 0:
         state, reason = "undecided", "no face in any frame"
     return LivenessReport(
@@ -56,4 +74,5 @@ def burst_liveness(
         open_ear=detector.open_ear,
         passive_score=evidence.mean_passive,
         passive_frames=len(evidence.passive),
+        cues=cues,
     )

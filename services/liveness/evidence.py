@@ -4,8 +4,10 @@ every face of the frame) and passive spoof scores. Used by the stream and the bu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from services.liveness.blink import eyes_measurable, face_ear
 from services.liveness.passive import (
@@ -14,7 +16,6 @@ from services.liveness.passive import (
     EyeStateClassifier,
     SpoofClassifier,
     eye_patches,
-    spoof_crop,
 )
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
@@ -31,18 +32,21 @@ class EyeReading:
 
 
 class EvidenceReader:
-    def __init__(self, settings: LivenessSettings) -> None:
+    def __init__(self, settings: LivenessSettings, *, passive_model: Path | None = None) -> None:
+        """`passive_model`: other passive weights than the shipped ones (benchmarks)."""
         self.eyes = EyeStateClassifier() if settings.liveness_eye_cnn else None
         self.spoof = SpoofClassifier() if settings.liveness_passive else None
         threshold = settings.liveness_spoof_threshold or (
             self.spoof.threshold if self.spoof else 0.5
         )
-        self.passive_min_face = settings.liveness_passive_min_face
         self.policy = LivenessPolicy(
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
             spoof_threshold=threshold,
             passive_decides=settings.liveness_passive_decides,
+            motion_threshold=settings.liveness_motion_threshold,
+            motion_min_pairs=settings.liveness_motion_min_pairs,
+            min_live_seconds=settings.liveness_min_live_seconds,
         )
 
     def warm_up(self) -> None:
@@ -74,11 +78,15 @@ class EvidenceReader:
             for ear, problem in readings
         ]
 
-    def spoof_scores(self, rgb: np.ndarray, boxes: list[Box]) -> list[float | None]:
-        """P(spoof) per face; None for faces too small for the passive check to judge."""
-        usable = [i for i, b in enumerate(boxes) if b[2] - b[0] >= self.passive_min_face]
-        if self.spoof is None or not usable:
-            return [None] * len(boxes)
-        scores = self.spoof.scores(np.stack([spoof_crop(rgb, boxes[i]) for i in usable]))
-        by_face: dict[int, float] = dict(zip(usable, (float(s) for s in scores), strict=True))
-        return [by_face.get(i) for i in range(len(boxes))]
+    def passive_scores(self, crops: list[np.ndarray]) -> list[float]:
+        """P(attack) per face crop (a `watchpost.images.face_square` cut at camera resolution);
+        empty when the passive check is off."""
+        if self.spoof is None or not crops:
+            return []
+        batch = np.stack(
+            [
+                np.asarray(Image.fromarray(c).resize((FACE_CROP, FACE_CROP), Image.BILINEAR))
+                for c in crops
+            ]
+        )
+        return [float(s) for s in self.spoof.scores(batch)]

@@ -1,6 +1,7 @@
-"""Read every tracked face of every frame (landmarks, EAR, eye-state CNN; a passive spoof score
-every few frames), keep per-track evidence, and publish a liveness verdict whenever a track's
-verdict or blink count changes.
+"""Read every tracked face of every frame (landmarks, EAR, eye-state CNN; the motion and edge
+attack cues; the passive attack check on the camera-resolution crops capture sends every few
+frames), keep per-track evidence, and publish a liveness verdict whenever a track's verdict,
+blink count or flagged cues change.
 
 State is per (camera, track) in this process, so one camera's frames must reach one replica in
 order; see docs/architecture.md (scale-out).
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
+import numpy as np
 import redis
 from prometheus_client import Counter, Histogram
 
 from services.liveness.blink import BlinkDetector
+from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
 from services.liveness.verdict import TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
@@ -29,6 +33,9 @@ STALE_FRAMES = Counter("watchpost_liveness_stale_frames_total", "Frames skipped 
 VERDICTS = Counter("watchpost_liveness_verdicts_total", "Verdicts published", ["state"])
 FRAME_SECONDS = Histogram("watchpost_liveness_frame_seconds", "Evidence reading per frame")
 MAX_TRACKS = 2_000
+MOTION_LAG_S = 0.15  # the motion cue compares a frame with the camera's frame this much earlier
+MOTION_MAX_LAG_S = 0.5  # ...but not with one older than this (a gap in the stream)
+HISTORY_FRAMES = 32
 
 
 class LivenessTracker:
@@ -39,6 +46,8 @@ class LivenessTracker:
         self.reader = EvidenceReader(settings)
         self.policy = self.reader.policy
         self.tracks: dict[tuple[str, str], TrackEvidence] = {}
+        # Recent grey frames per camera (source time, pixels) for the motion cue.
+        self.history: dict[str, deque[tuple[float, np.ndarray]]] = {}
 
     def handle(self, delivery: Delivery) -> None:
         frame = delivery.message
@@ -51,19 +60,45 @@ class LivenessTracker:
             grey = to_grey(rgb)
             boxes = [face.box.as_tuple() for face in frame.faces]
             tracks = [self._evidence(frame, face.track_id) for face in frame.faces]
-            due = [
-                i
-                for i, t in enumerate(tracks)
-                if t.frames_seen % self.settings.liveness_passive_every == 0
-            ]
-            scores = self.reader.spoof_scores(rgb, [boxes[i] for i in due])
-            for index, score in zip(due, scores, strict=True):
-                if score is not None:
-                    tracks[index].observe_passive(score)
+            self._observe_passive(frame, delivery.attachments, tracks)
+            before = self._frame_before(frame, grey)
+            for face, box, evidence in zip(frame.faces, boxes, tracks, strict=True):
+                if before is not None:
+                    evidence.cues.observe_motion(context_motion(before, grey, box))
+                if face.detected:  # edges need the face where it is, not where it was
+                    evidence.cues.observe_edges(frame_edges(grey, box))
             for evidence, reading in zip(tracks, self.reader.read_eyes(grey, boxes), strict=True):
                 evidence.observe(frame.source_time, reading.ear, reading.problem, reading.p_closed)
         for face, evidence in zip(frame.faces, tracks, strict=True):
             self._publish_if_changed(frame, face.track_id, evidence)
+
+    def _observe_passive(
+        self, frame: Frame, pictures: dict[str, bytes], tracks: list[TrackEvidence]
+    ) -> None:
+        """Score the camera-resolution crops capture sent with this frame."""
+        by_track = {face.track_id: t for face, t in zip(frame.faces, tracks, strict=True)}
+        scored = [(by_track[c.track_id], decode_jpeg(pictures[c.attachment])) for c in frame.crops]
+        scores = self.reader.passive_scores([crop for _, crop in scored])
+        for (evidence, _), score in zip(scored, scores, strict=True):
+            evidence.observe_passive(score)
+
+    def _frame_before(self, frame: Frame, grey: np.ndarray) -> np.ndarray | None:
+        """This camera's frame about MOTION_LAG_S before this one (for the motion cue), and
+        remember this one."""
+        history = self.history.setdefault(frame.camera_id, deque(maxlen=HISTORY_FRAMES))
+        now = frame.source_time
+        while history and history[0][0] > now:  # the source restarted (a looped file)
+            history.popleft()
+        before = next(
+            (
+                g
+                for t, g in reversed(history)
+                if MOTION_LAG_S <= now - t <= MOTION_MAX_LAG_S and g.shape == grey.shape
+            ),
+            None,
+        )
+        history.append((now, grey))
+        return before
 
     def expire(self) -> None:
         """Forget tracks nobody has seen for a while (called when the stream is idle)."""
@@ -91,8 +126,8 @@ class LivenessTracker:
         return evidence
 
     def _publish_if_changed(self, frame: Frame, track_id: str, evidence: TrackEvidence) -> None:
-        state, reason = decide(evidence, self.policy)
-        signature = (state, evidence.detector.blinks)
+        state, reason, cues = decide(evidence, self.policy)
+        signature = (state, evidence.detector.blinks, tuple(c.flagged for c in cues))
         if signature == evidence.published:
             return
         verdict = LivenessVerdict(
@@ -106,6 +141,7 @@ class LivenessTracker:
             open_ear=evidence.detector.open_ear,
             passive_score=evidence.mean_passive,
             passive_frames=len(evidence.passive),
+            cues=cues,
             captured_at=frame.captured_at,
         )
         publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)

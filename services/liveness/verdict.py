@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from services.liveness.blink import BlinkDetector
-from watchpost.messages import LivenessState
+from services.liveness.cues import TrackCues
+from watchpost.messages import AttackCue, LivenessState
 
 
 @dataclass(frozen=True)
 class LivenessPolicy:
-    window_seconds: float = 10.0  # a blink must have been seen within this long
+    # A still print is caught by its missing blink: eyes watched this long without one is a
+    # spoof. Long, because people reading or looking at a screen blink only a few times a minute.
+    window_seconds: float = 20.0
     min_frames: int = 15  # frames with readable eyes before "no blink" can mean spoof
-    spoof_threshold: float = 0.5  # P(spoof) at or above which one crop looks like an attack
-    min_passive: int = 8  # passive scores needed before the passive check may decide
-    passive_consistency: float = 0.7  # share of crops over the threshold that is "consistent"
-    passive_decides: bool = False  # may a consistent passive score alone call a spoof?
+    spoof_threshold: float = 0.5  # P(attack) at or above which the passive check flags a track
+    min_passive: int = 4  # crops the passive check needs before it may flag (or clear) a track
+    passive_decides: bool = False  # may the passive check alone call a spoof?
+    motion_threshold: float = 0.6  # share of the face's motion its surroundings share
+    motion_min_pairs: int = 5  # frame pairs with the face moving before motion may flag
+    edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
+    edges_min_frames: int = 10
+    min_live_seconds: float = 1.5  # in view at least this long before "live": cues need time
 
 
 # Frames of a track farther apart than this (dropped by a stalled reader, skipped as stale, a
@@ -42,6 +50,8 @@ class TrackEvidence:
     watched_without_blink: float = 0.0
     last_eyes_at: float | None = None
     passive: deque = field(default_factory=lambda: deque(maxlen=100))
+    cues: TrackCues = field(default_factory=TrackCues)
+    spoof_reason: str | None = None  # latched: an attack seen once stays an attack
     published: tuple | None = None
     touched: float = field(default=0.0, repr=False)  # monotonic time of the last frame, for expiry
 
@@ -72,42 +82,102 @@ class TrackEvidence:
         return float(np.mean(self.passive)) if self.passive else None
 
 
-def passive_says_spoof(evidence: TrackEvidence, policy: LivenessPolicy) -> bool:
-    if len(evidence.passive) < policy.min_passive:
-        return False
-    flagged = np.mean(np.asarray(evidence.passive) >= policy.spoof_threshold)
-    return bool(
-        evidence.mean_passive >= policy.spoof_threshold and flagged >= policy.passive_consistency
+class Judgement(NamedTuple):
+    state: LivenessState
+    reason: str
+    cues: list[AttackCue]
+
+
+def attack_cues(evidence: TrackEvidence, policy: LivenessPolicy) -> list[AttackCue]:
+    """Each attack cue's reading on the track so far (cues with no reading are left out)."""
+    cues = []
+    if evidence.passive:
+        score = float(np.mean(evidence.passive))
+        cues.append(
+            AttackCue(
+                name="passive",
+                score=round(score, 3),
+                threshold=policy.spoof_threshold,
+                samples=len(evidence.passive),
+                flagged=len(evidence.passive) >= policy.min_passive
+                and score >= policy.spoof_threshold,
+                decides=policy.passive_decides,
+            )
+        )
+    for cue in (
+        evidence.cues.motion_cue(policy.motion_threshold, policy.motion_min_pairs),
+        evidence.cues.edges_cue(policy.edges_threshold, policy.edges_min_frames),
+    ):
+        if cue is not None:
+            cues.append(cue)
+    return cues
+
+
+def describe(cues: list[AttackCue]) -> str:
+    return ", ".join(
+        f"{c.name} {c.score:.2f}{'>=' if c.flagged else '<'}{c.threshold:.2f} ({c.samples})"
+        for c in cues
     )
 
 
-def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> tuple[LivenessState, str]:
-    passive = evidence.mean_passive
-    passive_note = "" if passive is None else f"; passive spoof score {passive:.2f}"
-    if policy.passive_decides and passive_says_spoof(evidence, policy):
-        return (
-            "spoof",
-            f"the passive check flags {len(evidence.passive)} crops as an attack{passive_note}",
-        )
+def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
+    """The track's liveness and why, from its blinks and attack cues:
+
+    - spoof, latched for the rest of the track: a cue that may decide alone flags it (a replayed
+      face moving with its own background), or two cues flag it together, or the eyes were
+      watched for `window_seconds` without one blink (a still print);
+    - live: a blink was seen, the track has been in view `min_live_seconds` (so the cues had
+      time to speak), and no cue flags it or reads over its threshold on too few samples yet;
+      once live, a long stretch without a second blink does not undo it;
+    - undecided otherwise, with what is missing.
+    """
+    cues = attack_cues(evidence, policy)
+    evidence_note = f"; cues: {describe(cues)}" if cues else ""
+    flagged = [c for c in cues if c.flagged]
+    if evidence.spoof_reason is None:
+        deciding = [c for c in flagged if c.decides]
+        if deciding or len(flagged) >= 2:
+            names = " and ".join(c.name for c in (deciding or flagged))
+            evidence.spoof_reason = f"attack cue {names} flags the face"
+        elif (
+            evidence.last_blink_at is None
+            and evidence.frames_with_eyes >= policy.min_frames
+            and evidence.watched_without_blink >= policy.window_seconds
+        ):
+            evidence.spoof_reason = (
+                f"eyes visible for {evidence.watched_without_blink:.1f}s over "
+                f"{evidence.frames_with_eyes} frames without a blink"
+            )
+    if evidence.spoof_reason is not None:
+        return Judgement("spoof", evidence.spoof_reason + evidence_note, cues)
     blinks = evidence.detector.blinks
     if evidence.frames_with_eyes == 0:
-        return "undecided", (
-            evidence.last_problem or "no frame with readable eyes yet"
-        ) + passive_note
-    without_blink = evidence.watched_without_blink
-    if without_blink < policy.window_seconds and evidence.last_blink_at is not None:
-        if passive_says_spoof(evidence, policy):
-            return (
-                "undecided",
-                f"{blinks} blink(s) seen, but the passive check disagrees{passive_note}",
-            )
-        return "live", f"{blinks} blink(s) seen{passive_note}"
-    if evidence.frames_with_eyes >= policy.min_frames and without_blink >= policy.window_seconds:
-        return "spoof", (
-            f"eyes visible for {without_blink:.1f}s over {evidence.frames_with_eyes} frames "
-            f"without a blink{passive_note}"
+        problem = evidence.last_problem or "no frame with readable eyes yet"
+        return Judgement("undecided", problem + evidence_note, cues)
+    if evidence.last_blink_at is None:
+        return Judgement(
+            "undecided",
+            f"watching: {evidence.frames_with_eyes} frame(s) with eyes, no blink yet"
+            + evidence_note,
+            cues,
         )
-    return (
-        "undecided",
-        f"watching: {evidence.frames_with_eyes} frame(s) with eyes, no blink yet{passive_note}",
-    )
+    if flagged:
+        return Judgement(
+            "undecided",
+            f"{blinks} blink(s) seen, but {flagged[0].name} disagrees{evidence_note}",
+            cues,
+        )
+    pending = [c for c in cues if c.score >= c.threshold]  # over the line, too few samples yet
+    if pending:
+        return Judgement(
+            "undecided",
+            f"{blinks} blink(s) seen; {pending[0].name} looks like an attack, watching"
+            + evidence_note,
+            cues,
+        )
+    in_view = evidence.last_seen - evidence.first_seen
+    if in_view < policy.min_live_seconds:
+        return Judgement(
+            "undecided", f"{blinks} blink(s) seen; watching {in_view:.1f}s{evidence_note}", cues
+        )
+    return Judgement("live", f"{blinks} blink(s) seen{evidence_note}", cues)

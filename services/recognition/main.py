@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from services.recognition.burst import BurstFace, splice_problem
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
@@ -158,7 +159,10 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             403: {"description": "a key without the kiosk role"},
             404: {"description": "no identity with that login name"},
             409: {"description": "the identity has no enrolled face"},
-            422: {"description": "an unusable image, or no face in any"},
+            422: {
+                "description": "an unusable image, no face in any, or a burst that is not one "
+                "continuous take of one face (spliced frames)"
+            },
         },
     )
     async def verify(
@@ -192,19 +196,22 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         if len(enrolled) == 0:
             raise HTTPException(409, detail=f"{login_name!r} has no enrolled face to compare with")
 
-        def distances() -> list[float]:
+        def faces() -> list[BurstFace]:
             found = []
             with MODEL_LOCK:
-                for rgb in frames:
+                for index, rgb in enumerate(frames):
                     boxes = detect_faces(rgb, upsample=1)
                     if boxes:
-                        embedding = embed_face(rgb, boxes[0])
-                        found.append(float(np.linalg.norm(enrolled - embedding, axis=1).min()))
+                        found.append(BurstFace(index, boxes[0], embed_face(rgb, boxes[0])))
             return found
 
-        found = await run_in_threadpool(distances)
-        if not found:
+        seen = await run_in_threadpool(faces)
+        if not seen:
             raise HTTPException(422, detail="no face found in any of the images")
+        problem = splice_problem(seen, len(frames))
+        if problem:
+            raise HTTPException(422, detail=f"not one continuous take of one face: {problem}")
+        found = [float(np.linalg.norm(enrolled - f.embedding, axis=1).min()) for f in seen]
         liveness, note = await _ask_liveness(uploads, fps)
         distance = float(np.median(found))
         result = VerifyOut(

@@ -152,3 +152,21 @@ def test_verify_a_kiosk_burst_with_liveness(env_settings, pool, kiosk_key):
     result = response.json()
     assert result["match"] and result["frames_with_face"] == 60
     assert result["liveness"]["state"] == "live"
+
+
+@pytest.mark.slow
+def test_a_spliced_burst_is_refused(recognition_client, pool):
+    """A victim's photo spliced into the attacker's own blinking frames: refused before either
+    the match or the liveness answer can count."""
+    faces = require_data("faces")
+    enrol(pool, "Barack Obama", "obama", load_rgb(faces / "train/obama/obama.jpg"))
+    victim = cv2.resize(
+        cv2.imread(str(faces / "test/obama1.jpg")), (640, 360), interpolation=cv2.INTER_AREA
+    )
+    burst = video_frames(1.0)
+    burst[10:14] = [cv2.imencode(".jpg", victim)[1].tobytes()] * 4
+    response = recognition_client.post(
+        "/v1/verify", data={"login_name": "obama", "fps": "30"}, files=as_files(burst)
+    )
+    assert response.status_code == 422
+    assert "different faces" in response.json()["detail"]

@@ -9,7 +9,7 @@ import pytest
 from services.capture.loop import CaptureLoop
 from services.liveness.stream import LivenessTracker
 from tests.conftest import require_data
-from tests.support.frames import frame_of, load_rgb
+from tests.support.frames import frame_of, load_rgb, publish_frame
 from watchpost.consumers import stream_worker
 from watchpost.keys import LIVENESS_GROUP, Keys
 from watchpost.messages import Frame, LivenessVerdict, decode
@@ -61,9 +61,13 @@ def test_a_still_photo_held_up_is_never_live_and_ends_spoof(env_settings, redis_
     rgb = load_rgb(photo)
     boxes = detect_faces(rgb, upsample=1)
     for seq in range(int(30 * (settings.liveness_window_seconds + 1))):  # 11 s at 30 fps
-        frame, jpeg = frame_of(rgb, seq=seq, source_time=seq / 30, boxes=boxes)
-        publish(
-            redis_client, Keys(settings.stream_prefix).frames, frame, image=jpeg, maxlen=100_000
+        publish_frame(
+            redis_client,
+            Keys(settings.stream_prefix).frames,
+            rgb,
+            seq=seq,
+            source_time=seq / 30,
+            boxes=boxes,
         )
     verdicts = run_liveness(env_settings, redis_client)
     assert all(v.state != "live" for v in verdicts)
@@ -105,10 +109,15 @@ def play_sessions(
             rgb = load_rgb(path)
             boxes = detect_faces(rgb, upsample=0)[:1]
             if boxes:
-                frame, jpeg = frame_of(
-                    rgb, camera_id=name, seq=seq, source_time=seq / fps, boxes=boxes
+                publish_frame(
+                    redis_client,
+                    keys.frames,
+                    rgb,
+                    camera_id=name,
+                    seq=seq,
+                    source_time=seq / fps,
+                    boxes=boxes,
                 )
-                publish(redis_client, keys.frames, frame, image=jpeg, maxlen=100_000)
     by_session: dict[str, list[LivenessVerdict]] = {}
     for verdict in run_liveness(env_settings, redis_client, tracks):
         by_session.setdefault(verdict.camera_id, []).append(verdict)
@@ -142,4 +151,7 @@ def test_real_people_are_not_called_spoof_by_the_passive_check(env_settings, red
         (evidence,) = [e for (camera, _), e in tracks.items() if camera == session]
         assert len(evidence.passive) >= 8, session
         for verdict in seen:
-            assert "passive check" not in verdict.reason.split(";")[0], (session, verdict.reason)
+            assert "attack cue passive" not in verdict.reason.split(";")[0], (
+                session,
+                verdict.reason,
+            )

@@ -3,11 +3,15 @@ real video, real models, real Redis and Postgres."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import pytest
 
 from tests.conftest import require_data
 from tests.support.pipeline import run_pipeline
-from watchpost.db import alerts
+from watchpost.db import alerts, identities
+from watchpost.vision.faces import detect_faces, embed_face
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -29,3 +33,47 @@ def test_video_to_alert(env_settings, redis_client, pool):
     (row,) = rows
     event = alerts.event_from_row(row)
     assert event.evidence_at is not None and event.evidence_at >= event.captured_at
+
+
+def enrol_from_video(pool, video: Path, name: str, at_frame: int = 40) -> int:
+    capture = cv2.VideoCapture(str(video))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, at_frame)
+    ok, bgr = capture.read()
+    assert ok
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    (box,) = detect_faces(rgb, upsample=1)[:1]
+    with pool.connection() as conn:
+        person = identities.create_identity(conn, display_name=name)
+        identities.add_face_sample(
+            conn, identity_id=person["id"], embedding=embed_face(rgb, box), box=box, image_jpeg=b"x"
+        )
+    return person["id"]
+
+
+def test_a_phone_replaying_an_enrolled_person_raises_a_spoof_attempt(
+    env_settings, redis_client, pool
+):
+    """The shared replay/real pair (lestari15): a phone held up to the webcam replaying a video
+    of the person, who is enrolled. The attack is never silent and never opens the door."""
+    folder = require_data("liveness/extra/lestari15__CNN-face-detection")
+    enrol_from_video(pool, folder / "real/videos/real.mp4", "Lestari")
+    result = run_pipeline(env_settings, redis_client, pool, folder / "spoof/videos/fake.mp4")
+    with pool.connection() as conn:
+        rows = alerts.list_alerts(conn)
+    kinds = [r["kind"] for r in rows]
+    assert "spoof_attempt" in kinds and "access_granted" not in kinds
+    spoof = alerts.event_from_row(next(r for r in rows if r["kind"] == "spoof_attempt"))
+    assert "attack cue motion" in spoof.reason  # with its evidence
+    (evidence,) = result["liveness_tracks"].values()
+    assert evidence.last_seen - evidence.first_seen <= 5.0  # within 5 s of watched time
+
+
+def test_the_real_twin_of_the_replay_is_not_called_an_attack(env_settings, redis_client, pool):
+    folder = require_data("liveness/extra/lestari15__CNN-face-detection")
+    enrol_from_video(pool, folder / "real/videos/real.mp4", "Lestari")
+    result = run_pipeline(env_settings, redis_client, pool, folder / "real/videos/real.mp4")
+    with pool.connection() as conn:
+        kinds = [r["kind"] for r in alerts.list_alerts(conn)]
+    assert "spoof_attempt" not in kinds
+    for evidence in result["liveness_tracks"].values():
+        assert evidence.spoof_reason is None

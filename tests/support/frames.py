@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from watchpost.images import encode_jpeg
-from watchpost.messages import Box, Frame, TrackedFace
+from watchpost.images import encode_jpeg, face_square
+from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
+from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
 
 
@@ -47,3 +48,27 @@ def frame_of(
         faces=faces,
     )
     return frame, encode_jpeg(rgb)
+
+
+def publish_frame(
+    client, stream: str, rgb: np.ndarray, *, crop_every: int = 3, maxlen: int = 100_000, **kw
+) -> Frame:
+    """`frame_of` published as capture would: with a camera-resolution crop of each face every
+    `crop_every`-th frame (by `seq`)."""
+    frame, jpeg = frame_of(rgb, **kw)
+    pictures: dict[str, bytes] = {}
+    crops = []
+    if crop_every and frame.seq % crop_every == 0:
+        h, w = rgb.shape[:2]
+        for face in frame.faces:
+            left, top, right, bottom = face_square(face.box.as_tuple(), w, h)
+            crop = FaceCrop(
+                track_id=face.track_id,
+                square=Box(left=left, top=top, right=right, bottom=bottom),
+                camera_width=w,
+            )
+            crops.append(crop)
+            pictures[crop.attachment] = encode_jpeg(rgb[top:bottom, left:right], quality=95)
+    frame = frame.model_copy(update={"crops": crops})
+    publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=maxlen)
+    return frame

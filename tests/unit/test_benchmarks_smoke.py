@@ -107,15 +107,25 @@ def test_eye_state_benchmark_on_a_folder_of_patches(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.data
-def test_pad_benchmark_on_real_and_spoof_folders(tmp_path):
+def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
+    """Presentations of every shape: an image sequence (a folder), a single image, a video."""
     nuaa = require_data("liveness/nuaa_train")
-    for kind, source in (("real", "ClientRaw/0003"), ("spoof", "ImposterRaw/0003")):
-        (tmp_path / kind).mkdir()
-        for photo in sorted((nuaa / source).glob("*.jpg"))[:4]:
-            (tmp_path / kind / photo.name).symlink_to(photo)
+    replay = require_data("liveness/extra/lestari15__CNN-face-detection/spoof/videos/fake.mp4")
+    for kind, source in (("real", "ClientRaw/0003"), ("print", "ImposterRaw/0003")):
+        sequence = tmp_path / kind / "session"
+        sequence.mkdir(parents=True)
+        photos = sorted((nuaa / source).glob("*.jpg"))
+        for photo in photos[:12]:
+            (sequence / photo.name).symlink_to(photo)
+        (tmp_path / kind / photos[-1].name).symlink_to(photos[-1])
+    (tmp_path / "replay").mkdir()
+    (tmp_path / "replay" / "fake.mp4").symlink_to(replay)
     figures = run_benchmark("benchmarks.pad_evaluation", str(tmp_path))
-    assert figures["per_crop"]["attacks"] == 4 and figures["per_crop"]["bona_fide"] == 4
-    assert {"apcer", "bpcer", "acer"} <= figures["per_item"].keys()
+    assert figures["presentations"] == 5
+    assert figures["kinds"]["real"]["presentations"] == 2
+    assert set(figures["apcer_per_type"]) == {"print", "replay"}
+    assert figures["kinds"]["replay"]["spoof"] == 1.0  # the phone replay is caught
+    assert 0 <= figures["bpcer"] <= 1 and figures["worst_attack_type"] in ("print", "replay")
 
 
 @pytest.mark.slow

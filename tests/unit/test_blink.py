@@ -2,13 +2,11 @@ import numpy as np
 import pytest
 
 from services.liveness.blink import (
-    BlinkDetector,
     count_blinks,
     eye_aspect_ratio,
     eyes_measurable,
     face_ear,
 )
-from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
 
 
 def eye(height: float, width: float = 30.0) -> np.ndarray:
@@ -79,27 +77,6 @@ def test_noisy_dip_and_recovery_is_one_blink():
     assert count_blinks(ears) == 1
 
 
-def evidence_after(ears, *, fps=30.0) -> TrackEvidence:
-    e = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
-    for i, ear in enumerate(ears):
-        e.observe(i / fps, ear, None if ear is not None else "face turned away from the camera")
-    return e
-
-
-def test_liveness_verdicts():
-    policy = LivenessPolicy(window_seconds=5.0, min_frames=15)
-    assert decide(evidence_after(series((0.32, 30), (0.1, 3), (0.32, 5))), policy)[0] == "live"
-    state, reason = decide(evidence_after([0.31] * 200), policy)
-    assert state == "spoof" and "without a blink" in reason
-    assert decide(evidence_after([0.31] * 60), policy)[0] == "undecided"  # 2 s: too early
-    state, reason = decide(evidence_after([None] * 300), policy)
-    assert state == "undecided" and "turned" in reason
-    assert decide(evidence_after([0.31] * 2), policy) == (
-        "undecided",
-        "watching: 2 frame(s) with eyes, no blink yet",
-    )
-
-
 def test_fusing_the_cnn_needs_both_signals_to_agree_unless_one_is_sure():
     # A shallow EAR dip (half-way to the threshold) is a blink when the CNN is sure it is closed...
     ears = series((0.32, 30), (0.27, 3), (0.32, 10))
@@ -108,53 +85,3 @@ def test_fusing_the_cnn_needs_both_signals_to_agree_unless_one_is_sure():
     assert count_blinks(ears, sure) == 1
     # ...and the CNN alone cannot invent a blink while the EAR says the eyes are wide open.
     assert count_blinks(series((0.32, 43)), sure) == 0
-
-
-def evidence_with(ears, passive=(), *, fps=30.0, p_closed=None) -> TrackEvidence:
-    e = evidence_after(ears, fps=fps) if p_closed is None else None
-    if e is None:
-        e = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
-        for i, (ear, p) in enumerate(zip(ears, p_closed, strict=True)):
-            e.observe(i / fps, ear, None, p)
-    for score in passive:
-        e.observe_passive(score)
-    return e
-
-
-def test_the_passive_check_vetoes_live_and_decides_only_when_allowed():
-    blinking = series((0.32, 30), (0.1, 3), (0.32, 5))
-    policy = LivenessPolicy(window_seconds=5.0, min_frames=15, spoof_threshold=0.5)
-    state, reason = decide(evidence_with(blinking, [0.9] * 10), policy)
-    assert state == "undecided" and "passive check disagrees" in reason
-    assert decide(evidence_with(blinking, [0.1] * 10), policy)[0] == "live"
-    assert decide(evidence_with(blinking, [0.9] * 3), policy)[0] == "live"  # too few crops to judge
-    assert decide(evidence_with(blinking, [0.9, 0.1] * 5), policy)[0] == "live"  # not consistent
-    still = [0.31] * 40
-    assert decide(evidence_with(still, [0.9] * 10), policy)[0] == "undecided"
-    deciding = LivenessPolicy(
-        window_seconds=5.0, min_frames=15, spoof_threshold=0.5, passive_decides=True
-    )
-    state, reason = decide(evidence_with(still, [0.9] * 10), deciding)
-    assert state == "spoof" and "passive check" in reason
-
-
-def test_a_blink_long_ago_does_not_keep_a_track_live():
-    policy = LivenessPolicy(window_seconds=5.0, min_frames=15)
-    ears = series((0.32, 30), (0.1, 3), (0.32, 200))  # one blink at 1 s, then 6.7 s of none
-    state, reason = decide(evidence_with(ears), policy)
-    assert state == "spoof" and "without a blink" in reason
-
-
-def test_frames_nobody_saw_are_not_time_without_a_blink():
-    """A reader that stalled and lost most of a track's frames sees 12 s of video in 3 s of
-    frames: only the watched seconds count, so a live person is not called a spoof for blinks
-    that fell in the gaps; the same frames without gaps are a spoof."""
-    policy = LivenessPolicy(window_seconds=5.0, min_frames=15)
-    gappy = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
-    for second in range(4):  # 3 s of frames, spread over 12 s of video in 4 bursts
-        for i in range(30):
-            gappy.observe(second * 4 + i / 30, 0.31, None)
-    assert gappy.watched_without_blink < 4.0
-    assert decide(gappy, policy)[0] == "undecided"
-    steady = evidence_after([0.31] * 400)  # 13 s watched without a blink
-    assert decide(steady, policy)[0] == "spoof"

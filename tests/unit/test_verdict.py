@@ -1,0 +1,107 @@
+"""The liveness verdict of one track: blinks, the attack cues, and how they combine."""
+
+from services.liveness.blink import BlinkDetector
+from services.liveness.cues import MotionSample
+from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
+
+POLICY = LivenessPolicy(window_seconds=5.0, min_frames=15, min_live_seconds=1.0)
+
+
+def series(*runs: tuple[float, int]) -> list[float]:
+    return [value for value, count in runs for _ in range(count)]
+
+
+BLINKING = series((0.32, 30), (0.1, 3), (0.32, 10))  # a blink at 1 s, 1.4 s in view
+STILL = [0.31] * 40
+
+
+def evidence(ears, passive=(), motion=(), edges=(), *, fps=30.0) -> TrackEvidence:
+    e = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
+    for i, ear in enumerate(ears):
+        e.observe(i / fps, ear, None if ear is not None else "face turned away from the camera")
+    for score in passive:
+        e.observe_passive(score)
+    for follows in motion:
+        e.cues.observe_motion(MotionSample(face=0.05, follows=follows))
+    for score in edges:
+        e.cues.observe_edges(score)
+    return e
+
+
+def test_blinks_and_the_window():
+    assert decide(evidence(BLINKING), POLICY).state == "live"
+    state, reason, _ = decide(evidence([0.31] * 200), POLICY)  # 6.7 s, never a blink
+    assert state == "spoof" and "without a blink" in reason
+    assert decide(evidence([0.31] * 60), POLICY).state == "undecided"  # 2 s: too early
+    state, reason, _ = decide(evidence([None] * 300), POLICY)
+    assert state == "undecided" and "turned" in reason
+    assert decide(evidence([0.31] * 2), POLICY) == (
+        "undecided",
+        "watching: 2 frame(s) with eyes, no blink yet",
+        [],
+    )
+
+
+def test_a_blink_is_live_only_after_the_cues_had_time():
+    early = series((0.32, 10), (0.1, 3), (0.32, 5))  # blink at 0.3 s, 0.6 s in view
+    state, reason, _ = decide(evidence(early), POLICY)
+    assert state == "undecided" and "watching 0.6s" in reason
+
+
+def test_a_track_that_blinked_stays_live_through_a_long_stretch_without_a_second_blink():
+    """People reading or watching a screen blink a few times a minute."""
+    ears = series((0.32, 30), (0.1, 3), (0.32, 600))  # one blink, then 20 s of none
+    assert decide(evidence(ears), POLICY).state == "live"
+
+
+def test_frames_nobody_saw_are_not_time_without_a_blink():
+    """A stalled reader sees 12 s of video in 3 s of frames: only watched seconds count."""
+    gappy = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
+    for second in range(4):
+        for i in range(30):
+            gappy.observe(second * 4 + i / 30, 0.31, None)
+    assert gappy.watched_without_blink < 4.0
+    assert decide(gappy, POLICY).state == "undecided"
+    assert decide(evidence([0.31] * 400), POLICY).state == "spoof"
+
+
+def test_a_replay_that_blinks_is_a_spoof_by_its_motion_and_stays_one():
+    """A phone replaying a video blinks; its face moves with its own background."""
+    replay = evidence(BLINKING, motion=[0.8, 0.7, 0.65, 0.9, 0.6])
+    state, reason, cues = decide(replay, POLICY)
+    assert state == "spoof" and "attack cue motion" in reason
+    (motion,) = cues
+    assert motion.name == "motion" and motion.flagged and motion.samples == 5
+    assert "motion 0.73>=0.60 (5)" in reason  # the evidence travels with the verdict
+    # Latched: later still frames (no motion samples) and more blinks do not undo it.
+    for i in range(100):
+        replay.observe(2.0 + i / 30, 0.32 if i % 20 else 0.1, None)
+    assert decide(replay, POLICY).state == "spoof"
+
+
+def test_motion_needs_enough_pairs_and_a_real_head_moving_against_the_scene_is_live():
+    # Too few pairs to flag, but over the line: not live yet either.
+    state, reason, (motion,) = decide(evidence(BLINKING, motion=[0.9] * 4), POLICY)
+    assert state == "undecided" and not motion.flagged and "motion looks like an attack" in reason
+    state, _, (motion,) = decide(evidence(BLINKING, motion=[0.05, 0.0, 0.2, 0.1, 0.0]), POLICY)
+    assert state == "live" and not motion.flagged
+
+
+def test_the_passive_check_vetoes_live_and_decides_only_when_allowed():
+    state, reason, _ = decide(evidence(BLINKING, passive=[0.9] * 10), POLICY)
+    assert state == "undecided" and "passive disagrees" in reason
+    assert decide(evidence(BLINKING, passive=[0.1] * 10), POLICY).state == "live"
+    assert decide(evidence(BLINKING, passive=[0.9] * 3), POLICY).state == "undecided"  # too few
+    assert decide(evidence(STILL, passive=[0.9] * 10), POLICY).state == "undecided"
+    deciding = LivenessPolicy(window_seconds=5.0, min_frames=15, passive_decides=True)
+    state, reason, _ = decide(evidence(STILL, passive=[0.9] * 10), deciding)
+    assert state == "spoof" and "attack cue passive" in reason
+
+
+def test_edges_never_decide_alone_but_two_flagged_cues_do():
+    framed = evidence(BLINKING, edges=[0.8] * 12)
+    state, reason, _ = decide(framed, POLICY)
+    assert state == "undecided" and "edges disagrees" in reason
+    both = evidence(STILL, passive=[0.9] * 10, edges=[0.8] * 12)
+    state, reason, _ = decide(both, POLICY)
+    assert state == "spoof" and "passive and edges" in reason
