@@ -29,6 +29,7 @@ Box = tuple[int, int, int, int]
 MIN_FACE_MOTION_PX = 1.5  # in pixels of a face 100 px wide: smaller moves say nothing
 MIN_POINTS = 6
 RING_INNER, RING_OUTER = 0.35, 0.9  # face widths beside the face
+MOTION_FACE_PX = 130  # the motion cue works on the face scaled to at most this width
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,30 @@ def context_motion(before: np.ndarray, after: np.ndarray, box: Box) -> MotionSam
     """How the face in `box` moved from `before` to `after` (grey frames of one camera) and how
     much its surroundings moved with it; None when the face hardly moved (a still face says
     nothing) or there is too little texture to track."""
+    # Work on the neighbourhood only (face and ring): corner search over a whole frame costs 5x.
+    fw0, fh0 = box[2] - box[0], box[3] - box[1]
+    x0, y0 = max(0, int(box[0] - RING_OUTER * fw0) - 16), max(0, int(box[1] - 0.7 * fh0) - 16)
+    x1 = min(after.shape[1], int(box[2] + RING_OUTER * fw0) + 16)
+    y1 = min(after.shape[0], int(box[3]) + 16)
+    before, after = before[y0:y1, x0:x1], after[y0:y1, x0:x1]
+    # ...and at most MOTION_FACE_PX across the face: motion is measured in face widths anyway.
+    scale = min(1.0, MOTION_FACE_PX / max(1, fw0))
+    if scale < 1.0:
+        size = (max(1, round(after.shape[1] * scale)), max(1, round(after.shape[0] * scale)))
+        before = cv2.resize(before, size, interpolation=cv2.INTER_AREA)
+        after = cv2.resize(after, size, interpolation=cv2.INTER_AREA)
     h, w = after.shape[:2]
-    left, top, right, bottom = (int(v) for v in box)
+    left, top, right, bottom = (
+        round((box[0] - x0) * scale),
+        round((box[1] - y0) * scale),
+        round((box[2] - x0) * scale),
+        round((box[3] - y0) * scale),
+    )
     fw = max(1, right - left)
     face_mask = np.zeros((h, w), np.uint8)
     inset = fw // 8
-    face_mask[
-        max(0, top + inset) : max(0, bottom - inset), max(0, left + inset) : right - inset
-    ] = 255
+    y0, y1 = max(0, top + inset), max(0, bottom - inset)
+    face_mask[y0:y1, max(0, left + inset) : max(0, right - inset)] = 255
     face_points = _points(before, face_mask, 60)
     ring_points = _points(before, ring_mask((h, w), (left, top, right, bottom)), 120)
     if face_points is None or ring_points is None:
