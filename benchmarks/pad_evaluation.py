@@ -183,6 +183,9 @@ def main() -> None:
         f"whole verdict: worst APCER {figures['worst_apcer']} ({figures['worst_attack_type']}), "
         f"BPCER {figures['bpcer']}, bona fide not live {figures['bona_fide_not_live']}"
     )
+    for p, r in results:
+        cues = ", ".join(f"{c.name} {c.score:.2f}/{c.samples}" for c in r.cues)
+        print(f"  {p.kind:>8} {p.name:<28} {r.state:<9} blinks {r.blinks}  {cues}")
     for line in misjudged:
         print("  misjudged:", line)
     print(json.dumps(figures))

@@ -355,11 +355,12 @@ class LivenessSettings(CommonSettings):
         True, description="Fuse the eye-state CNN with the EAR (off: EAR alone, no TensorFlow)."
     )
     liveness_passive: bool = Field(True, description="Run the passive real-vs-spoof CNN.")
-    liveness_passive_decides: bool = Field(
-        False,
-        description="Let a consistent passive score alone call a track a spoof. Off by default: "
-        "off NUAA's capture conditions the passive CNN flags real people (docs/liveness.md); it "
-        "then only vetoes 'live' and corroborates a missing blink.",
+    liveness_passive_decides: bool | None = Field(
+        None,
+        description="Let the passive check alone call a track a spoof. Default (unset): what its "
+        "model file says, true only when its leave-one-source-out BPCER is at most 5% per "
+        "presentation on every held-out source (docs/liveness.md); otherwise it vetoes 'live' and "
+        "counts as one of two agreeing cues.",
     )
     liveness_spoof_threshold: float | None = Field(
         None, gt=0, lt=1, description="P(spoof) threshold; default: the one in the model card."

@@ -43,7 +43,7 @@ class EvidenceReader:
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
             spoof_threshold=threshold,
-            passive_decides=settings.liveness_passive_decides,
+            passive_decides=bool(settings.liveness_passive_decides),
             motion_threshold=settings.liveness_motion_threshold,
             motion_min_pairs=settings.liveness_motion_min_pairs,
             min_live_seconds=settings.liveness_min_live_seconds,
