@@ -359,7 +359,14 @@ def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
             "SELECT track_id, snapshot_jpeg IS NOT NULL AS snap FROM alerts ORDER BY track_id"
         ).fetchall()
         audit_left = [e["action"] for e in access.list_audit(conn)]
-    assert removed == {"alerts": 1, "snapshots": 1, "audit": 1}
+    assert removed == {
+        "alerts": 1,
+        "snapshots": 1,
+        "audit": 1,
+        "sightings": 0,
+        "sighting_snapshots": 0,
+        "unknown_groups": 0,
+    }
     assert left == [{"track_id": "middle", "snap": False}, {"track_id": "new", "snap": True}]
     assert audit_left == ["recent"]
 
