@@ -351,3 +351,158 @@ def test_one_stray_match_or_cameras_seeing_one_place_raise_nothing(
     )
     with pool.connection() as conn:
         assert alerts.list_alerts(conn, kind="impossible_travel") == []
+
+
+# -- the dashboard API ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def recognition_url(redis_url, postgres_url):
+    from services.recognition.main import create_app as recognition_app
+    from tests.conftest import SERVICE_TOKEN_SETTINGS
+    from tests.support.servers import serving
+    from watchpost.settings import RecognitionSettings
+
+    settings = RecognitionSettings(
+        redis_url=redis_url,
+        database_url=postgres_url,
+        stream_prefix="wpt-sightings-recognition",
+        consumer_name="test",
+        **SERVICE_TOKEN_SETTINGS,
+    )
+    with serving(recognition_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(env_settings, recognition_url, admin_key):
+    from fastapi.testclient import TestClient
+
+    from services.dashboard.main import create_app as dashboard_app
+    from tests.conftest import key_headers
+    from watchpost.settings import DashboardSettings
+
+    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
+    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
+        yield client
+
+
+def test_the_api_lists_filters_and_pages_sightings_and_serves_their_snapshots(
+    env_settings, redis_client, pool, client, make_key
+):
+    from tests.conftest import key_headers
+
+    ann = person(pool, "Ann")
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            seen("a1", T0, ann, "Ann", camera="door"),
+            seen("s1", T0 + 10, camera="door"),
+            seen("a2", T0 + 100, ann, "Ann", camera="yard"),
+        ],
+    )
+
+    def tracks(**params) -> list[str]:
+        response = client.get("/api/v1/sightings", params=params)
+        assert response.status_code == 200, response.text
+        return [s["track_id"] for s in response.json()]
+
+    assert tracks() == ["a2", "s1", "a1"]  # newest first
+    assert tracks(identity_id=ann) == ["a2", "a1"]
+    assert tracks(camera_id="door") == ["s1", "a1"]
+    assert tracks(known="false") == ["s1"]
+    since = "2023-11-14T22:14:00+00:00"  # T0 + 40 s: only the yard sighting was seen after it
+    assert tracks(since=since) == ["a2"] and tracks(until=since) == ["s1", "a1"]
+    first_page = client.get("/api/v1/sightings", params={"limit": 2}).json()
+    assert tracks(before_id=first_page[-1]["id"]) == ["a1"]
+    assert client.get("/api/v1/sightings", params={"limit": 0}).status_code == 422
+    newest = first_page[0]
+    assert newest["display_name"] == "Ann" and newest["ended"] and newest["liveness"] == "undecided"
+    # Snapshots: the same auth as alert snapshots (any role; no key, no picture).
+    viewer = key_headers(make_key("viewer"))
+    picture = client.get(newest["snapshot_url"], headers=viewer)
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/jpeg"
+    assert client.get(newest["face_url"], headers=viewer).content[:2] == b"\xff\xd8"
+    assert client.get(newest["snapshot_url"], headers={"Authorization": ""}).status_code == 401
+    assert client.get("/api/v1/sightings", headers={"Authorization": ""}).status_code == 401
+    assert client.get("/api/v1/sightings/999999").status_code == 404
+    # The person's view shows where they were seen last.
+    view = client.get(f"/api/v1/identities/{ann}").json()
+    assert [s["camera_id"] for s in view["last_sightings"]] == ["yard", "door"]
+
+
+def test_erasing_a_person_through_the_api_deletes_their_sightings_and_snapshots(
+    env_settings, redis_client, pool, client
+):
+    ann = person(pool, "Ann")
+    run(env_settings, redis_client, pool, [seen("a1", T0, ann, "Ann")])
+    (sighting,) = client.get("/api/v1/sightings", params={"identity_id": ann}).json()
+    assert client.delete(f"/api/v1/identities/{ann}").status_code == 204
+    assert client.get("/api/v1/sightings").json() == []
+    assert client.get(sighting["snapshot_url"]).status_code == 404
+    assert client.get(sighting["face_url"]).status_code == 404
+    (entry, *_) = client.get("/api/v1/audit").json()
+    assert entry["action"] == "identity_erase" and entry["details"]["sightings"] == 1
+
+
+@pytest.mark.data
+def test_naming_an_unknown_group_enrols_every_face_of_it_once(
+    env_settings, redis_client, pool, client
+):
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            seen("o1", T0, camera="door", face="faces/train/obama/obama.jpg"),
+            seen("o2", T0 + 60, camera="yard", face="faces/train/obama/obama2.jpg"),
+            seen("b1", T0 + 90, camera="yard", face="faces/train/biden/biden.jpg"),
+        ],
+    )
+    groups = client.get("/api/v1/unknown-groups").json()
+    (obama,) = [g for g in groups if g["sightings"] == 2]
+    assert obama["cameras"] == ["door", "yard"] and obama["named_identity_id"] is None
+    assert client.get(obama["face_url"]).headers["content-type"] == "image/jpeg"
+    response = client.post(
+        f"/api/v1/unknown-groups/{obama['id']}/name", json={"display_name": "Barack Obama"}
+    )
+    assert response.status_code == 201, response.text
+    named = response.json()
+    assert len(named["accepted"]) == 2 and named["rejected"] == [] and named["sightings"] == 2
+    identity = named["identity"]
+    assert identity["display_name"] == "Barack Obama" and identity["face_count"] == 2
+    seen_as = client.get("/api/v1/sightings", params={"identity_id": identity["id"]}).json()
+    assert sorted(s["track_id"] for s in seen_as) == ["o1", "o2"]
+    # Named once: a second naming is refused, and the group leaves the list of groups to name.
+    again = client.post(
+        f"/api/v1/unknown-groups/{obama['id']}/name", json={"identity_id": identity["id"]}
+    )
+    assert again.status_code == 409
+    assert obama["id"] not in [g["id"] for g in client.get("/api/v1/unknown-groups").json()]
+    assert [g["id"] for g in client.get("/api/v1/unknown-groups?named=true").json()] == [
+        obama["id"]
+    ]
+    # Bad input: both or neither target, an unknown group.
+    both = {"identity_id": identity["id"], "display_name": "X"}
+    (biden,) = [g for g in groups if g["sightings"] == 1]
+    assert client.post(f"/api/v1/unknown-groups/{biden['id']}/name", json=both).status_code == 422
+    assert client.post(f"/api/v1/unknown-groups/{biden['id']}/name", json={}).status_code == 422
+    missing = client.post("/api/v1/unknown-groups/999999/name", json={"display_name": "X"})
+    assert missing.status_code == 404
+
+
+def test_a_group_whose_faces_all_fail_the_checks_names_nobody(
+    env_settings, redis_client, pool, client
+):
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [(seen("s1", T0)[0].model_copy(update={"embedding": [0.0] * 128}), FRAME)],
+    )
+    (group,) = client.get("/api/v1/unknown-groups").json()
+    response = client.post(f"/api/v1/unknown-groups/{group['id']}/name", json={"display_name": "X"})
+    assert (
+        response.status_code == 422 and "no face of the group passed" in response.json()["detail"]
+    )
+    assert client.get("/api/v1/identities").json()["total"] == 0  # nobody created

@@ -47,6 +47,7 @@ async function api(path, options = {}) {
 const LABELS = {
   unknown_person: "Unknown person", spoof_attempt: "Spoof attempt",
   identity_mismatch: "Identity mismatch", access_granted: "Access granted",
+  impossible_travel: "Impossible travel",
 };
 
 function alertCard(alert, fresh) {
