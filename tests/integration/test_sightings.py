@@ -272,6 +272,22 @@ def test_a_known_face_and_a_tight_setting_make_no_group(env_settings, redis_clie
     assert groups["a1"] is None and groups["o1"] is not None and groups["o1"] != groups["o2"]
 
 
+@pytest.mark.data
+def test_a_named_face_stays_the_persons_while_its_track_goes_on(env_settings, redis_client, pool):
+    face = "faces/train/obama/obama.jpg"
+    run(env_settings, redis_client, pool, [seen("o1", T0, face=face)])
+    (row,) = all_sightings(pool)
+    obama = person(pool, "Barack Obama")
+    with pool.connection() as conn:
+        assert sightings.name_group(conn, row["group_id"], obama) == 1
+    # The track goes on (recognition has not reloaded yet: still unknown); it stays his, and
+    # ending it again does not move it to another group.
+    run(env_settings, redis_client, pool, [seen("o1", T0 + 20, face=face)])
+    (after,) = all_sightings(pool)
+    assert (after["identity_id"], after["group_id"]) == (obama, row["group_id"])
+    assert after["last_seen"].timestamp() == T0 + 20
+
+
 # -- impossible travel --------------------------------------------------------------------------
 def test_the_same_person_at_two_cameras_at_once_raises_impossible_travel(
     env_settings, redis_client, pool, prefix
@@ -506,3 +522,59 @@ def test_a_group_whose_faces_all_fail_the_checks_names_nobody(
         response.status_code == 422 and "no face of the group passed" in response.json()["detail"]
     )
     assert client.get("/api/v1/identities").json()["total"] == 0  # nobody created
+
+
+# -- end to end -----------------------------------------------------------------------------------
+def recognised_tracks(redis_client, prefix) -> set[tuple[str, str]]:
+    """(camera, track) of every recognition verdict the pipeline published."""
+    from watchpost.messages import decode
+
+    found = set()
+    for _, fields in redis_client.xrange(Keys(prefix).verdicts):
+        verdict, _ = decode(fields, Verdict)
+        if isinstance(verdict, RecognitionVerdict):
+            found.add((verdict.camera_id, verdict.track_id))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("video", ["talking_blinks_720p.mp4", "two_people_1080p.mp4"])
+def test_every_person_in_the_shared_videos_appears_as_a_sighting(
+    env_settings, redis_client, pool, prefix, video
+):
+    from tests.support.pipeline import run_pipeline
+    from watchpost.images import decode_jpeg
+    from watchpost.vision.faces import detect_faces, embed_face
+
+    path = require_data(f"video/{video}")
+    run_pipeline(env_settings, redis_client, pool, path)
+    tracks = recognised_tracks(redis_client, prefix)
+    rows = all_sightings(pool)
+    assert tracks and {(r["camera_id"], r["track_id"]) for r in rows} == tracks
+    assert all(r["ended"] and r["has_face"] and r["identity_id"] is None for r in rows)
+    # Nobody is enrolled: every face is unknown, grouped; name each group after its best face.
+    with pool.connection() as conn:
+        groups = sightings.list_groups(conn)
+        for number, group in enumerate(groups):
+            crop = decode_jpeg(sightings.get_face(conn, group["best_sighting_id"]))
+            boxes = detect_faces(crop)
+            assert boxes, f"no face found again in group {group['id']}'s best face"
+            who = identities.create_identity(conn, display_name=f"Person {number}")["id"]
+            identities.add_face_sample(
+                conn,
+                identity_id=who,
+                embedding=embed_face(crop, boxes[0]),
+                box=boxes[0],
+                image_jpeg=encode_jpeg(crop),
+            )
+            sightings.name_group(conn, group["id"], who)
+    assert groups
+    # The same video again: every track is now on record as a known person.
+    run_pipeline(env_settings, redis_client, pool, path)
+    again = recognised_tracks(redis_client, prefix) - tracks  # capture's track ids are fresh
+    second = [r for r in all_sightings(pool) if (r["camera_id"], r["track_id"]) in again]
+    assert again and len(second) == len(again)
+    assert all(r["identity_id"] is not None for r in second), [
+        (r["track_id"], r["checks"], r["votes"]) for r in second
+    ]

@@ -65,8 +65,12 @@ def upsert_sighting(
         " %(votes)s, %(distance)s, %(liveness)s, %(ended)s, %(width)s, %(quality)s, %(box)s,"
         " %(snapshot)s, %(face)s, %(embedding)s)"
         " ON CONFLICT (camera_id, track_id) DO UPDATE SET"
-        " identity_id = EXCLUDED.identity_id,"
-        " group_id = CASE WHEN EXCLUDED.identity_id IS NULL THEN sightings.group_id END,"
+        # A face whose group was named while its track lasted stays that person's.
+        " identity_id = COALESCE(EXCLUDED.identity_id, (SELECT g.named_identity_id"
+        " FROM unknown_groups g WHERE g.id = sightings.group_id)),"
+        " group_id = CASE WHEN EXCLUDED.identity_id IS NULL OR EXCLUDED.identity_id ="
+        " (SELECT g.named_identity_id FROM unknown_groups g WHERE g.id = sightings.group_id)"
+        " THEN sightings.group_id END,"
         " first_seen = LEAST(sightings.first_seen, EXCLUDED.first_seen),"
         " last_seen = GREATEST(sightings.last_seen, EXCLUDED.last_seen),"
         " checks = EXCLUDED.checks, votes = EXCLUDED.votes,"
@@ -177,8 +181,13 @@ def assign_group(
 ) -> int:
     """Put an unknown sighting into the unnamed group of its nearest unknown face within
     `max_distance` (Euclidean, on the tracks' mean embeddings), or into a new group of its own.
-    Returns the group id."""
+    Returns the group id; a sighting already in a group stays there."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_GROUP_LOCK,))
+    current = conn.execute(
+        "SELECT group_id FROM sightings WHERE id = %s", (sighting_id,)
+    ).fetchone()
+    if current is not None and current["group_id"] is not None:
+        return current["group_id"]
     members = conn.execute(
         "SELECT s.group_id, s.embedding FROM sightings s JOIN unknown_groups g"
         " ON g.id = s.group_id WHERE g.named_identity_id IS NULL AND s.identity_id IS NULL"
