@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import psycopg
 import redis
 from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
@@ -114,9 +115,12 @@ class AlertAggregator:
 
     def _end(self, key: tuple[str, str]) -> None:
         track = self.tracks[key]
-        self.sightings.end(
-            track.sighting, track.evidence
-        )  # raises (and keeps it) if the DB is away
+        try:
+            self.sightings.end(track.sighting, track.evidence)
+        except psycopg.OperationalError:
+            raise  # the database is away: the track is kept and ended on a later round
+        except psycopg.Error:  # anything else would fail again: log it, do not block the rest
+            log.exception("the sighting of track %s/%s could not be finished", *key)
         del self.tracks[key]
 
     def _published(self, row: dict, created: bool) -> None:
