@@ -136,6 +136,30 @@ class SightingRecorder:
             log.info("sighting %s joined unknown group %s", row["id"], group)
         state.ended = True
 
+    def finish_orphans(self) -> int:
+        """End the sightings an aggregator left open (stopped or crashed mid-track), grouping
+        unknown ones by the embedding they were stored with. Returns how many were ended."""
+        settings = self.settings
+        idle = 2 * settings.aggregator_track_timeout_seconds + (
+            settings.aggregator_sighting_update_seconds
+        )
+        with self.pool.connection() as conn:
+            rows = sightings.unfinished(conn, idle_seconds=idle)
+            for row in rows:
+                if (
+                    row["identity_id"] is None
+                    and row["embedding"] is not None
+                    and row["votes"] >= settings.aggregator_unknown_min_checks
+                ):
+                    sightings.assign_group(
+                        conn,
+                        row["id"],
+                        np.asarray(row["embedding"], np.float32),
+                        max_distance=settings.aggregator_unknown_group_distance,
+                    )
+                sightings.mark_ended(conn, row["id"])
+        return len(rows)
+
     def write(
         self, state: SightingState, evidence: TrackEvidence, *, ended: bool = False
     ) -> dict | None:

@@ -67,6 +67,7 @@ class AlertAggregator:
         self.policy = AlertPolicy(min_unknown_votes=settings.aggregator_unknown_min_checks)
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
+        self._orphans_checked = float("-inf")  # sightings left open: checked at the start
         self.sightings = SightingRecorder(
             settings, redis_client=redis_client, pool=pool, publish_alert=self._published
         )
@@ -104,9 +105,14 @@ class AlertAggregator:
     def expire(self) -> None:
         """Tracks without news for the timeout are over: their sightings are written a last
         time (unknown ones grouped), then their evidence is forgotten."""
-        cutoff = time.monotonic() - self.settings.aggregator_track_timeout_seconds
+        now = time.monotonic()
+        cutoff = now - self.settings.aggregator_track_timeout_seconds
         for key in [k for k, t in self.tracks.items() if t.touched < cutoff]:
             self._end(key)
+        if now - self._orphans_checked >= self.settings.aggregator_track_timeout_seconds:
+            self._orphans_checked = now
+            if ended := self.sightings.finish_orphans():
+                log.info("ended %d sightings left open by a stopped aggregator", ended)
 
     def end_all(self) -> None:
         """End every open track now (at shutdown, and when a replay is over)."""

@@ -79,8 +79,11 @@ def live(track: str, at: float, camera="door", state="live") -> tuple[LivenessVe
     )
 
 
-def run(env_settings, redis_client, pool, verdicts, **overrides) -> AlertAggregator:
-    """Publish the verdicts, let one aggregator process them all, then end its tracks."""
+def run(
+    env_settings, redis_client, pool, verdicts, *, end: bool = True, **overrides
+) -> AlertAggregator:
+    """Publish the verdicts, let one aggregator process them all, then end its tracks (unless
+    `end` is false: the aggregator stopped mid-track)."""
     overrides.setdefault("aggregator_unknown_min_checks", 1)
     settings = env_settings(AggregatorSettings, **overrides)
     keys = Keys(settings.stream_prefix)
@@ -95,7 +98,8 @@ def run(env_settings, redis_client, pool, verdicts, **overrides) -> AlertAggrega
         expected=Verdict,
         handle=aggregator.handle,
     ).run(threading.Event(), burst=True)
-    aggregator.end_all()
+    if end:
+        aggregator.end_all()
     return aggregator
 
 
@@ -286,6 +290,24 @@ def test_a_named_face_stays_the_persons_while_its_track_goes_on(env_settings, re
     (after,) = all_sightings(pool)
     assert (after["identity_id"], after["group_id"]) == (obama, row["group_id"])
     assert after["last_seen"].timestamp() == T0 + 20
+
+
+@pytest.mark.data
+def test_sightings_left_open_by_a_stopped_aggregator_are_ended_and_grouped_later(
+    env_settings, redis_client, pool
+):
+    face = "faces/train/obama/obama.jpg"
+    run(env_settings, redis_client, pool, [seen("o1", T0, face=face)], end=False)
+    run(env_settings, redis_client, pool, [seen("o2", T0 + 5, face=face)], end=False)
+    with pool.connection() as conn:  # o1's aggregator stopped long ago; o2's may still run
+        conn.execute(
+            "UPDATE sightings SET updated_at = now() - interval '1 hour' WHERE track_id = 'o1'"
+        )
+    settings = env_settings(AggregatorSettings, aggregator_unknown_min_checks=1)
+    AlertAggregator(settings, redis_client=redis_client, pool=pool).expire()
+    rows = {r["track_id"]: r for r in all_sightings(pool)}
+    assert rows["o1"]["ended"] and rows["o1"]["group_id"] is not None
+    assert not rows["o2"]["ended"] and rows["o2"]["group_id"] is None
 
 
 # -- impossible travel --------------------------------------------------------------------------

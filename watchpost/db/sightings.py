@@ -175,6 +175,22 @@ def near_in_time(
     ).fetchall()
 
 
+def unfinished(conn: psycopg.Connection, *, idle_seconds: float, limit: int = 500) -> list[dict]:
+    """Sightings not ended whose row has not changed for `idle_seconds`: their aggregator
+    stopped (or crashed) before the track's end."""
+    return conn.execute(
+        "SELECT id, identity_id, votes, embedding FROM sightings WHERE NOT ended"
+        " AND updated_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
+        (idle_seconds, limit),
+    ).fetchall()
+
+
+def mark_ended(conn: psycopg.Connection, sighting_id: int) -> None:
+    conn.execute(
+        "UPDATE sightings SET ended = true, updated_at = now() WHERE id = %s", (sighting_id,)
+    )
+
+
 # -- unknown groups ---------------------------------------------------------------------------
 def assign_group(
     conn: psycopg.Connection, sighting_id: int, embedding: np.ndarray, *, max_distance: float
