@@ -113,20 +113,3 @@ def test_image_rules_are_enforced_when_encoding():
 def test_ids_with_key_metacharacters_are_refused():
     with pytest.raises(ValueError):
         frame(camera_id="door 1; DROP")
-
-
-def test_an_unknown_verdict_carries_a_128_d_embedding_or_none():
-    values = dict(
-        camera_id="door-1",
-        track_id="abc-1",
-        frame_seq=1,
-        captured_at=1.0,
-        box=Box(left=1, top=2, right=50, bottom=60),
-        threshold=0.6,
-    )
-    verdict = RecognitionVerdict(**values, embedding=[0.5] * 128)
-    fields = encode(verdict, image=b"\xff\xd8")
-    assert decode(fields, Verdict)[0].embedding == [0.5] * 128
-    assert RecognitionVerdict(**values).embedding is None  # older senders: still valid
-    with pytest.raises(ValueError, match="at least 128"):
-        RecognitionVerdict(**values, embedding=[0.5] * 3)

@@ -1,10 +1,12 @@
-"""Travel times between cameras: per pair in either order, a default, and bad pairs refused."""
+"""Inputs of the record (issue 12): travel times between cameras (per pair in either order, a
+default, bad pairs refused), the new alert kind, and the embedding unknown verdicts carry."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from watchpost.messages import Box, RecognitionVerdict, Verdict, decode, encode
 from watchpost.settings import AggregatorSettings, DashboardSettings
 
 
@@ -49,3 +51,20 @@ def test_impossible_travel_is_an_alert_kind_webhooks_accept():
             dashboard_webhooks={"travel": ["https://x.example"]},
             dashboard_webhook_secret="s" * 32,
         )
+
+
+def test_an_unknown_verdict_carries_a_128_d_embedding_or_none():
+    values = dict(
+        camera_id="door-1",
+        track_id="abc-1",
+        frame_seq=1,
+        captured_at=1.0,
+        box=Box(left=1, top=2, right=50, bottom=60),
+        threshold=0.6,
+    )
+    verdict = RecognitionVerdict(**values, embedding=[0.5] * 128)
+    fields = encode(verdict, image=b"\xff\xd8")
+    assert decode(fields, Verdict)[0].embedding == [0.5] * 128
+    assert RecognitionVerdict(**values).embedding is None  # older senders: still valid
+    with pytest.raises(ValueError, match="at least 128"):
+        RecognitionVerdict(**values, embedding=[0.5] * 3)
