@@ -15,7 +15,9 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-AlertKind = Literal["unknown_person", "spoof_attempt", "identity_mismatch", "access_granted"]
+AlertKind = Literal[
+    "unknown_person", "spoof_attempt", "identity_mismatch", "access_granted", "impossible_travel"
+]
 LivenessState = Literal["live", "spoof", "undecided"]
 
 
@@ -142,6 +144,13 @@ class RecognitionVerdict(Message):
     )
     threshold: float
     decided_at: float = Field(default_factory=time.time)
+    embedding: list[float] | None = Field(
+        None,
+        min_length=128,
+        max_length=128,
+        description="The face's embedding, sent only when nobody matched (the aggregator groups "
+        "unknown faces by it); never for an enrolled person.",
+    )
 
 
 AttackCueName = Literal["passive", "motion", "edges"]

@@ -11,13 +11,14 @@ import ipaddress
 import re
 import socket
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from watchpost.keys import FRAMES_MAXLEN
+from watchpost.messages import AlertKind
 from watchpost.sources import PRIVATE_NETWORKS, SourceKind, SourcePolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -386,9 +387,11 @@ class AggregatorSettings(CommonSettings):
             "spoof_attempt": 30.0,
             "identity_mismatch": 60.0,
             "access_granted": 60.0,
+            "impossible_travel": 60.0,
         },
         description="Seconds after an alert during which the same kind on the same camera (for "
-        "the same person, when known) raises no new alert. JSON.",
+        "the same person, when known) raises no new alert; for impossible_travel, the same "
+        "person on any camera. JSON.",
     )
     aggregator_unknown_min_checks: int = Field(
         2, ge=1, description="Recognition checks that must agree before a track is a stranger."
@@ -396,6 +399,59 @@ class AggregatorSettings(CommonSettings):
     aggregator_claims_refresh_seconds: float = Field(
         10.0, gt=0, description="How long a camera's claimed login is cached."
     )
+    aggregator_sighting_update_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="A track's sighting is written when it starts, when its vote, liveness or "
+        "best face changes, when it ends, and otherwise at most this often.",
+    )
+    aggregator_unknown_group_distance: float = Field(
+        0.5,
+        gt=0,
+        description="An unknown face (a track's mean embedding) joins the group of its nearest "
+        "unknown face within this distance; else it starts a group of its own.",
+    )
+    aggregator_travel_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Least seconds to walk between two cameras, per pair: {"door,lobby": 20}. '
+        "A negative value means the two cameras see the same place (never an alert). JSON.",
+    )
+    aggregator_travel_default_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="Least seconds between cameras not listed in aggregator_travel_seconds "
+        "(0: only the same person at two cameras at once is impossible).",
+    )
+    aggregator_travel_tolerance_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Slack for clocks and track hand-over: sightings closer than the travel time "
+        "by less than this are not impossible travel.",
+    )
+    aggregator_travel_min_checks: int = Field(
+        2,
+        ge=1,
+        description="Agreeing recognition checks each of two sightings needs before they can "
+        "raise impossible_travel (one stray match must not).",
+    )
+
+    @field_validator("aggregator_travel_seconds")
+    @classmethod
+    def _camera_pairs(cls, pairs: dict[str, float]) -> dict[str, float]:
+        for pair in pairs:
+            cameras = [c.strip() for c in pair.split(",")]
+            if len(cameras) != 2 or not all(cameras) or cameras[0] == cameras[1]:
+                raise ValueError(
+                    f"aggregator_travel_seconds: {pair!r} is not two camera ids joined by a comma"
+                )
+        return pairs
+
+    def travel_seconds(self, camera_a: str, camera_b: str) -> float:
+        """Least seconds to get from one camera to the other (negative: same place)."""
+        for pair, seconds in self.aggregator_travel_seconds.items():
+            if {c.strip() for c in pair.split(",")} == {camera_a, camera_b}:
+                return seconds
+        return self.aggregator_travel_default_seconds
 
 
 class DashboardSettings(CommonSettings):
@@ -461,6 +517,12 @@ class DashboardSettings(CommonSettings):
         ge=0,
         description="Drop the snapshot and face crop of alerts older than this (0: keep them).",
     )
+    retention_sighting_days: float = Field(
+        90.0,
+        ge=0,
+        description="Delete sightings last seen longer ago than this (0: keep forever); their "
+        "snapshots go after retention_snapshot_days.",
+    )
     retention_audit_days: float = Field(
         730.0, ge=0, description="Delete audit entries older than this (0: keep forever)."
     )
@@ -483,7 +545,7 @@ class DashboardSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_webhooks(self) -> DashboardSettings:
-        kinds = {"unknown_person", "spoof_attempt", "identity_mismatch", "access_granted", "*"}
+        kinds = {*get_args(AlertKind), "*"}
         unknown = set(self.dashboard_webhooks) - kinds
         if unknown:
             raise ValueError(f"dashboard_webhooks: unknown alert kinds {sorted(unknown)}")

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import psycopg
 import redis
 from prometheus_client import Counter
 from psycopg_pool import ConnectionPool
@@ -22,6 +23,7 @@ from services.aggregator.policy import (
     decide_alerts,
     vote_identity,
 )
+from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
 from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import ALERTS_MAXLEN, Keys
@@ -40,6 +42,7 @@ COLOURS = {
     "spoof_attempt": "#dc2626",
     "identity_mismatch": "#9333ea",
     "access_granted": "#16a34a",
+    "impossible_travel": "#0891b2",
 }
 
 
@@ -50,6 +53,7 @@ class _Track:
     snapshot_jpeg: bytes | None = None
     touched: float = 0.0
     counted: set[bytes] = field(default_factory=set)  # stream entries already in the evidence
+    sighting: SightingState = field(default_factory=SightingState)
 
 
 class AlertAggregator:
@@ -63,11 +67,16 @@ class AlertAggregator:
         self.policy = AlertPolicy(min_unknown_votes=settings.aggregator_unknown_min_checks)
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
+        self._orphans_checked = float("-inf")  # sightings left open: checked at the start
+        self.sightings = SightingRecorder(
+            settings, redis_client=redis_client, pool=pool, publish_alert=self._published
+        )
 
     def handle(self, delivery: Delivery) -> None:
         verdict = delivery.message
         track = self._track(verdict.camera_id, verdict.track_id)
-        if delivery.entry_id in track.counted:
+        fresh = delivery.entry_id not in track.counted
+        if not fresh:
             pass  # retried after an outage: its evidence is in already, only the alert is due
         elif isinstance(verdict, RecognitionVerdict):
             track.evidence.recognitions.append(
@@ -84,6 +93,8 @@ class AlertAggregator:
             self._raise(track, decision, claim, trigger=verdict)
             track.evidence.alerted.add(decision.kind)
         self._label(verdict.camera_id, verdict.track_id, track.evidence)
+        if fresh:  # every identified track on record, alarm or not
+            self.sightings.observe(track.sighting, track.evidence, verdict, delivery.image)
 
     def _label(self, camera_id: str, track_id: str, evidence: TrackEvidence) -> None:
         """What the live view draws next to this track's box."""
@@ -92,9 +103,40 @@ class AlertAggregator:
         self.redis.set(self.keys.track_label(camera_id, track_id), json.dumps(label), ex=60)
 
     def expire(self) -> None:
-        cutoff = time.monotonic() - self.settings.aggregator_track_timeout_seconds
+        """Tracks without news for the timeout are over: their sightings are written a last
+        time (unknown ones grouped), then their evidence is forgotten."""
+        now = time.monotonic()
+        cutoff = now - self.settings.aggregator_track_timeout_seconds
         for key in [k for k, t in self.tracks.items() if t.touched < cutoff]:
-            del self.tracks[key]
+            self._end(key)
+        if now - self._orphans_checked >= self.settings.aggregator_track_timeout_seconds:
+            self._orphans_checked = now
+            if ended := self.sightings.finish_orphans():
+                log.info("ended %d sightings left open by a stopped aggregator", ended)
+
+    def end_all(self) -> None:
+        """End every open track now (at shutdown, and when a replay is over)."""
+        for key in list(self.tracks):
+            self._end(key)
+
+    def _end(self, key: tuple[str, str]) -> None:
+        track = self.tracks[key]
+        try:
+            self.sightings.end(track.sighting, track.evidence)
+        except psycopg.OperationalError:
+            raise  # the database is away: the track is kept and ended on a later round
+        except psycopg.Error:  # anything else would fail again: log it, do not block the rest
+            log.exception("the sighting of track %s/%s could not be finished", *key)
+        del self.tracks[key]
+
+    def _published(self, row: dict, created: bool) -> None:
+        """Announce a stored alert (again, after a redelivery: consumers de-duplicate)."""
+        publish(self.redis, self.keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+        if created:
+            ALERTS.labels(row["kind"]).inc()
+            log.info(
+                "alert %s %s on %s/%s", row["id"], row["kind"], row["camera_id"], row["track_id"]
+            )
 
     def _track(self, camera_id: str, track_id: str) -> _Track:
         track = self.tracks.setdefault((camera_id, track_id), _Track(TrackEvidence()))

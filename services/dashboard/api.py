@@ -1,4 +1,5 @@
-"""REST API `/api/v1`: identities and their faces, alerts and snapshots, cameras."""
+"""REST API `/api/v1`: identities and their faces, alerts and snapshots, sightings and unknown
+groups, cameras."""
 
 from __future__ import annotations
 
@@ -34,16 +35,21 @@ from services.dashboard.schemas import (
     CameraPublic,
     CameraUpdate,
     EnrolmentResult,
+    EnrolTarget,
     FaceRejection,
     FaceSamplePublic,
+    GroupNamed,
     IdentityCreate,
+    IdentityDetail,
     IdentityPage,
     IdentityPublic,
     IdentityUpdate,
     Problem,
+    SightingPublic,
+    UnknownGroupPublic,
 )
 from watchpost.auth import Principal, Role
-from watchpost.db import access, alerts, cameras, identities
+from watchpost.db import access, alerts, cameras, identities, sightings
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.erasure import forget_person
 from watchpost.messages import AlertKind
@@ -64,6 +70,25 @@ def alert_public(row: dict) -> AlertPublic:
     if alert.has_face:
         alert.face_url = f"/api/v1/alerts/{alert.id}/face"
     return alert
+
+
+def sighting_public(row: dict) -> SightingPublic:
+    sighting = SightingPublic.model_validate(row)
+    if sighting.has_snapshot:
+        sighting.snapshot_url = f"/api/v1/sightings/{sighting.id}/snapshot"
+    if sighting.has_face:
+        sighting.face_url = f"/api/v1/sightings/{sighting.id}/face"
+    return sighting
+
+
+def group_public(row: dict) -> UnknownGroupPublic:
+    group = UnknownGroupPublic.model_validate(row)
+    if group.best_sighting_id is not None:
+        group.face_url = f"/api/v1/sightings/{group.best_sighting_id}/face"
+    return group
+
+
+LAST_SIGHTINGS = 10  # what a person's view shows of where they were seen
 
 
 def jpeg_response(data: bytes | None, missing: str) -> Response:
@@ -127,12 +152,17 @@ def list_identities(
 
 @router.get(
     "/identities/{identity_id}",
-    response_model=IdentityPublic,
+    response_model=IdentityDetail,
     tags=["identities"],
     responses=NOT_FOUND,
 )
-def get_identity(identity_id: int, conn: ConnDep) -> IdentityPublic:
-    return IdentityPublic.model_validate(existing_identity(conn, identity_id))
+def get_identity(identity_id: int, conn: ConnDep) -> IdentityDetail:
+    """The person, with their last sightings (all of them: `/sightings?identity_id=`)."""
+    row = existing_identity(conn, identity_id)
+    seen = sightings.list_sightings(conn, identity_id=identity_id, limit=LAST_SIGHTINGS)
+    return IdentityDetail.model_validate(
+        {**row, "last_sightings": [sighting_public(r) for r in seen]}
+    )
 
 
 @router.patch(
@@ -176,9 +206,10 @@ def delete_identity(
     who: Admin,
     request: Request,
 ) -> Response:
-    """Erases the person: every embedding and enrolment image; their name, snapshots and face
-    crops in past alerts (the alert records stay, unnamed); and what Redis holds about them
-    (verdicts that matched them, the scrubbed alerts' events, track labels, live frames)."""
+    """Erases the person: every embedding and enrolment image; their sightings; their name,
+    snapshots and face crops in past alerts (the alert records stay, unnamed); and what Redis
+    holds about them (verdicts that matched them, the scrubbed alerts' events, track labels,
+    live frames)."""
     erased = access.erase_identity(conn, identity_id)
     if erased is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
@@ -206,6 +237,7 @@ def delete_identity(
         "identity",
         identity_id,
         faces=erased["faces"],
+        sightings=erased["sightings"],
         alerts_scrubbed=erased["alerts_scrubbed"],
         redis_removed=removed,
     )
@@ -476,6 +508,211 @@ def enrol_from_alert(
     return AlertEnrolled(
         identity=IdentityPublic.model_validate(identities.get_identity(conn, identity_id)),
         face=FaceSamplePublic.model_validate(row),
+    )
+
+
+# -- sightings -------------------------------------------------------------------------------
+@router.get("/sightings", response_model=list[SightingPublic], tags=["sightings"])
+def list_sightings(
+    conn: ConnDep,
+    identity_id: int | None = None,
+    camera_id: Annotated[str | None, Query(max_length=64)] = None,
+    group_id: int | None = None,
+    known: Annotated[
+        bool | None, Query(description="true: enrolled people only; false: unknown faces only")
+    ] = None,
+    since: Annotated[datetime | None, Query(description="Last seen at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="First seen before (ISO 8601)")] = None,
+    before_id: Annotated[
+        int | None, Query(description="Keyset paging: sightings older than this id")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[SightingPublic]:
+    """Every identified track on record (a sighting is not an alarm), newest first; page with
+    `before_id` = the last id of the previous page."""
+    rows = sightings.list_sightings(
+        conn,
+        identity_id=identity_id,
+        camera_id=camera_id,
+        group_id=group_id,
+        known=known,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
+    )
+    return [sighting_public(r) for r in rows]
+
+
+@router.get(
+    "/sightings/{sighting_id}",
+    response_model=SightingPublic,
+    tags=["sightings"],
+    responses=NOT_FOUND,
+)
+def get_sighting(sighting_id: int, conn: ConnDep) -> SightingPublic:
+    row = sightings.get_sighting(conn, sighting_id)
+    if row is None:
+        raise HTTPException(404, detail=f"sighting {sighting_id} not found")
+    return sighting_public(row)
+
+
+@router.get(
+    "/sightings/{sighting_id}/snapshot",
+    tags=["sightings"],
+    response_class=Response,
+    responses={**NOT_FOUND, **JPEG},
+)
+def get_sighting_snapshot(sighting_id: int, conn: ConnDep) -> Response:
+    """The track's best frame with the face box drawn (no name)."""
+    return jpeg_response(
+        sightings.get_snapshot(conn, sighting_id),
+        f"sighting {sighting_id} has no snapshot or does not exist",
+    )
+
+
+@router.get(
+    "/sightings/{sighting_id}/face",
+    tags=["sightings"],
+    response_class=Response,
+    responses={**NOT_FOUND, **JPEG},
+)
+def get_sighting_face(sighting_id: int, conn: ConnDep) -> Response:
+    """The track's best face as the camera saw it."""
+    return jpeg_response(
+        sightings.get_face(conn, sighting_id),
+        f"sighting {sighting_id} has no face crop or does not exist",
+    )
+
+
+# -- unknown groups ---------------------------------------------------------------------------
+@router.get("/unknown-groups", response_model=list[UnknownGroupPublic], tags=["sightings"])
+def list_unknown_groups(
+    conn: ConnDep,
+    named: Annotated[
+        bool | None, Query(description="false (default): still to name; true: named; all if unset")
+    ] = False,
+    before_id: Annotated[int | None, Query(description="Groups older than this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[UnknownGroupPublic]:
+    """Unknown faces grouped: the same stranger on several tracks or cameras is one group. Its
+    sightings: `/sightings?group_id=`."""
+    return [
+        group_public(r)
+        for r in sightings.list_groups(conn, named=named, before_id=before_id, limit=limit)
+    ]
+
+
+@router.get(
+    "/unknown-groups/{group_id}",
+    response_model=UnknownGroupPublic,
+    tags=["sightings"],
+    responses=NOT_FOUND,
+)
+def get_unknown_group(group_id: int, conn: ConnDep) -> UnknownGroupPublic:
+    row = sightings.get_group(conn, group_id)
+    if row is None:
+        raise HTTPException(404, detail=f"unknown group {group_id} not found")
+    return group_public(row)
+
+
+@router.post(
+    "/unknown-groups/{group_id}/name",
+    status_code=201,
+    response_model=GroupNamed,
+    tags=["sightings", "faces"],
+    responses={
+        **NOT_FOUND,
+        409: {"model": Problem},
+        422: {"model": Problem},
+        503: {"model": Problem},
+    },
+)
+def name_unknown_group(
+    group_id: int,
+    body: EnrolTarget,
+    conn: ConnDep,
+    redis_client: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    who: Admin,
+    request: Request,
+) -> GroupNamed:
+    """Name the stranger once: every face of the group goes through the enrolment checks into
+    an existing identity or a new one, and the group's sightings become that person's. Faces
+    that fail a check are listed and left out; when none passes, nothing changes (422)."""
+    throttle(request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute)
+    group = sightings.get_group(conn, group_id)
+    if group is None:
+        raise HTTPException(404, detail=f"unknown group {group_id} not found")
+    if group["named_identity_id"] is not None:
+        raise HTTPException(
+            409,
+            detail=f"unknown group {group_id} is already named (identity "
+            f"{group['named_identity_id']})",
+        )
+    if body.identity_id is not None:
+        existing_identity(conn, body.identity_id)
+    faces = sightings.group_faces(conn, group_id)
+    if not faces:
+        raise HTTPException(422, detail=f"unknown group {group_id} has no face crops to enrol")
+    accepted: list[CheckedFace] = []
+    rejected: list[FaceRejection] = []
+    for face in faces[: settings.dashboard_max_files]:
+        name = f"sighting-{face['id']}.jpg"
+        try:
+            accepted.append(
+                check_face(
+                    face["face_jpeg"],
+                    name,
+                    recognition_url=settings.dashboard_recognition_url,
+                    headers=service_headers(settings),
+                    rules=rules(settings, largest=True),
+                )
+            )
+        except EnrolmentError as exc:
+            rejected.append(FaceRejection(filename=name, reason=str(exc)))
+        except RecognitionUnavailable as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+    if not accepted:
+        raise HTTPException(
+            422,
+            detail="no face of the group passed the enrolment checks: "
+            + "; ".join(f"{r.filename}: {r.reason}" for r in rejected),
+        )
+    locked = sightings.get_group(conn, group_id, lock=True)  # named meanwhile by someone else?
+    if locked is None or locked["named_identity_id"] is not None:
+        conn.rollback()
+        raise HTTPException(409, detail=f"unknown group {group_id} was named meanwhile")
+    identity_id = body.identity_id
+    if identity_id is None:
+        try:
+            identity_id = identities.create_identity(
+                conn, display_name=body.display_name, login_name=body.login_name
+            )["id"]
+        except DuplicateLoginError as exc:
+            raise HTTPException(409, detail=str(exc)) from None
+    try:
+        moved = sightings.name_group(conn, group_id, identity_id)
+        audit(
+            conn,
+            request,
+            who,
+            "faces_add",
+            "identity",
+            identity_id,
+            count=len(accepted),
+            unknown_group=group_id,
+        )
+        rows = store_faces(conn, redis_client, keys, identity_id=identity_id, faces=accepted)
+    except psycopg.errors.ForeignKeyViolation:
+        conn.rollback()
+        raise HTTPException(404, detail=f"identity {identity_id} was deleted") from None
+    return GroupNamed(
+        identity=IdentityPublic.model_validate(identities.get_identity(conn, identity_id)),
+        sightings=moved,
+        accepted=[FaceSamplePublic.model_validate(r) for r in rows],
+        rejected=rejected,
     )
 
 

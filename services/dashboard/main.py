@@ -119,6 +119,7 @@ def retention(resources: Resources, stop) -> None:
                     alert_days=settings.retention_alert_days,
                     snapshot_days=settings.retention_snapshot_days,
                     audit_days=settings.retention_audit_days,
+                    sighting_days=settings.retention_sighting_days,
                 )
             if any(removed.values()):
                 log.info("retention purged %s", removed)

@@ -121,6 +121,62 @@ class AlertEnrolled(BaseModel):
     face: FaceSamplePublic
 
 
+class EnrolTarget(AlertEnrol):
+    """Name a group of unknown faces: enrol them into an existing identity, or a new one."""
+
+
+class SightingPublic(BaseModel):
+    """One track on record: who (None: an unknown face), where, from when to when."""
+
+    id: int
+    camera_id: str
+    track_id: str
+    identity_id: int | None
+    display_name: str | None
+    group_id: int | None = Field(description="The unknown group the face joined, if any.")
+    first_seen: datetime
+    last_seen: datetime
+    checks: int = Field(description="Recognition checks of the track.")
+    votes: int = Field(description="Checks that agree with the track's identity.")
+    best_distance: float | None
+    liveness: LivenessState
+    ended: bool = Field(description="False while the track may still be in view.")
+    face_width: int | None
+    has_snapshot: bool
+    snapshot_url: str | None = None
+    has_face: bool = False
+    face_url: str | None = None
+
+
+class IdentityDetail(IdentityPublic):
+    last_sightings: list[SightingPublic] = Field(
+        default_factory=list, description="Where the person was seen last, newest first."
+    )
+
+
+class UnknownGroupPublic(BaseModel):
+    """Unknown faces close enough to be one person, from one or several tracks and cameras."""
+
+    id: int
+    named_identity_id: int | None
+    named_at: datetime | None
+    created_at: datetime
+    sightings: int
+    faces: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    cameras: list[str]
+    best_sighting_id: int | None
+    face_url: str | None = None
+
+
+class GroupNamed(BaseModel):
+    identity: IdentityPublic
+    sightings: int = Field(description="Sightings of the group now on record as the person.")
+    accepted: list[FaceSamplePublic]
+    rejected: list[FaceRejection]
+
+
 class IdentityPage(BaseModel):
     items: list[IdentityPublic]
     total: int

@@ -116,6 +116,7 @@ class FrameRecognizer:
                 distance=match.distance,
                 runner_up_distance=match.runner_up_distance,
                 threshold=self.settings.recognition_threshold,
+                embedding=None if match.identity_id else [float(x) for x in embedding],
             )
             publish(
                 self.redis,

@@ -129,6 +129,14 @@ def test_enrol_watch_an_alert_arrive_and_acknowledge_it(
         page.get_by_test_id("history-apply").click()
         page.wait_for_function("document.querySelectorAll('#history-list li').length === 0")
         page.screenshot(path=ARTIFACTS / "04-history.png", full_page=True)
+        # The speaker is on record too: a sighting (not an alarm) of an unknown face.
+        page.get_by_test_id("history-kind").select_option("sighting")
+        page.get_by_test_id("history-apply").click()
+        sighting = page.locator('[data-testid="sighting-card"][data-known="false"]').first
+        sighting.wait_for(timeout=10_000)
+        assert "Not enrolled" in sighting.inner_text()
+        assert sighting.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+        page.screenshot(path=ARTIFACTS / "04b-sightings.png", full_page=True)
 
         page.get_by_test_id("nav-cameras").click()
         page.get_by_test_id("camera-id").fill("lobby")

@@ -54,7 +54,9 @@ def test_every_api_route_refuses_a_caller_without_credentials(env_settings):
         for method, template in operations:
             if template == "/api/v1/session" and method in ("post", "delete"):
                 continue  # signing in and out
-            path = template.format(identity_id=1, face_id=1, alert_id=1, camera_id="door")
+            path = template.format(
+                identity_id=1, face_id=1, alert_id=1, camera_id="door", sighting_id=1, group_id=1
+            )
             response = client.request(method, path)
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.headers["www-authenticate"] == "Bearer"
@@ -359,7 +361,14 @@ def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
             "SELECT track_id, snapshot_jpeg IS NOT NULL AS snap FROM alerts ORDER BY track_id"
         ).fetchall()
         audit_left = [e["action"] for e in access.list_audit(conn)]
-    assert removed == {"alerts": 1, "snapshots": 1, "audit": 1}
+    assert removed == {
+        "alerts": 1,
+        "snapshots": 1,
+        "audit": 1,
+        "sightings": 0,
+        "sighting_snapshots": 0,
+        "unknown_groups": 0,
+    }
     assert left == [{"track_id": "middle", "snap": False}, {"track_id": "new", "snap": True}]
     assert audit_left == ["recent"]
 

@@ -67,6 +67,7 @@ def run_consumers(env_settings, redis_client, pool) -> dict:
         expected=Verdict,
         handle=aggregator.handle,
     ).run(stop, burst=True)
+    aggregator.end_all()  # the replay is over: every track's sighting is final (and grouped)
     return {
         "recognition": recognised,
         "liveness": judged,

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from watchpost.db import identities
+from watchpost.db import identities, sightings
 
 ERASED = "[erased]"
 _KEY_COLUMNS = "id, key_id, name, role, created_at, last_used_at, revoked_at"
@@ -95,14 +95,17 @@ def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
     """Delete a person and everything derived from them: face samples and embeddings (cascade),
     and in the alerts that name them, the name, the snapshot, the face crop and the evidence;
     their names in the alerts' free-text reasons become `[erased]`. The alert rows stay (an
-    intrusion record must not vanish) but no longer say who it was. Returns what was removed
+    intrusion record must not vanish) but no longer say who it was. Their sightings (with their
+    snapshots and face crops) and the unknown groups named as them are deleted (cascade; sightings
+    hold no name in free text). Returns what was removed
     (`alert_ids`: the alerts scrubbed, `names`: the names they went by), or None when there is
     no such identity."""
     person = conn.execute(
         "SELECT id, display_name, login_name,"
-        " (SELECT count(*) FROM face_samples WHERE identity_id = %s) AS faces"
+        " (SELECT count(*) FROM face_samples WHERE identity_id = %s) AS faces,"
+        " (SELECT count(*) FROM sightings WHERE identity_id = %s) AS sightings"
         " FROM identities WHERE id = %s FOR UPDATE",
-        (identity_id, identity_id),
+        (identity_id, identity_id, identity_id),
     ).fetchone()
     if person is None:
         return None
@@ -130,9 +133,10 @@ def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
             [without_names(r["reason"], [*in_reason, r["display_name"]]) for r in named],
         ),
     )
-    identities.delete_identity(conn, identity_id)  # samples and embeddings go by cascade
+    identities.delete_identity(conn, identity_id)  # samples, embeddings, sightings: cascade
     return {
         "faces": person["faces"],
+        "sightings": person["sightings"],
         "alerts_scrubbed": len(named),
         "alert_ids": [r["id"] for r in named],
         "names": sorted(names),
@@ -147,10 +151,16 @@ def without_names(text: str, names: list[str]) -> str:
 
 
 def purge_expired(
-    conn: psycopg.Connection, *, alert_days: float, snapshot_days: float, audit_days: float
+    conn: psycopg.Connection,
+    *,
+    alert_days: float,
+    snapshot_days: float,
+    audit_days: float,
+    sighting_days: float = 0,
 ) -> dict[str, int]:
-    """The retention job: delete alerts older than `alert_days`, drop the images of alerts older
-    than `snapshot_days`, and audit entries older than `audit_days` (0 keeps forever)."""
+    """The retention job: delete alerts older than `alert_days`, drop the images of alerts and
+    sightings older than `snapshot_days`, delete sightings last seen more than `sighting_days`
+    ago, and audit entries older than `audit_days` (0 keeps forever)."""
     removed = {"alerts": 0, "snapshots": 0, "audit": 0}
     if alert_days > 0:
         removed["alerts"] = conn.execute(
@@ -164,6 +174,7 @@ def purge_expired(
             " AND (snapshot_jpeg IS NOT NULL OR face_jpeg IS NOT NULL)",
             (snapshot_days * 86400,),
         ).rowcount
+    removed |= sightings.purge(conn, sighting_days=sighting_days, snapshot_days=snapshot_days)
     if audit_days > 0:
         removed["audit"] = conn.execute(
             "DELETE FROM audit_log WHERE at < now() - make_interval(secs => %s)",

@@ -47,6 +47,7 @@ async function api(path, options = {}) {
 const LABELS = {
   unknown_person: "Unknown person", spoof_attempt: "Spoof attempt",
   identity_mismatch: "Identity mismatch", access_granted: "Access granted",
+  impossible_travel: "Impossible travel",
 };
 
 function alertCard(alert, fresh) {
@@ -282,12 +283,36 @@ async function addCamera(event) {
 // -- history --------------------------------------------------------------------------------
 let oldestShown = null;
 
+// "sighting" in the kind filter lists sightings (every identified track) instead of alerts.
+const showingSightings = () => $("history-kind").value === "sighting";
+
+function sightingCard(sighting) {
+  const image = sighting.snapshot_url
+    ? el("img", { src: sighting.snapshot_url, alt: `Snapshot of sighting ${sighting.id}`, loading: "lazy" })
+    : el("div");
+  if (sighting.snapshot_url) image.addEventListener("click", () => enlarge(sighting.snapshot_url, sighting.id));
+  const first = new Date(sighting.first_seen), last = new Date(sighting.last_seen);
+  const group = sighting.group_id == null ? "" : ` · unknown group ${sighting.group_id}`;
+  return el("li", {
+    class: "card",
+    dataset: { testid: "sighting-card", sightingId: String(sighting.id), known: String(sighting.identity_id != null) },
+  },
+    image,
+    el("div", {},
+      el("span", { class: "badge sighting" }, sighting.identity_id == null ? "Unknown face" : "Sighting"),
+      el("div", { class: "who" }, sighting.display_name || "Not enrolled"),
+      el("div", { class: "meta" }, `${sighting.camera_id} · ${first.toLocaleString()} – ${last.toLocaleTimeString()}`),
+      el("div", { class: "meta" }, `liveness ${sighting.liveness} · ${sighting.votes}/${sighting.checks} checks${group}`),
+    ),
+  );
+}
+
 function historyQuery() {
   const params = new URLSearchParams({ limit: "50" });
   const add = (key, value) => { if (value) params.set(key, value); };
-  add("kind", $("history-kind").value);
+  if (!showingSightings()) add("kind", $("history-kind").value);
   add("camera_id", $("history-camera").value.trim());
-  add("acknowledged", $("history-ack").value);
+  if (!showingSightings()) add("acknowledged", $("history-ack").value);
   if ($("history-since").value) add("since", new Date($("history-since").value).toISOString());
   if ($("history-until").value) add("until", new Date($("history-until").value).toISOString());
   if (oldestShown !== null) params.set("before_id", String(oldestShown));
@@ -300,6 +325,13 @@ async function loadHistory({ more = false } = {}) {
     $("history-list").replaceChildren();
   }
   try {
+    if (showingSightings()) {
+      const { body } = await api(`/api/v1/sightings?${historyQuery()}`);
+      $("history-list").append(...body.map(sightingCard));
+      if (body.length) oldestShown = body[body.length - 1].id;
+      $("history-more").hidden = body.length < 50;
+      return;
+    }
     const { body } = await api(`/api/v1/alerts?${historyQuery()}`);
     $("history-list").append(...body.map((alert) => alertCard(alert, false)));
     if (body.length) oldestShown = body[body.length - 1].id;
