@@ -8,17 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.liveness.blink import eyes_measurable, face_ear
-from services.liveness.passive import (
-    EYE_PATCH,
-    FACE_CROP,
-    EyeStateClassifier,
-    SpoofClassifier,
-    eye_patches,
-    spoof_crop,
-)
+from services.liveness.eyes import EYE_PATCH, EyeStateClassifier, eye_patches, face_landmarks
+from services.liveness.passive import FACE_CROP, SpoofClassifier, spoof_crop
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
-from watchpost.vision.faces import landmarks_68
 
 Box = tuple[int, int, int, int]
 
@@ -38,6 +31,7 @@ class EvidenceReader:
             self.spoof.threshold if self.spoof else 0.5
         )
         self.passive_min_face = settings.liveness_passive_min_face
+        self.min_eye_px = settings.liveness_min_eye_px
         self.policy = LivenessPolicy(
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
@@ -57,12 +51,14 @@ class EvidenceReader:
             self.spoof.scores(np.zeros((1, FACE_CROP, FACE_CROP, 3), np.uint8))
 
     def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
-        """One reading per face; the CNN runs once for all readable eyes of the frame."""
+        """One reading per face; the CNN runs once for all readable eyes of the frame. Small
+        faces are landmarked on an upscaled copy; eyes narrower than `liveness_min_eye_px` are
+        not read (the reading says why)."""
         readings: list[tuple[float | None, str | None]] = []
         patches = []
         for box in boxes:
-            landmarks = landmarks_68(grey, box)
-            problem = eyes_measurable(landmarks, box[2] - box[0])
+            landmarks = face_landmarks(grey, box)
+            problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
             readings.append((None, problem) if problem else (face_ear(landmarks), None))
             if not problem and self.eyes is not None:
                 patches.append(eye_patches(grey, landmarks))
