@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.liveness.blink import eyes_measurable, face_ear
-from services.liveness.eyes import EYE_PATCH, EyeStateClassifier, eye_patches, face_landmarks
+from services.liveness.eyes import (
+    EYE_FRAMING,
+    EYE_PATCH,
+    LANDMARK_FACE_PX,
+    EyeStateClassifier,
+    eye_patches,
+    face_landmarks,
+)
 from services.liveness.passive import FACE_CROP, SpoofClassifier, spoof_crop
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
@@ -32,6 +39,8 @@ class EvidenceReader:
         )
         self.passive_min_face = settings.liveness_passive_min_face
         self.min_eye_px = settings.liveness_min_eye_px
+        self.eye_framing = EYE_FRAMING  # benchmarks compare other framings and no upscaling
+        self.landmark_face_px = LANDMARK_FACE_PX
         self.policy = LivenessPolicy(
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
@@ -57,11 +66,11 @@ class EvidenceReader:
         readings: list[tuple[float | None, str | None]] = []
         patches = []
         for box in boxes:
-            landmarks = face_landmarks(grey, box)
+            landmarks = face_landmarks(grey, box, upscale_below=self.landmark_face_px)
             problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
             readings.append((None, problem) if problem else (face_ear(landmarks), None))
             if not problem and self.eyes is not None:
-                patches.append(eye_patches(grey, landmarks))
+                patches.append(eye_patches(grey, landmarks, framing=self.eye_framing))
         p_closed = iter([])
         if patches:
             p_closed = iter(self.eyes.scores(np.concatenate(patches)).reshape(-1, 2).mean(axis=1))

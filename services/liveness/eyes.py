@@ -57,17 +57,21 @@ def standardise(patches: np.ndarray) -> np.ndarray:
     return (x - mean) / np.maximum(std, 4.0)
 
 
-def face_landmarks(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(68, 2) landmarks in `grey`'s pixels. A face narrower than LANDMARK_FACE_PX is fitted on
+def face_landmarks(
+    grey: np.ndarray, box: tuple[int, int, int, int], *, upscale_below: int = LANDMARK_FACE_PX
+) -> np.ndarray:
+    """(68, 2) landmarks in `grey`'s pixels. A face narrower than `upscale_below` is fitted on
     an upscaled copy of its surroundings (bicubic): dlib's regression trees sample single pixels,
     and on a 60-px face neighbouring samples fall on the same pixel."""
     from watchpost.vision.faces import landmarks_68
 
     left, top, right, bottom = box
     width = right - left
-    if width >= LANDMARK_FACE_PX or width <= 0:
+    if width <= 0 or bottom <= top:
+        raise ValueError(f"empty face box {box}: landmarks need a box with width and height")
+    if width >= upscale_below:
         return landmarks_68(grey, box)
-    factor = LANDMARK_FACE_PX / width
+    factor = upscale_below / width
     h, w = grey.shape[:2]
     margin = width // 2
     x0, y0 = max(0, left - margin), max(0, top - margin)
