@@ -9,7 +9,9 @@ ranges of each blink, ranges too ambiguous to judge, and the eye width in px; ho
 is in that file). Faces are found and tracked as capture does (HOG every N frames at most 640 px
 wide, correlation tracking between); each track is assigned to the annotated person whose face
 centre is nearest. A blink read at frame f is a hit when f falls in an annotated blink's range
-or up to `--slack` seconds after it (the detector reports a blink when the eyes re-open); read
+or up to `--slack` seconds after it (the detector reports a blink when the eyes re-open; at a
+low frame rate the slack is at least two frame intervals, the first open frame and the one that
+confirms it); read
 blinks in an ambiguous range are ignored; every other read blink is a false blink. `--eye-px N`
 adds a copy of each video scaled down so that its largest annotated eyes are N px wide.
 `--legacy` reads as the service did before (patches 2.0 eye widths, no upscaling of small
@@ -148,7 +150,11 @@ def assign(runs: dict[str, TrackRun], people: list[dict]) -> dict[str, int | Non
     return out
 
 
-def evaluate(video: dict, runs: dict[str, TrackRun], fps: float, slack: float) -> dict:
+def evaluate(
+    video: dict, runs: dict[str, TrackRun], fps: float, slack: float, step: int = 1
+) -> dict:
+    """Recall and false blinks per annotated person of one run (`step`: frames skipped)."""
+    slack = max(slack, 2 * step / fps)
     people = video.get("people", [])
     owner = assign(runs, people)
     rows = []
@@ -255,7 +261,7 @@ def main() -> None:
                     label=f"{name} x{scale:g} 1/{step}",
                     step=step,
                 )
-                figures = evaluate(video, runs, fps, args.slack)
+                figures = evaluate(video, runs, fps, args.slack, step)
                 figures.update(
                     video=name,
                     scale=scale,
