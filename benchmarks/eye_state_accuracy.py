@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from services.liveness.passive import EYE_PATCH, EyeStateClassifier
+from services.liveness.eyes import EYE_PATCH, EyeStateClassifier
 from services.liveness.training.common import binary_metrics
 
 

@@ -137,6 +137,7 @@ def main() -> None:
                 detector=BlinkDetector(
                     closed_ratio=settings.liveness_closed_ratio,
                     closed_ear_max=settings.liveness_closed_ear_max,
+                    max_blink_seconds=settings.liveness_max_blink_seconds,
                 ),
             )
             results.append((p, report))

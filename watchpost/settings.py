@@ -326,6 +326,17 @@ class LivenessSettings(CommonSettings):
     liveness_closed_ear_max: float = Field(
         0.25, gt=0, description="An eye is never called closed above this absolute EAR."
     )
+    liveness_min_eye_px: float = Field(
+        10.0,
+        gt=0,
+        description="Eyes narrower than this (px, corner to corner) are reported unreadable "
+        "instead of read: below it neither the landmarks nor the eye-state CNN can see a lid.",
+    )
+    liveness_max_blink_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="A closure longer than this is not a blink (eyes shut, looking down).",
+    )
     liveness_window_seconds: float = Field(
         20.0,
         gt=0,

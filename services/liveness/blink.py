@@ -3,8 +3,9 @@
 EAR = (|p2-p6| + |p3-p5|) / (2 |p1-p4|) per eye (Soukupova & Cech, 2016): about 0.25-0.35 for an
 open eye, near 0.1 when closed. A fixed threshold fails on narrow eyes, so each track is
 calibrated on itself: its open-eye EAR is a high percentile of its recent EAR, and an eye counts
-as closed below `closed_ratio` of that (and never above `closed_ear_max`). A blink is a short run
-of closed frames between open ones.
+as closed below `closed_ratio` of that (and never above `closed_ear_max`). A blink is a closure
+between open frames that lasts at most `max_blink_seconds` by the frames' own times, so it
+reads the same at 5 fps and at 30 fps.
 """
 
 from __future__ import annotations
@@ -34,15 +35,26 @@ def face_ear(landmarks: np.ndarray) -> float:
     return (eye_aspect_ratio(landmarks[RIGHT_EYE]) + eye_aspect_ratio(landmarks[LEFT_EYE])) / 2.0
 
 
-def eyes_measurable(
-    landmarks: np.ndarray, box_width: int, *, min_eye_px: float = 12.0
-) -> str | None:
-    """None when EAR can be trusted on this face, else the reason it cannot."""
+def eye_widths(landmarks: np.ndarray) -> tuple[float, float]:
+    """Corner-to-corner widths (px) of the right and left eye."""
     right_eye, left_eye = landmarks[RIGHT_EYE], landmarks[LEFT_EYE]
-    right_w = np.linalg.norm(right_eye[0] - right_eye[3])
-    left_w = np.linalg.norm(left_eye[0] - left_eye[3])
-    if min(right_w, left_w) < min_eye_px:
-        return "face too small to read the eyes"
+    return (
+        float(np.linalg.norm(right_eye[0] - right_eye[3])),
+        float(np.linalg.norm(left_eye[0] - left_eye[3])),
+    )
+
+
+def eyes_measurable(
+    landmarks: np.ndarray, box_width: int, *, min_eye_px: float = 10.0
+) -> str | None:
+    """None when the eyes of this face can be read, else the reason they cannot."""
+    right_eye, left_eye = landmarks[RIGHT_EYE], landmarks[LEFT_EYE]
+    right_w, left_w = eye_widths(landmarks)
+    if max(right_w, left_w) < min_eye_px:
+        return (
+            f"face too small to read the eyes: eyes {max(right_w, left_w):.0f} px wide, "
+            f"under {min_eye_px:g} px"
+        )
     # A turned head foreshortens one eye; its EAR then says nothing about closing.
     if min(right_w, left_w) / max(right_w, left_w) < 0.6:
         return "face turned away from the camera"
@@ -67,13 +79,15 @@ class BlinkDetector:
 
     closed_ratio: float = 0.75
     closed_ear_max: float = 0.25
-    min_closed_frames: int = 1
-    max_closed_frames: int = 15  # 0.5 s at 30 fps: longer is eyes shut or looking down
+    # Longest closure that is a blink, by frame times (from the first to the last closed frame):
+    # longer is eyes shut or looking down. Blinks last 0.1-0.4 s.
+    max_blink_seconds: float = 0.5
     calibration_frames: int = 5
     history: int = 150
     blinks: int = 0
     _ears: deque = field(init=False, repr=False)
-    _closed_run: int = field(default=0, init=False)
+    _closed_since: float | None = field(default=None, init=False)
+    _closed_last: float | None = field(default=None, init=False)
     _seen_open: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -101,26 +115,28 @@ class BlinkDetector:
 
     @property
     def eyes_closed(self) -> bool:
-        return self._closed_run > 0
+        return self._closed_since is not None
 
-    def update(self, ear: float, p_closed: float | None = None) -> bool:
-        """Feed one frame; True when this frame completes a blink."""
+    def update(self, at: float, ear: float, p_closed: float | None = None) -> bool:
+        """Feed one frame taken at `at` (seconds, the source's clock); True when this frame
+        completes a blink (the eyes re-open after at most `max_blink_seconds` closed)."""
         self._ears.append(ear)
         closedness = self.closedness(ear, p_closed)
         if closedness is None:
             return False
         close_level, reopen_level = (1.0, 2 / 3) if p_closed is None else (0.75, 0.45)
-        if not self.eyes_closed:
+        if self._closed_since is None or self._closed_last is None:
             if closedness >= close_level:
-                self._closed_run = 1
+                self._closed_since = self._closed_last = at
             else:
                 self._seen_open = True
             return False
         if closedness >= reopen_level:
-            self._closed_run += 1
+            self._closed_last = at
             return False
-        run, self._closed_run = self._closed_run, 0
-        blinked = self._seen_open and self.min_closed_frames <= run <= self.max_closed_frames
+        closed_for = self._closed_last - self._closed_since
+        self._closed_since = self._closed_last = None
+        blinked = self._seen_open and 0.0 <= closed_for <= self.max_blink_seconds
         self._seen_open = True
         if blinked:
             self.blinks += 1
@@ -128,9 +144,14 @@ class BlinkDetector:
 
 
 def count_blinks(
-    ears: Iterable[float], p_closed: Iterable[float | None] | None = None, **thresholds
+    ears: Iterable[float],
+    p_closed: Iterable[float | None] | None = None,
+    *,
+    fps: float = 30.0,
+    **thresholds,
 ) -> int:
+    """Blinks in a series of per-frame EARs (and CNN P(closed)) taken `fps` frames a second."""
     detector = BlinkDetector(**thresholds)
-    for ear, p in zip(ears, p_closed or itertools.repeat(None), strict=False):
-        detector.update(ear, p)
+    for index, (ear, p) in enumerate(zip(ears, p_closed or itertools.repeat(None), strict=False)):
+        detector.update(index / fps, ear, p)
     return detector.blinks

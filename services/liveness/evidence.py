@@ -10,16 +10,17 @@ import numpy as np
 from PIL import Image
 
 from services.liveness.blink import eyes_measurable, face_ear
-from services.liveness.passive import (
+from services.liveness.eyes import (
+    EYE_FRAMING,
     EYE_PATCH,
-    FACE_CROP,
+    LANDMARK_FACE_PX,
     EyeStateClassifier,
-    SpoofClassifier,
     eye_patches,
+    face_landmarks,
 )
+from services.liveness.passive import FACE_CROP, SpoofClassifier
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
-from watchpost.vision.faces import landmarks_68
 
 Box = tuple[int, int, int, int]
 
@@ -39,6 +40,9 @@ class EvidenceReader:
         threshold = settings.liveness_spoof_threshold or (
             self.spoof.threshold if self.spoof else 0.5
         )
+        self.min_eye_px = settings.liveness_min_eye_px
+        self.eye_framing = EYE_FRAMING  # benchmarks compare other framings and no upscaling
+        self.landmark_face_px = LANDMARK_FACE_PX
         self.policy = LivenessPolicy(
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
@@ -61,15 +65,17 @@ class EvidenceReader:
             self.spoof.scores(np.zeros((1, FACE_CROP, FACE_CROP, 3), np.uint8))
 
     def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
-        """One reading per face; the CNN runs once for all readable eyes of the frame."""
+        """One reading per face; the CNN runs once for all readable eyes of the frame. Small
+        faces are landmarked on an upscaled copy; eyes narrower than `liveness_min_eye_px` are
+        not read (the reading says why)."""
         readings: list[tuple[float | None, str | None]] = []
         patches = []
         for box in boxes:
-            landmarks = landmarks_68(grey, box)
-            problem = eyes_measurable(landmarks, box[2] - box[0])
+            landmarks = face_landmarks(grey, box, upscale_below=self.landmark_face_px)
+            problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
             readings.append((None, problem) if problem else (face_ear(landmarks), None))
             if not problem and self.eyes is not None:
-                patches.append(eye_patches(grey, landmarks))
+                patches.append(eye_patches(grey, landmarks, framing=self.eye_framing))
         p_closed = iter([])
         if patches:
             p_closed = iter(self.eyes.scores(np.concatenate(patches)).reshape(-1, 2).mean(axis=1))

@@ -92,6 +92,7 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
                     detector=BlinkDetector(
                         closed_ratio=settings.liveness_closed_ratio,
                         closed_ear_max=settings.liveness_closed_ear_max,
+                        max_blink_seconds=settings.liveness_max_blink_seconds,
                     ),
                 )
 

@@ -117,6 +117,7 @@ class LivenessTracker:
                 detector=BlinkDetector(
                     closed_ratio=self.settings.liveness_closed_ratio,
                     closed_ear_max=self.settings.liveness_closed_ear_max,
+                    max_blink_seconds=self.settings.liveness_max_blink_seconds,
                 ),
                 first_seen=frame.source_time,
                 last_seen=frame.source_time,

@@ -70,7 +70,7 @@ class TrackEvidence:
             gap = at - self.last_eyes_at
             self.watched_without_blink += gap if 0 < gap <= MAX_GAP_S else 0.0
         self.last_eyes_at = at
-        if self.detector.update(ear, p_closed):
+        if self.detector.update(at, ear, p_closed):
             self.last_blink_at = at
             self.watched_without_blink = 0.0
 

@@ -131,9 +131,13 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
 @pytest.mark.slow
 @pytest.mark.data
 def test_blink_count_benchmark_on_a_video():
-    video = require_data("video/talking_blinks_720p.mp4")
-    figures = run_benchmark("benchmarks.blink_count", str(video), "--max-frames", "60")
-    assert figures["frames"] == 60 and len(figures["tracks"]) == 1
+    require_data("video/talking_blinks_720p.mp4")
+    figures = run_benchmark(
+        "benchmarks.blink_count", "talking_blinks_720p.mp4", "--eye-px", "--max-frames", "60"
+    )
+    (result,) = figures["results"]
+    assert result["frames"] == 60 and len(result["people"]) == 1
+    assert any(30 <= f <= 43 for f in result["people"][0]["read_fused"])  # the blink at 30-34
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from services.liveness.blink import (
+    BlinkDetector,
     count_blinks,
     eye_aspect_ratio,
     eyes_measurable,
@@ -43,7 +44,9 @@ def test_face_ear_and_measurability():
     assert eyes_measurable(face(0.3), 120) is None
     assert "turned" in eyes_measurable(face(0.3, left_scale=0.4), 120)
     assert "turned" in eyes_measurable(face(0.3, nose_x=0.0), 120)
-    assert "small" in eyes_measurable(face(0.3) / 4, 30)
+    reason = eyes_measurable(face(0.3) / 4, 30)
+    assert reason == "face too small to read the eyes: eyes 8 px wide, under 10 px"
+    assert eyes_measurable(face(0.3) / 4, 30, min_eye_px=6) is None
 
 
 def series(*runs: tuple[float, int]) -> list[float]:
@@ -66,6 +69,35 @@ def test_narrow_eyes_are_calibrated_on_their_own_open_ear():
 def test_eyes_shut_for_long_is_not_a_blink_and_a_closed_start_needs_an_open_first():
     assert count_blinks(series((0.32, 30), (0.08, 40), (0.32, 30))) == 0
     assert count_blinks(series((0.08, 3), (0.32, 30))) == 0
+
+
+def ear_at(t: float, blinks: list[tuple[float, float]]) -> float:
+    """EAR of an eye at time t (s) that closes fully for each (start, seconds) in `blinks`."""
+    return 0.10 if any(start <= t < start + length for start, length in blinks) else 0.32
+
+
+def sampled(fps: float, seconds: float, blinks: list[tuple[float, float]]) -> list[float]:
+    return [ear_at(i / fps, blinks) for i in range(round(seconds * fps))]
+
+
+@pytest.mark.parametrize("fps", [5.0, 12.5, 30.0, 60.0])
+def test_blink_durations_are_in_seconds_whatever_the_frame_rate(fps):
+    # A 0.25 s blink is one blink at every frame rate (at 5 fps: a single closed frame)...
+    assert count_blinks(sampled(fps, 6.0, [(3.0, 0.25)]), fps=fps) == 1
+    # ...two blinks two seconds apart are two...
+    assert count_blinks(sampled(fps, 8.0, [(3.0, 0.25), (5.0, 0.2)]), fps=fps) == 2
+    # ...and eyes shut for 2 s (looking down, dozing) are no blink, at any frame rate.
+    assert count_blinks(sampled(fps, 8.0, [(3.0, 2.0)]), fps=fps) == 0
+
+
+def test_the_longest_blink_is_a_setting_in_seconds():
+    ears = sampled(30.0, 6.0, [(3.0, 0.7)])  # a slow 0.7 s closure
+    assert count_blinks(ears, fps=30.0) == 0
+    assert count_blinks(ears, fps=30.0, max_blink_seconds=0.8) == 1
+    detector = BlinkDetector()
+    for i, ear in enumerate(sampled(5.0, 6.0, [(3.0, 0.25)])):
+        detector.update(100.0 + i / 5.0, ear)  # source clocks do not start at zero
+    assert detector.blinks == 1
 
 
 def test_a_still_photo_never_blinks():

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from services.liveness.passive import standardise
+from services.liveness.eyes import standardise
 from services.liveness.training.common import (
     MODELS,
     binary_metrics,
@@ -75,7 +75,7 @@ def build_model(width: int = 32, name: str = "eye_state"):
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x)
 
-    inputs = keras.Input((PATCH, PATCH, 1))  # standardised patches (passive.standardise)
+    inputs = keras.Input((PATCH, PATCH, 1))  # standardised patches (eyes.standardise)
     x = block(block(inputs, width), width)
     x = layers.MaxPooling2D()(x)
     x = block(block(x, 2 * width), 2 * width)
