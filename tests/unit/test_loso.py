@@ -9,6 +9,7 @@ from services.liveness.training.loso import (
     by_presentation,
     eer_threshold,
     error_rates,
+    minimax_threshold,
     summary,
 )
 
@@ -84,3 +85,28 @@ def test_summary_has_every_figure():
     assert figures["acer"] == 0.375
     assert figures["auc"] == 14 / 16
     assert figures["bpcer_at_apcer5"] == 0.25
+
+
+def test_minimax_threshold_by_hand():
+    # Fold a: attack 0.9, bona fide 0.5. Fold b: attack 0.7, bona fide 0.2. Candidates are the
+    # midpoints of 0.2, 0.5, 0.7, 0.9 (0.35, 0.6, 0.8) and just outside them.
+    # 0.35: a refuses 0.5 (ACER 0.5). 0.8: b misses 0.7 (0.5). 0.6: no error in either fold.
+    scores = [0.9, 0.5, 0.7, 0.2]
+    labels = [1, 0, 1, 0]
+    folds = ["a", "a", "b", "b"]
+    t = minimax_threshold(scores, labels, folds)
+    assert t == pytest.approx(0.6)
+    assert error_rates(scores, labels, t).acer == 0.0
+
+
+def test_minimax_threshold_counts_each_fold_once():
+    # Fold big: 10 bona fide at 0.6, 10 attacks at 0.8. Fold small: bona fide 0.1, attack 0.5.
+    # Candidates 0.3, 0.55, 0.7 (and outside). 0.3: big refuses all its bona fide (ACER 0.5),
+    # small none (0): worst 0.5, mean 0.25. 0.55: both 0.5. 0.7: big 0, small misses its attack
+    # (0.5): worst 0.5, mean 0.25. A tie: the lower threshold wins.
+    scores = [0.6] * 10 + [0.8] * 10 + [0.1, 0.5]
+    labels = [0] * 10 + [1] * 10 + [0, 1]
+    folds = ["big"] * 20 + ["small"] * 2
+    assert minimax_threshold(scores, labels, folds) == pytest.approx(0.3)
+    # Pooled, the big fold's 20 presentations outvote small's 2: the equal-error point is 0.7.
+    assert eer_threshold(scores, labels) == pytest.approx(0.7)
