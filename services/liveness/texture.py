@@ -16,6 +16,8 @@ Groups (each a fixed-length block, in this order in `features`):
   pixels), clipped whites, clipped blacks, contrast (grey standard deviation over its mean).
 * lbp (60): rotation-invariant uniform LBP(8, 1) histograms (10 bins) of the 6 channels above on a
   LBP_SIZE crop: the micro-texture of paper and screen pixels.
+* lbp_scales (120): the same histograms on the SIZE crop and on a 32-px copy (finer and coarser
+  texture).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ SIZE = 128
 LBP_SIZE = 64
 BANDS = 11
 MIN_SIDE = 16  # a face crop smaller than this has no texture left to judge
-GROUPS = {"spectrum": BANDS, "colour": 24, "quality": 5, "lbp": 60}
+GROUPS = {"spectrum": BANDS, "colour": 24, "quality": 5, "lbp": 60, "lbp_scales": 120}
 
 
 def check_crop(crop: np.ndarray) -> None:
@@ -157,8 +159,16 @@ def features(crop: np.ndarray, *, normalise: bool = False) -> np.ndarray:
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     six = _six_channels(rgb)
     six_small = cv2.resize(six, (LBP_SIZE, LBP_SIZE), interpolation=cv2.INTER_AREA)
+    six_tiny = cv2.resize(six_small, (32, 32), interpolation=cv2.INTER_AREA)
     return np.concatenate(
-        [spectrum(grey), colour(six_small), quality(rgb, grey, six), lbp(six_small)]
+        [
+            spectrum(grey),
+            colour(six_small),
+            quality(rgb, grey, six),
+            lbp(six_small),
+            lbp(six),
+            lbp(six_tiny),
+        ]
     ).astype(np.float64)
 
 
