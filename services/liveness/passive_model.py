@@ -95,7 +95,7 @@ class PassiveModel:
 
     def features(self, crop: np.ndarray) -> np.ndarray:
         """The model's feature vector of one crop (ValueError for a bad crop, see texture)."""
-        return texture.features(crop, normalise=self.normalise)[self._mask]
+        return texture.features(crop, normalise=self.normalise, groups=self.groups)
 
     def scores_from_features(self, rows: np.ndarray) -> np.ndarray:
         z = (np.atleast_2d(rows) - self.mean) / self.scale

@@ -147,29 +147,38 @@ def lbp(six_small: np.ndarray) -> np.ndarray:
     return hist / centre[..., 0].size
 
 
-def features(crop: np.ndarray, *, normalise: bool = False) -> np.ndarray:
-    """The feature vector (sum of GROUPS' lengths) of one RGB uint8 face crop of any size.
+def features(
+    crop: np.ndarray, *, normalise: bool = False, groups: tuple[str, ...] | list[str] | None = None
+) -> np.ndarray:
+    """The feature vector of one RGB uint8 face crop of any size: the named `groups` (all of
+    GROUPS if None) in GROUPS order, so it equals `features(crop)[group_mask(groups)]`.
 
     `normalise` applies `grey_world` first. Raises ValueError for anything but an RGB uint8
     crop of at least MIN_SIDE pixels a side."""
     check_crop(crop)
+    wanted = set(GROUPS if groups is None else groups)
+    unknown = wanted - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown feature groups {sorted(unknown)}; known: {list(GROUPS)}")
     rgb = resize(crop)
     if normalise:
         rgb = grey_world(rgb)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     six = _six_channels(rgb)
     six_small = cv2.resize(six, (LBP_SIZE, LBP_SIZE), interpolation=cv2.INTER_AREA)
-    six_tiny = cv2.resize(six_small, (32, 32), interpolation=cv2.INTER_AREA)
-    return np.concatenate(
-        [
-            spectrum(grey),
-            colour(six_small),
-            quality(rgb, grey, six),
-            lbp(six_small),
-            lbp(six),
-            lbp(six_tiny),
-        ]
-    ).astype(np.float64)
+    parts = []
+    if "spectrum" in wanted:
+        parts.append(spectrum(grey))
+    if "colour" in wanted:
+        parts.append(colour(six_small))
+    if "quality" in wanted:
+        parts.append(quality(rgb, grey, six))
+    if "lbp" in wanted:
+        parts.append(lbp(six_small))
+    if "lbp_scales" in wanted:
+        six_tiny = cv2.resize(six_small, (32, 32), interpolation=cv2.INTER_AREA)
+        parts += [lbp(six), lbp(six_tiny)]
+    return np.concatenate(parts).astype(np.float64)
 
 
 def group_mask(groups: list[str] | tuple[str, ...]) -> np.ndarray:
