@@ -55,7 +55,7 @@ def test_a_model_that_never_saw_a_source_ranks_its_replays_above_its_real_faces(
     require_data("liveness/extra/manifest.csv")
     samples, _ = load_samples(data_dir())
     samples = [s for s in samples if s.item.fold in FOLDS]
-    config = Config("test", augment=False)
+    config = Config("test", augment="none")
     x = np.stack([texture.features(s.crop) for s in samples])
     y = np.array([s.item.label for s in samples])
     folds = np.array([s.item.fold for s in samples])
