@@ -367,6 +367,38 @@ class AggregatorSettings(CommonSettings):
     aggregator_unknown_min_checks: int = Field(
         2, ge=1, description="Recognition checks that must agree before a track is a stranger."
     )
+    aggregator_grant_min_checks: int = Field(
+        2,
+        ge=1,
+        description="Agreeing recognition checks (detector boxes that pass the quality gates, "
+        "each with the margin) needed before access is granted.",
+    )
+    aggregator_grant_min_margin: float = Field(
+        0.05,
+        ge=0,
+        description="How much nearer a check's identity must be than the next identity's.",
+    )
+    aggregator_grant_min_share: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Share of the track's quality-weighted vote the granted identity must hold.",
+    )
+    aggregator_min_face_px: int = Field(
+        60, ge=1, description="Narrower faces are no evidence for access (quality gate)."
+    )
+    aggregator_min_sharpness: float = Field(
+        25.0,
+        ge=0,
+        description="Blurrier faces (variance of the Laplacian at 150 px) are no evidence for "
+        "access. Sharp camera faces here score 90-600.",
+    )
+    aggregator_max_yaw: float = Field(
+        0.35,
+        gt=0,
+        description="More turned faces (nose offset in eye spans, 0 frontal) are no evidence "
+        "for access.",
+    )
     aggregator_claims_refresh_seconds: float = Field(
         10.0, gt=0, description="How long a camera's claimed login is cached."
     )

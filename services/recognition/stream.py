@@ -18,12 +18,12 @@ from psycopg_pool import ConnectionPool
 
 from services.recognition.gallery import Gallery
 from watchpost.db import identities
-from watchpost.images import decode_jpeg
+from watchpost.images import decode_jpeg, sharpness
 from watchpost.keys import RECOGNITION_GROUP, VERDICTS_MAXLEN, Keys
 from watchpost.messages import Frame, RecognitionVerdict
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
-from watchpost.vision.faces import embed_face
+from watchpost.vision.faces import embed_face_with_pose
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class FrameRecognizer:
         rgb = decode_jpeg(delivery.image)
         for face in due:
             with EMBED_SECONDS.time():
-                embedding = embed_face(rgb, face.box.as_tuple())
+                embedding, yaw = embed_face_with_pose(rgb, face.box.as_tuple())
             match = gallery.identify(embedding, threshold=self.settings.recognition_threshold)
             verdict = RecognitionVerdict(
                 camera_id=frame.camera_id,
@@ -116,6 +116,10 @@ class FrameRecognizer:
                 distance=match.distance,
                 runner_up_distance=match.runner_up_distance,
                 threshold=self.settings.recognition_threshold,
+                # The quality the aggregator's access gates read.
+                detected=face.detected,
+                sharpness=sharpness(rgb, face.box.as_tuple()),
+                yaw=yaw,
             )
             publish(
                 self.redis,
