@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--jitter", type=int, default=0, help="dlib jitters per embedding")
     parser.add_argument("--no-cnn", action="store_true", help="HOG only, no MMOD fallback")
     parser.add_argument("--roc", type=Path, default=Path("verification_roc.png"))
+    parser.add_argument("--distances", type=Path, help="save every pair's distance (.npz)")
     args = parser.parse_args()
     folds, pairs, fold_of = read_pairs(args.pairs, view1_folds=args.folds)
     paths = {(a, i): image_path(args.images, a, i) for a, i, *_ in pairs}
@@ -121,6 +122,8 @@ def main() -> None:
 
     distances = np.array([distance(a, i, b, j) for a, i, b, j, _ in pairs])
     same = np.array([p[4] for p in pairs])
+    if args.distances:
+        np.savez(args.distances, distances=distances, same=same, fold=fold_of)
     usable = np.isfinite(distances)
     accuracies, accuracies_found, thresholds = [], [], []
     for fold in range(folds):

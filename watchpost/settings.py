@@ -271,7 +271,23 @@ class RecognitionSettings(CommonSettings):
     default_port: ClassVar[int] = 8001
 
     recognition_threshold: float = Field(
-        0.6, gt=0, lt=2, description="Max embedding distance to accept a match (dlib: 0.6)."
+        0.6,
+        gt=0,
+        lt=2,
+        description="1:N (cameras): the largest identity score (mean distance of its nearest "
+        "samples) that names the person. See docs/recognition.md.",
+    )
+    recognition_verify_threshold: float = Field(
+        0.6,
+        gt=0,
+        lt=2,
+        description="1:1 (kiosk /v1/verify): the largest identity score that confirms a claimed "
+        "login. One comparison, not one per enrolled person, so it may be looser than 1:N.",
+    )
+    recognition_score_k: int = Field(
+        3,
+        ge=1,
+        description="An identity's score is the mean distance of its k nearest samples.",
     )
     recognition_recheck_seconds: float = Field(
         2.0, gt=0, description="Embed a known track again after this long."

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
@@ -47,7 +48,10 @@ class VerifyOut(BaseModel):
     identity_id: int
     display_name: str
     match: bool = Field(description="The median distance over the frames is within the threshold")
-    distance: float = Field(description="Median over frames of the distance to the nearest sample")
+    distance: float = Field(
+        description="Median over frames of the identity's score (mean distance of its k nearest "
+        "samples)"
+    )
     best_distance: float
     threshold: float
     frames: int
@@ -66,7 +70,12 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
     settings = settings or RecognitionSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
-        holder = GalleryHolder(resources.pool, resources.redis, Keys(settings.stream_prefix))
+        holder = GalleryHolder(
+            resources.pool,
+            resources.redis,
+            Keys(settings.stream_prefix),
+            k=settings.recognition_score_k,
+        )
         holder.refresh(force=True)
         warm_up(encoder=True)  # before the service reports ready
         app.state.gallery = holder
@@ -199,7 +208,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                     boxes = detect_faces(rgb, upsample=1)
                     if boxes:
                         embedding = embed_face(rgb, boxes[0])
-                        found.append(float(np.linalg.norm(enrolled - embedding, axis=1).min()))
+                        found.append(
+                            identity_distance(enrolled, embedding, k=settings.recognition_score_k)
+                        )
             return found
 
         found = await run_in_threadpool(distances)
@@ -211,10 +222,10 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             login_name=login_name,
             identity_id=identity["id"],
             display_name=identity["display_name"],
-            match=distance <= settings.recognition_threshold,
+            match=distance <= settings.recognition_verify_threshold,
             distance=distance,
             best_distance=min(found),
-            threshold=settings.recognition_threshold,
+            threshold=settings.recognition_verify_threshold,
             frames=len(frames),
             frames_with_face=len(found),
             liveness=liveness,

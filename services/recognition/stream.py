@@ -45,11 +45,14 @@ class _TrackChecks:
 class GalleryHolder:
     """The current gallery, reloaded from Postgres when the shared version key moves."""
 
-    def __init__(self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys, *, k: int = 1
+    ) -> None:
+        self.k = k  # identities are scored by the mean of their k nearest samples
         self.pool = pool
         self.redis = redis_client
         self.keys = keys
-        self.gallery = Gallery.empty()
+        self.gallery = Gallery.empty(k=k)
         self.version: bytes | None = b"unloaded"
         self._lock = threading.Lock()
 
@@ -63,7 +66,7 @@ class GalleryHolder:
             if force or version != self.version:
                 with self.pool.connection() as conn:
                     matrix, ids, names = identities.load_gallery(conn)
-                self.gallery = Gallery(matrix, ids, names)
+                self.gallery = Gallery(matrix, ids, names, k=self.k)
                 self.version = version
                 GALLERY_SIZE.set(len(self.gallery))
                 log.info(
