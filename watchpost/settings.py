@@ -435,6 +435,20 @@ class DashboardSettings(CommonSettings):
     dashboard_min_sharpness: float = Field(
         25.0, ge=0, description="Least Laplacian variance of the face (150 px) for enrolment."
     )
+    dashboard_enrol_outlier_distance: float = Field(
+        0.6,
+        gt=0,
+        lt=2,
+        description="A new photo farther than this from every other photo of the person is "
+        "refused as an outlier (another person, or a poor photo) unless forced.",
+    )
+    dashboard_enrol_duplicate_distance: float = Field(
+        0.45,
+        ge=0,
+        lt=2,
+        description="A new photo nearer than this to another person's photo is refused as a "
+        "possible duplicate person unless forced (0: never).",
+    )
     dashboard_webhooks: dict[str, list[str]] = Field(
         default_factory=dict,
         description='Alert kind (or "*") -> URLs to POST each new alert to, as JSON, e.g. '
