@@ -301,6 +301,13 @@ class RecognitionSettings(CommonSettings):
     recognition_max_checks: int = Field(
         5, ge=1, description="Stop re-embedding a track after this many verdicts."
     )
+    recognition_calibration_target_far: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="Calibration suggests the 1:N threshold at which a stranger is named as "
+        "someone in at most this share of identifications (1e-4: 1 in 10,000).",
+    )
     recognition_max_upload_bytes: int = Field(10_000_000, ge=1024)
     recognition_max_files: int = Field(60, ge=1, le=300, description="Images per verify call.")
     recognition_liveness_url: str | None = Field(

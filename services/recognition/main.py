@@ -8,10 +8,12 @@ from typing import Annotated
 
 import httpx
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from services.recognition import calibration
 from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
@@ -157,6 +159,43 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         """Every face in the image with the best enrolled identity within the threshold."""
         rgb = await read_image(file)
         return await run_in_threadpool(faces_in, rgb, identify=True)
+
+    def calibrate(target_far: float) -> dict:
+        with app.state.resources.pool.connection() as conn:
+            matrix, ids, _ = identities.load_gallery(conn)
+        try:
+            scores = calibration.gallery_scores(matrix, ids, k=settings.recognition_score_k)
+            return calibration.calibrate(
+                scores,
+                target_far=target_far,
+                current_threshold=settings.recognition_threshold,
+                gallery_identities=scores.identities,
+            )
+        except calibration.CalibrationError as exc:
+            raise HTTPException(409, detail=f"cannot calibrate: {exc}") from None
+
+    @app.get(
+        "/v1/calibration",
+        tags=["recognition"],
+        dependencies=internal,
+        responses={
+            200: {"content": {"application/json": {}, "image/svg+xml": {}}},
+            409: {"description": "too few people or photos enrolled to calibrate"},
+        },
+    )
+    async def calibration_curve(
+        target_far: Annotated[float | None, Query(gt=0, lt=1)] = None,
+        format: Annotated[str, Query(pattern="^(json|svg)$")] = "json",
+    ):
+        """The false-accept / false-reject curve of the enrolled gallery at its current size,
+        and the 1:N threshold suggested for `target_far` per identification (default: the
+        setting). `format=svg` answers the plot."""
+        result = await run_in_threadpool(
+            calibrate, target_far or settings.recognition_calibration_target_far
+        )
+        if format == "svg":
+            return Response(calibration.svg(result), media_type="image/svg+xml")
+        return result
 
     @app.post(
         "/v1/verify",
