@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from benchmarks.faces import embed_photo
+from benchmarks.faces import Embedded, embed_photo
 
 PUBLISHED_LFW_ACCURACY = 0.9938  # dlib_face_recognition_resnet_model_v1, as its author reports
 
@@ -82,7 +82,24 @@ def roc(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.concatenate([[0], fpr, [1]]), np.concatenate([[0], tpr, [1]])
 
 
-def embed_images(paths: list[Path], *, jitter: int, cnn: bool) -> dict[Path, object]:
+def embed_cached(path: Path, *, jitter: int, cnn: bool, cache: Path | None) -> Embedded:
+    """`embed_photo`, kept in `cache` (one .npy per image and jitter) across runs."""
+    if cache is None:
+        return embed_photo(path, jitter=jitter, cnn_fallback=cnn)
+    stored = cache / f"{path.parent.name}-{path.stem}-j{jitter}-{'cnn' if cnn else 'hog'}.npz"
+    if stored.exists():
+        with np.load(stored) as saved:
+            vector = saved["embedding"]
+            return Embedded(vector if vector.size else None, str(saved["detector"]))
+    found = embed_photo(path, jitter=jitter, cnn_fallback=cnn)
+    vector = found.embedding if found.embedding is not None else np.zeros(0, np.float32)
+    np.savez(stored, embedding=vector, detector=found.detector)
+    return found
+
+
+def embed_images(
+    paths: list[Path], *, jitter: int, cnn: bool, cache: Path | None, label: str
+) -> dict[Path, Embedded]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -91,9 +108,9 @@ def embed_images(paths: list[Path], *, jitter: int, cnn: bool) -> dict[Path, obj
     )
     found = {}
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("embedding", total=len(paths))
+        task = bar.add_task(label, total=len(paths))
         for path in paths:
-            found[path] = embed_photo(path, jitter=jitter, cnn_fallback=cnn)
+            found[path] = embed_cached(path, jitter=jitter, cnn=cnn, cache=cache)
             bar.advance(task)
     return found
 
@@ -104,6 +121,13 @@ def main() -> None:
     parser.add_argument("images", type=Path)
     parser.add_argument("--folds", type=int, default=10, help="folds made of a View 1 file")
     parser.add_argument("--jitter", type=int, default=0, help="dlib jitters per embedding")
+    parser.add_argument(
+        "--enrol-jitter",
+        type=int,
+        help="jitters for the first image of each pair only (as if enrolled), the second "
+        "keeping --jitter (as if seen by a camera)",
+    )
+    parser.add_argument("--cache", type=Path, help="folder keeping embeddings across runs")
     parser.add_argument("--no-cnn", action="store_true", help="HOG only, no MMOD fallback")
     parser.add_argument("--roc", type=Path, default=Path("verification_roc.png"))
     parser.add_argument("--distances", type=Path, help="save every pair's distance (.npz)")
@@ -111,13 +135,24 @@ def main() -> None:
     folds, pairs, fold_of = read_pairs(args.pairs, view1_folds=args.folds)
     paths = {(a, i): image_path(args.images, a, i) for a, i, *_ in pairs}
     paths.update({(b, j): image_path(args.images, b, j) for _, _, b, j, _ in pairs})
+    if args.cache:
+        args.cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    found = embed_images(sorted(set(paths.values())), jitter=args.jitter, cnn=not args.no_cnn)
+    cnn = not args.no_cnn
+    found = embed_images(
+        sorted(set(paths.values())), jitter=args.jitter, cnn=cnn, cache=args.cache, label="images"
+    )
+    enrolled = found
+    if args.enrol_jitter is not None:
+        firsts = sorted({paths[(a, i)] for a, i, *_ in pairs})
+        enrolled = embed_images(
+            firsts, jitter=args.enrol_jitter, cnn=cnn, cache=args.cache, label="enrolled"
+        )
     embed_seconds = time.perf_counter() - started
     missed = sorted(str(p) for p, e in found.items() if e.embedding is None)
 
     def distance(a: str, i: int, b: str, j: int) -> float:
-        x, y = found[paths[(a, i)]].embedding, found[paths[(b, j)]].embedding
+        x, y = enrolled[paths[(a, i)]].embedding, found[paths[(b, j)]].embedding
         return float("inf") if x is None or y is None else float(np.linalg.norm(x - y))
 
     distances = np.array([distance(a, i, b, j) for a, i, b, j, _ in pairs])
@@ -155,6 +190,7 @@ def main() -> None:
         "images_missed": len(missed),
         "pairs_missed": int((~usable).sum()),
         "jitter": args.jitter,
+        "enrol_jitter": args.enrol_jitter,
         "embedding_seconds": embed_seconds,
         "roc_png": str(args.roc),
     }
