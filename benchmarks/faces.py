@@ -40,9 +40,9 @@ def embed_photo(path: Path, *, jitter: int = 0, cnn_fallback: bool = True) -> Em
     return Embedded(embed_face(rgb, boxes[0], jitter=jitter), detector)
 
 
-def embed_largest(path: Path) -> np.ndarray:
+def embed_largest(path: Path, *, jitter: int = 0) -> np.ndarray:
     """The largest face's embedding; a photo with no face found is an error, with its path."""
-    found = embed_photo(path)
+    found = embed_photo(path, jitter=jitter)
     if found.embedding is None:
         raise SystemExit(f"no face found in {path}")
     return found.embedding

@@ -50,10 +50,14 @@ def gallery_entries(faces: Path) -> list[tuple[str, Path]]:
     return [(name, photo) for name, photos in sorted(enrolment.items()) for photo in photos]
 
 
-def build_gallery(faces: Path, k: int) -> tuple[Gallery, np.ndarray, list[int], dict[str, int]]:
+def build_gallery(
+    faces: Path, k: int, jitter: int
+) -> tuple[Gallery, np.ndarray, list[int], dict[str, int]]:
     entries = gallery_entries(faces)
     ident = {name: number for number, name in enumerate(dict.fromkeys(n for n, _ in entries), 1)}
-    rows = np.stack([embed_largest(photo) for _, photo in track(entries, description="gallery")])
+    rows = np.stack(
+        [embed_largest(photo, jitter=jitter) for _, photo in track(entries, description="gallery")]
+    )
     ids = [ident[name] for name, _ in entries]
     return Gallery(rows, ids, [name for name, _ in entries], k=k), rows, ids, ident
 
@@ -73,9 +77,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--threshold", type=float, default=shipped["recognition_threshold"].default)
     parser.add_argument("--k", type=int, default=shipped["recognition_score_k"].default)
+    parser.add_argument(
+        "--enrol-jitter", type=int, default=shipped["recognition_enrol_jitter"].default
+    )
     args = parser.parse_args()
     faces = args.data / "faces"
-    gallery, rows, ids, ident = build_gallery(faces, args.k)
+    gallery, rows, ids, ident = build_gallery(faces, args.k, args.enrol_jitter)
     genuine = [(faces / path, name) for path, name in SINGLE_PERSON_PROBES.items()]
     genuine += [(p, n) for n in BBT_ENROLLED for p in sorted((faces / "bbt" / n).glob("*.png"))[1:]]
     impostors = [p for n in BBT_STRANGERS for p in sorted((faces / "bbt" / n).glob("*.png"))]
@@ -112,6 +119,7 @@ def main() -> None:
     figures = {
         "threshold": args.threshold,
         "k": args.k,
+        "enrol_jitter": args.enrol_jitter,
         "gallery_people": gallery.identity_count,
         "gallery_embeddings": len(gallery),
         "genuine_probes": len(genuine),

@@ -301,6 +301,13 @@ class RecognitionSettings(CommonSettings):
     recognition_max_checks: int = Field(
         5, ge=1, description="Stop re-embedding a track after this many verdicts."
     )
+    recognition_enrol_jitter: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="dlib jitters when embedding an enrolment photo (/v1/faces): the mean of "
+        "this many randomly shifted, scaled and mirrored copies. docs/recognition.md measures it.",
+    )
     recognition_calibration_target_far: float = Field(
         1e-4,
         gt=0,

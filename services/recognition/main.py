@@ -129,7 +129,10 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             boxes = detect_faces(rgb, upsample=1)
             faces = []
             for box in boxes:
-                embedding = embed_face(rgb, box)
+                # /v1/faces embeds enrolment photos: jittered when that pays (docs/recognition.md)
+                embedding = embed_face(
+                    rgb, box, jitter=0 if identify else settings.recognition_enrol_jitter
+                )
                 face = FaceOut(
                     box=Box(left=box[0], top=box[1], right=box[2], bottom=box[3]),
                     embedding=[float(x) for x in embedding],
