@@ -271,7 +271,7 @@ class RecognitionSettings(CommonSettings):
     default_port: ClassVar[int] = 8001
 
     recognition_threshold: float = Field(
-        0.6,
+        0.55,
         gt=0,
         lt=2,
         description="1:N (cameras): the largest identity score (mean distance of its nearest "

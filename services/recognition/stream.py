@@ -98,7 +98,7 @@ class FrameRecognizer:
         due = [
             face
             for face in frame.faces
-            if self._due(frame.camera_id, face.track_id, frame.source_time)
+            if self._due(frame.camera_id, face.track_id, frame.source_time, face.detected)
         ]
         if not due:
             return
@@ -136,11 +136,16 @@ class FrameRecognizer:
                 frame.camera_id, face.track_id, frame.source_time, match.identity_id is not None
             )
 
-    def _due(self, camera_id: str, track_id: str, at: float) -> bool:
-        """Embed a new track now; re-check a track nobody matched soon, a known one rarely."""
+    def _due(self, camera_id: str, track_id: str, at: float, detected: bool) -> bool:
+        """Embed a new track now; re-check a track nobody matched soon, a known one rarely.
+        A re-check waits for a box the detector confirmed in that frame (the next detection
+        round, a few frames on): only those count as evidence for access, and a tracker-only
+        box may have drifted off the face."""
         checks = self._tracks.get((camera_id, track_id))
         if checks is None:
             return True
+        if not detected:
+            return False
         if checks.count >= self.settings.recognition_max_checks:
             return False
         interval = (
