@@ -35,6 +35,15 @@ GALLERY_SIZE = Gauge("watchpost_recognition_gallery_embeddings", "Embeddings in 
 MAX_TRACKS = 10_000
 
 
+def face_sharpness(rgb, box: tuple[int, int, int, int]) -> float:
+    """The face's sharpness, on the part of its box inside the frame (0 when none is)."""
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+    if right - left < 2 or bottom - top < 2:
+        return 0.0
+    return sharpness(rgb, (left, top, right, bottom))
+
+
 @dataclass
 class _TrackChecks:
     count: int = 0
@@ -121,7 +130,7 @@ class FrameRecognizer:
                 threshold=self.settings.recognition_threshold,
                 # The quality the aggregator's access gates read.
                 detected=face.detected,
-                sharpness=sharpness(rgb, face.box.as_tuple()),
+                sharpness=face_sharpness(rgb, face.box.as_tuple()),
                 yaw=yaw,
             )
             publish(
