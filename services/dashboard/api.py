@@ -252,14 +252,14 @@ async def add_faces(
         throttle, request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute
     )
     identity = await run_in_threadpool(existing_identity, conn, identity_id)
-    face_rules = rules(settings, largest=largest, force=force)
-    against_gallery = await run_in_threadpool(
-        gallery_check, conn, identity_id, identity["display_name"], face_rules
-    )
     if len(file) > settings.dashboard_max_files:
         raise HTTPException(
             413, detail=f"at most {settings.dashboard_max_files} photos per request"
         )
+    face_rules = rules(settings, largest=largest, force=force)
+    against_gallery = await run_in_threadpool(
+        gallery_check, conn, identity_id, identity["display_name"], face_rules
+    )
     accepted: list[CheckedFace] = []
     rejected: list[FaceRejection] = []
     for upload in file:
