@@ -1,14 +1,19 @@
-"""Shared by the recognition benchmarks: embed the faces of image files, once each."""
+"""Shared by the recognition benchmarks: embed the faces of image files, once each.
+
+A face the detectors miss is reported as missed (never silently replaced by a central box):
+HOG first, then dlib's MMOD CNN detector on HOG's misses, as recognition does on uploads.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from watchpost.vision.faces import detect_faces, embed_face
+from watchpost.vision.faces import detect_faces, detect_faces_cnn, embed_face
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -16,18 +21,31 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+@dataclass(frozen=True)
+class Embedded:
+    embedding: np.ndarray | None  # None: no detector found a face
+    detector: str  # "hog", "cnn" or "missed"
+
+
 @cache
-def embed_largest(path: Path, *, whole_image_fallback: bool = True) -> np.ndarray | None:
-    """The embedding of the largest face; for tight crops (LFW, face-api.js) where the detector
-    finds nothing, of the central 80% of the image instead (None if that is not allowed)."""
+def embed_photo(path: Path, *, jitter: int = 0, cnn_fallback: bool = True) -> Embedded:
+    """The embedding of the largest face, and which detector found it."""
     rgb = load_rgb(path)
     boxes = detect_faces(rgb, upsample=1)
-    if boxes:
-        return embed_face(rgb, boxes[0])
-    if not whole_image_fallback:
-        return None
-    h, w = rgb.shape[:2]
-    return embed_face(rgb, (w // 10, h // 10, w - w // 10, h - h // 10))
+    detector = "hog"
+    if not boxes and cnn_fallback:
+        boxes, detector = detect_faces_cnn(rgb, upsample=1), "cnn"
+    if not boxes:
+        return Embedded(None, "missed")
+    return Embedded(embed_face(rgb, boxes[0], jitter=jitter), detector)
+
+
+def embed_largest(path: Path, *, jitter: int = 0) -> np.ndarray:
+    """The largest face's embedding; a photo with no face found is an error, with its path."""
+    found = embed_photo(path, jitter=jitter)
+    if found.embedding is None:
+        raise SystemExit(f"no face found in {path}")
+    return found.embedding
 
 
 def embed_all(path: Path) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:

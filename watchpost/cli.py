@@ -1,5 +1,6 @@
 """`watchpost`: run the whole stack locally (`up`), one service (`serve`), migrations, API keys
-(`keys`), deployment secrets (`secrets`) and bulk enrolment (`enroll`)."""
+(`keys`), deployment secrets (`secrets`), bulk enrolment (`enroll`) and threshold calibration
+(`calibrate`)."""
 
 from __future__ import annotations
 
@@ -349,6 +350,58 @@ def enroll(args: argparse.Namespace) -> int:
     return 0 if summary.accepted or not summary.rejected else 1
 
 
+def calibrate_command(args: argparse.Namespace) -> int:
+    """The enrolled gallery's false-accept / false-reject curve, as JSON and an SVG plot."""
+    import json
+
+    from services.recognition import calibration
+    from watchpost.db import apply_migrations, identities, open_pool
+    from watchpost.settings import RecognitionSettings
+
+    settings = RecognitionSettings()
+    url, servers = database_for_cli(args.home)
+    try:
+        apply_migrations(url)
+        with open_pool(url, min_size=1, max_size=1) as pool, pool.connection() as conn:
+            matrix, ids, _ = identities.load_gallery(conn)
+    finally:
+        for server in servers:
+            server.stop()
+    try:
+        scores = calibration.gallery_scores(matrix, ids, k=settings.recognition_score_k)
+        result = calibration.calibrate(
+            scores,
+            target_far=args.target_far or settings.recognition_calibration_target_far,
+            current_threshold=settings.recognition_threshold,
+            gallery_identities=args.identities or scores.identities,
+        )
+    except calibration.CalibrationError as exc:
+        print(f"cannot calibrate: {exc}", file=sys.stderr)
+        return 1
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    Path(args.svg).write_text(calibration.svg(result))
+    suggested, current = result["suggested_threshold"], result["at_current"]
+    print(
+        f"{result['identities']} identities, {result['samples']} photos: "
+        f"{result['genuine_scores']} genuine and {result['impostor_scores']} impostor scores"
+    )
+    print(
+        f"current threshold {result['current_threshold']:.3f}: false accepts per "
+        f"identification {current['far_identification']:.2e} (fitted "
+        f"{current['far_identification_fitted']:.2e}), false rejects {current['frr']:.1%}"
+    )
+    if suggested is None:
+        print(f"no threshold reaches a false-accept rate of {result['target_far']:.0e}")
+    else:
+        at = result["at_suggested"]
+        print(
+            f"suggested for {result['target_far']:.0e} false accepts per identification: "
+            f"WATCHPOST_RECOGNITION_THRESHOLD={suggested:.3f} (false rejects {at['frr']:.1%})"
+        )
+    print(f"curve in {args.json}, plot in {args.svg}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="watchpost", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -404,7 +457,29 @@ def main(argv: list[str] | None = None) -> int:
         "secrets", help="generate the deployment's secrets into the compose .env file"
     )
     secrets_parser.add_argument("--env-file", default=".env")
+    calibrate_parser = commands.add_parser(
+        "calibrate", help="false accepts / rejects of the enrolled gallery; suggest a threshold"
+    )
+    calibrate_parser.add_argument(
+        "--target-far",
+        type=float,
+        help="false accepts per identification to aim for (default: the setting, 1e-4)",
+    )
+    calibrate_parser.add_argument(
+        "--identities", type=int, help="gallery size to plan for (default: the enrolled count)"
+    )
+    calibrate_parser.add_argument("--json", default="calibration.json", help="the curve")
+    calibrate_parser.add_argument("--svg", default="calibration.svg", help="the plot")
+    calibrate_parser.add_argument(
+        "--home",
+        default=str(PROJECT_ROOT / ".watchpost"),
+        help="embedded database folder when WATCHPOST_DATABASE_URL is not set",
+    )
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        if args.target_far is not None and not 0 < args.target_far < 1:
+            parser.error("--target-far must be between 0 and 1")
+        return calibrate_command(args)
     if args.command == "up":
         return up(args)
     if args.command == "serve":

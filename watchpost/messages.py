@@ -143,6 +143,15 @@ class RecognitionVerdict(Message):
         None, description="Distance to the best match of a different identity."
     )
     threshold: float
+    detected: bool | None = Field(
+        None, description="The detector found this box in this frame (False: the tracker's)."
+    )
+    sharpness: float | None = Field(
+        None, description="Variance of the Laplacian of the face at 150 px (low: blurred)."
+    )
+    yaw: float | None = Field(
+        None, description="Head turn from the 5 landmarks: 0 frontal, about 0.3 at 35 degrees."
+    )
     decided_at: float = Field(default_factory=time.time)
     embedding: list[float] | None = Field(
         None,

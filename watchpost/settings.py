@@ -287,7 +287,23 @@ class RecognitionSettings(CommonSettings):
     default_port: ClassVar[int] = 8001
 
     recognition_threshold: float = Field(
-        0.6, gt=0, lt=2, description="Max embedding distance to accept a match (dlib: 0.6)."
+        0.55,
+        gt=0,
+        lt=2,
+        description="1:N (cameras): the largest identity score (mean distance of its nearest "
+        "samples) that names the person. See docs/recognition.md.",
+    )
+    recognition_verify_threshold: float = Field(
+        0.6,
+        gt=0,
+        lt=2,
+        description="1:1 (kiosk /v1/verify): the largest identity score that confirms a claimed "
+        "login. One comparison, not one per enrolled person, so it may be looser than 1:N.",
+    )
+    recognition_score_k: int = Field(
+        3,
+        ge=1,
+        description="An identity's score is the mean distance of its k nearest samples.",
     )
     recognition_recheck_seconds: float = Field(
         2.0, gt=0, description="Embed a known track again after this long."
@@ -300,6 +316,20 @@ class RecognitionSettings(CommonSettings):
     )
     recognition_max_checks: int = Field(
         5, ge=1, description="Stop re-embedding a track after this many verdicts."
+    )
+    recognition_enrol_jitter: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="dlib jitters when embedding an enrolment photo (/v1/faces): the mean of "
+        "this many randomly shifted, scaled and mirrored copies. docs/recognition.md measures it.",
+    )
+    recognition_calibration_target_far: float = Field(
+        1e-4,
+        gt=0,
+        lt=1,
+        description="Calibration suggests the 1:N threshold at which a stranger is named as "
+        "someone in at most this share of identifications (1e-4: 1 in 10,000).",
     )
     recognition_max_upload_bytes: int = Field(10_000_000, ge=1024)
     recognition_max_files: int = Field(60, ge=1, le=300, description="Images per verify call.")
@@ -407,6 +437,38 @@ class AggregatorSettings(CommonSettings):
     aggregator_unknown_min_checks: int = Field(
         2, ge=1, description="Recognition checks that must agree before a track is a stranger."
     )
+    aggregator_grant_min_checks: int = Field(
+        2,
+        ge=1,
+        description="Agreeing recognition checks (detector boxes that pass the quality gates, "
+        "each with the margin) needed before access is granted.",
+    )
+    aggregator_grant_min_margin: float = Field(
+        0.05,
+        ge=0,
+        description="How much nearer a check's identity must be than the next identity's.",
+    )
+    aggregator_grant_min_share: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Share of the track's quality-weighted vote the granted identity must hold.",
+    )
+    aggregator_min_face_px: int = Field(
+        60, ge=1, description="Narrower faces are no evidence for access (quality gate)."
+    )
+    aggregator_min_sharpness: float = Field(
+        25.0,
+        ge=0,
+        description="Blurrier faces (variance of the Laplacian at 150 px) are no evidence for "
+        "access. Sharp camera faces here score 90-600.",
+    )
+    aggregator_max_yaw: float = Field(
+        0.35,
+        gt=0,
+        description="More turned faces (nose offset in eye spans, 0 frontal) are no evidence "
+        "for access.",
+    )
     aggregator_claims_refresh_seconds: float = Field(
         10.0, gt=0, description="How long a camera's claimed login is cached."
     )
@@ -479,6 +541,20 @@ class DashboardSettings(CommonSettings):
     )
     dashboard_min_sharpness: float = Field(
         25.0, ge=0, description="Least Laplacian variance of the face (150 px) for enrolment."
+    )
+    dashboard_enrol_outlier_distance: float = Field(
+        0.6,
+        gt=0,
+        lt=2,
+        description="A new photo farther than this from every other photo of the person is "
+        "refused as an outlier (another person, or a poor photo) unless forced.",
+    )
+    dashboard_enrol_duplicate_distance: float = Field(
+        0.45,
+        ge=0,
+        lt=2,
+        description="A new photo nearer than this to another person's photo is refused as a "
+        "possible duplicate person unless forced (0: never).",
     )
     dashboard_webhooks: dict[str, list[str]] = Field(
         default_factory=dict,

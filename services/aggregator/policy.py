@@ -1,4 +1,10 @@
-"""The alert policy: pure functions over one track's evidence. No I/O, table-tested."""
+"""The alert policy: pure functions over one track's evidence. No I/O, table-tested.
+
+Access needs evidence: `access_granted` follows only checks on boxes the detector found in that
+very frame, that pass the quality gates (face size, sharpness, frontal pose), and at least
+`grant_min_checks` of them must agree on one identity, each with a margin to the runner-up
+identity; the vote weighs every check by its quality. Stranger alerts still count every check.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,11 @@ class Recognition:
     identity_id: int | None
     display_name: str | None
     distance: float | None
+    runner_up_distance: float | None = None  # the best match of another identity
+    detected: bool | None = None  # None: not known, which is not evidence
+    face_px: int | None = None
+    sharpness: float | None = None
+    yaw: float | None = None
 
 
 @dataclass(frozen=True)
@@ -38,12 +49,98 @@ class AlertPolicy:
     # ...and before "unknown" counts: one bad first frame (blur, a blink, a turned head) must not
     # call an enrolled person a stranger; recognition re-checks unknown tracks quickly.
     min_unknown_votes: int = 2
+    # Access: agreeing quality checks, the margin each needs to the runner-up identity, and the
+    # share of the track's quality-weighted vote the identity must hold.
+    grant_min_checks: int = 2
+    grant_min_margin: float = 0.05
+    grant_min_share: float = 0.6
+    # Quality gates; a check that fails one is no evidence for access.
+    min_face_px: int = 60
+    min_sharpness: float = 25.0
+    max_yaw: float = 0.35
+    # The quality weight saturates at these (1.0 = a full-weight check).
+    full_face_px: int = 100
+    full_sharpness: float = 100.0
+
+
+@dataclass(frozen=True)
+class GrantVote:
+    """The quality-weighted vote over a track's usable checks."""
+
+    identity_id: int | None
+    display_name: str | None
+    checks: int  # usable checks agreeing on identity_id, each with the margin
+    share: float  # their weight over the weight of every usable check
+    best_distance: float | None
+    smallest_margin: float | None
+    usable: int  # checks that passed the gates
 
 
 @dataclass(frozen=True)
 class AlertDecision:
     kind: AlertKind
     reason: str
+    identity_id: int | None = None  # who an access grant is for (the evidence vote's winner)
+    display_name: str | None = None
+    distance: float | None = None
+
+
+def check_quality(r: Recognition, policy: AlertPolicy) -> float | None:
+    """The weight of one check in the access vote, in (0, 1]; None when it fails a gate."""
+    if not r.detected or r.face_px is None or r.sharpness is None or r.yaw is None:
+        return None
+    if (
+        r.face_px < policy.min_face_px
+        or r.sharpness < policy.min_sharpness
+        or abs(r.yaw) > policy.max_yaw
+    ):
+        return None
+    size = min(1.0, r.face_px / policy.full_face_px)
+    sharp = min(1.0, r.sharpness / policy.full_sharpness)
+    pose = 1.0 - abs(r.yaw) / (2 * policy.max_yaw)  # 1 frontal, 0.5 at the gate
+    return size * sharp * pose
+
+
+def margin_of(r: Recognition) -> float:
+    """Distance from the best match to the best match of another identity (inf: none)."""
+    if r.distance is None:
+        return 0.0
+    if r.runner_up_distance is None:
+        return float("inf")
+    return r.runner_up_distance - r.distance
+
+
+def grant_vote(recognitions: list[Recognition], policy: AlertPolicy) -> GrantVote | None:
+    """Who the track's usable checks name, weighted by quality (None: no usable check)."""
+    weighted = [(r, w) for r in recognitions if (w := check_quality(r, policy)) is not None]
+    if not weighted:
+        return None
+    weights: dict[int | None, float] = {}
+    for r, w in weighted:
+        weights[r.identity_id] = weights.get(r.identity_id, 0.0) + w
+    total = sum(weights.values())
+    winner = max(weights, key=lambda i: (weights[i], i is None))  # unknown wins a tie
+    agreeing = [r for r, _ in weighted if r.identity_id == winner]
+    with_margin = [r for r in agreeing if margin_of(r) >= policy.grant_min_margin]
+    distances = [r.distance for r in agreeing if r.distance is not None]
+    return GrantVote(
+        identity_id=winner,
+        display_name=agreeing[0].display_name,
+        checks=len(with_margin) if winner is not None else 0,
+        share=weights[winner] / total,
+        best_distance=min(distances, default=None),
+        smallest_margin=min((margin_of(r) for r in agreeing), default=None),
+        usable=len(weighted),
+    )
+
+
+def grants(vote: GrantVote | None, policy: AlertPolicy) -> bool:
+    return (
+        vote is not None
+        and vote.identity_id is not None
+        and vote.checks >= policy.grant_min_checks
+        and vote.share >= policy.grant_min_share
+    )
 
 
 def vote_identity(recognitions: list[Recognition]) -> IdentityVote | None:
@@ -114,16 +211,22 @@ def decide_alerts(
                     f"no enrolled face within the threshold ({vote.votes}/{vote.total} checks)",
                 )
             )
-        elif evidence.liveness == "live" and (
-            claim is None or claim.identity_id == vote.identity_id
-        ):
-            decisions.append(
-                AlertDecision(
-                    "access_granted",
-                    f"{vote.display_name}: {vote.votes}/{vote.total} checks agree; "
-                    f"{evidence.liveness_reason}",
+        elif evidence.liveness == "live":
+            granted = grant_vote(evidence.recognitions, policy)
+            if grants(granted, policy) and (
+                claim is None or claim.identity_id == granted.identity_id
+            ):
+                decisions.append(
+                    AlertDecision(
+                        "access_granted",
+                        f"{granted.display_name}: {granted.checks} quality checks of "
+                        f"{vote.total} agree ({granted.share:.0%} of the weighted vote, margin "
+                        f">= {granted.smallest_margin:.2f}); {evidence.liveness_reason}",
+                        identity_id=granted.identity_id,
+                        display_name=granted.display_name,
+                        distance=granted.best_distance,
+                    )
                 )
-            )
     return [d for d in decisions if d.kind not in evidence.alerted]
 
 

@@ -46,6 +46,18 @@ COLOURS = {
 }
 
 
+def policy_from(settings: AggregatorSettings) -> AlertPolicy:
+    return AlertPolicy(
+        min_unknown_votes=settings.aggregator_unknown_min_checks,
+        grant_min_checks=settings.aggregator_grant_min_checks,
+        grant_min_margin=settings.aggregator_grant_min_margin,
+        grant_min_share=settings.aggregator_grant_min_share,
+        min_face_px=settings.aggregator_min_face_px,
+        min_sharpness=settings.aggregator_min_sharpness,
+        max_yaw=settings.aggregator_max_yaw,
+    )
+
+
 @dataclass
 class _Track:
     evidence: TrackEvidence
@@ -64,7 +76,7 @@ class AlertAggregator:
         self.redis = redis_client
         self.pool = pool
         self.keys = Keys(settings.stream_prefix)
-        self.policy = AlertPolicy(min_unknown_votes=settings.aggregator_unknown_min_checks)
+        self.policy = policy_from(settings)
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
         self._orphans_checked = float("-inf")  # sightings left open: checked at the start
@@ -80,7 +92,16 @@ class AlertAggregator:
             pass  # retried after an outage: its evidence is in already, only the alert is due
         elif isinstance(verdict, RecognitionVerdict):
             track.evidence.recognitions.append(
-                Recognition(verdict.identity_id, verdict.display_name, verdict.distance)
+                Recognition(
+                    verdict.identity_id,
+                    verdict.display_name,
+                    verdict.distance,
+                    runner_up_distance=verdict.runner_up_distance,
+                    detected=verdict.detected,
+                    face_px=verdict.box.width,
+                    sharpness=verdict.sharpness,
+                    yaw=verdict.yaw,
+                )
             )
             if track.snapshot is None or verdict.box.width > track.snapshot.box.width:
                 track.snapshot, track.snapshot_jpeg = verdict, delivery.image
@@ -169,6 +190,8 @@ class AlertAggregator:
         known = decision.kind != "unknown_person" and vote is not None
         identity = vote.identity_id if known else None
         distance = vote.best_distance if known else shot.distance
+        if decision.identity_id is not None:  # an access grant names its evidence's winner
+            identity, distance = decision.identity_id, decision.distance
         cooldown = self.keys.cooldown(cooldown_key(decision.kind, shot.camera_id, identity))
         if self.redis.exists(cooldown):
             SUPPRESSED.labels(decision.kind).inc()
@@ -179,7 +202,7 @@ class AlertAggregator:
                 shot.track_id,
             )
             return
-        name = vote.display_name if identity else None
+        name = (decision.display_name or vote.display_name) if identity else None
         label = f"{decision.kind}: {name}" if name else decision.kind
         snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
         with self.pool.connection() as conn:

@@ -22,6 +22,7 @@ from services.dashboard.enrolment import (
     RecognitionUnavailable,
     check_face,
     gallery_changed,
+    gallery_check,
     store_faces,
 )
 from services.dashboard.schemas import (
@@ -99,12 +100,15 @@ def jpeg_response(data: bytes | None, missing: str) -> Response:
     )
 
 
-def rules(settings: DashboardSettings, *, largest: bool) -> FaceRules:
+def rules(settings: DashboardSettings, *, largest: bool, force: bool = False) -> FaceRules:
     return FaceRules(
         max_bytes=settings.dashboard_max_upload_bytes,
         min_face_px=settings.dashboard_min_face_px,
         min_sharpness=settings.dashboard_min_sharpness,
         largest=largest,
+        outlier_distance=settings.dashboard_enrol_outlier_distance,
+        duplicate_distance=settings.dashboard_enrol_duplicate_distance,
+        force=force,
     )
 
 
@@ -269,33 +273,41 @@ async def add_faces(
     who: Admin,
     request: Request,
     largest: Annotated[bool, Query(description="With several faces, enrol the largest")] = False,
+    force: Annotated[
+        bool, Query(description="Enrol photos refused as outliers or possible duplicates")
+    ] = False,
 ):
-    """Each photo is checked (one face, large and sharp enough); accepted ones are stored even
-    when others are rejected, and the answer is then 422 with the reason per rejected file."""
+    """Each photo is checked (one face, large and sharp enough, like the person's other photos
+    and unlike anyone else's); accepted ones are stored even when others are rejected, and the
+    answer is then 422 with the reason per rejected file."""
     await run_in_threadpool(
         throttle, request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute
     )
-    await run_in_threadpool(existing_identity, conn, identity_id)
+    identity = await run_in_threadpool(existing_identity, conn, identity_id)
     if len(file) > settings.dashboard_max_files:
         raise HTTPException(
             413, detail=f"at most {settings.dashboard_max_files} photos per request"
         )
+    face_rules = rules(settings, largest=largest, force=force)
+    against_gallery = await run_in_threadpool(
+        gallery_check, conn, identity_id, identity["display_name"], face_rules
+    )
     accepted: list[CheckedFace] = []
     rejected: list[FaceRejection] = []
     for upload in file:
         name = upload.filename or "upload"
         data = await upload.read(settings.dashboard_max_upload_bytes + 1)
         try:
-            accepted.append(
-                await run_in_threadpool(
-                    check_face,
-                    data,
-                    name,
-                    recognition_url=settings.dashboard_recognition_url,
-                    headers=service_headers(settings),
-                    rules=rules(settings, largest=largest),
-                )
+            face = await run_in_threadpool(
+                check_face,
+                data,
+                name,
+                recognition_url=settings.dashboard_recognition_url,
+                headers=service_headers(settings),
+                rules=face_rules,
             )
+            against_gallery(face)
+            accepted.append(face)
         except EnrolmentError as exc:
             rejected.append(FaceRejection(filename=name, reason=str(exc)))
         except RecognitionUnavailable as exc:
@@ -470,9 +482,12 @@ def enrol_from_alert(
     settings: SettingsDep,
     who: Admin,
     request: Request,
+    force: Annotated[
+        bool, Query(description="Enrol a face refused as an outlier or a possible duplicate")
+    ] = False,
 ) -> AlertEnrolled:
     """ "That unknown person is our new colleague": enrol the alert's face into an existing
-    identity or a new one."""
+    identity or a new one (checked against the gallery like any other photo)."""
     throttle(request, "enrol", who.key_id or who.name, settings.dashboard_enrol_per_minute)
     face_jpeg = alerts.get_face(conn, alert_id)
     if face_jpeg is None:
@@ -487,6 +502,13 @@ def enrol_from_alert(
             headers=service_headers(settings),
             rules=rules(settings, largest=True),
         )
+        target = existing_identity(conn, body.identity_id) if body.identity_id else None
+        gallery_check(
+            conn,
+            body.identity_id if body.identity_id is not None else -1,  # -1: a new person
+            target["display_name"] if target else str(body.display_name),
+            rules(settings, largest=True, force=force),
+        )(face)
     except EnrolmentError as exc:
         raise HTTPException(422, detail=f"alert {alert_id}: {exc}") from None
     except RecognitionUnavailable as exc:

@@ -28,6 +28,9 @@ class FaceRules:
     min_face_px: int
     min_sharpness: float
     largest: bool = False  # several faces: take the largest instead of refusing
+    outlier_distance: float = 0.6  # farther from all of the person's photos: refused
+    duplicate_distance: float = 0.45  # nearer to another person's photo: a possible duplicate
+    force: bool = False  # enrol a possible duplicate or an outlier anyway
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,67 @@ def check_face(
             f"the face is too blurry (sharpness {score:.0f}, at least {rules.min_sharpness:.0f})"
         )
     return CheckedFace(rgb, box, np.asarray(faces[0]["embedding"], np.float32))
+
+
+def check_against_gallery(
+    face: CheckedFace,
+    *,
+    identity_id: int,
+    name: str,
+    own: np.ndarray,
+    others: np.ndarray,
+    other_ids: list[int],
+    other_names: list[str],
+    rules: FaceRules,
+) -> None:
+    """EnrolmentError when the new face is unlike the person's other photos (`own`), or so like
+    another person's photo that it may be the same person enrolled twice; `rules.force` allows
+    both (the error says how)."""
+    if rules.force:
+        return
+    if len(own):
+        nearest = float(np.linalg.norm(own - face.embedding, axis=1).min())
+        if nearest > rules.outlier_distance:
+            raise EnrolmentError(
+                f"this face is unlike {name}'s other {len(own)} photo(s) (distance {nearest:.2f} "
+                f"to the nearest, at most {rules.outlier_distance:.2f} expected): another person, "
+                "or a poor photo? Send force=true to enrol it anyway"
+            )
+    if len(others):
+        distances = np.linalg.norm(others - face.embedding, axis=1)
+        closest = int(np.argmin(distances))
+        if distances[closest] < rules.duplicate_distance:
+            raise EnrolmentError(
+                f"this face is very like {other_names[closest]!r} (identity "
+                f"{other_ids[closest]}, distance {distances[closest]:.2f}, below "
+                f"{rules.duplicate_distance:.2f}): possibly the same person enrolled twice. "
+                "Send force=true to enrol it anyway"
+            )
+
+
+def gallery_check(conn: psycopg.Connection, identity_id: int, name: str, rules: FaceRules):
+    """A checker for one identity's new faces against the stored gallery; faces accepted earlier
+    in the same upload count as the person's own photos."""
+    matrix, ids, names = identities.load_gallery(conn)
+    mine = np.asarray(ids, dtype=np.int64) == identity_id
+    own = [matrix[mine]]
+    others, other_ids = matrix[~mine], [i for i in ids if i != identity_id]
+    other_names = [n for i, n in zip(ids, names, strict=True) if i != identity_id]
+
+    def check(face: CheckedFace) -> None:
+        check_against_gallery(
+            face,
+            identity_id=identity_id,
+            name=name,
+            own=np.concatenate(own),
+            others=others,
+            other_ids=other_ids,
+            other_names=other_names,
+            rules=rules,
+        )
+        own.append(face.embedding.reshape(1, 128))
+
+    return check
 
 
 def store_faces(

@@ -8,11 +8,14 @@ from typing import Annotated
 
 import httpx
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.recognition.burst import BurstFace, splice_problem
+from services.recognition import calibration
+from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
@@ -48,7 +51,10 @@ class VerifyOut(BaseModel):
     identity_id: int
     display_name: str
     match: bool = Field(description="The median distance over the frames is within the threshold")
-    distance: float = Field(description="Median over frames of the distance to the nearest sample")
+    distance: float = Field(
+        description="Median over frames of the identity's score (mean distance of its k nearest "
+        "samples)"
+    )
     best_distance: float
     threshold: float
     frames: int
@@ -67,7 +73,12 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
     settings = settings or RecognitionSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
-        holder = GalleryHolder(resources.pool, resources.redis, Keys(settings.stream_prefix))
+        holder = GalleryHolder(
+            resources.pool,
+            resources.redis,
+            Keys(settings.stream_prefix),
+            k=settings.recognition_score_k,
+        )
         holder.refresh(force=True)
         warm_up(encoder=True)  # before the service reports ready
         app.state.gallery = holder
@@ -119,7 +130,10 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             boxes = detect_faces(rgb, upsample=1)
             faces = []
             for box in boxes:
-                embedding = embed_face(rgb, box)
+                # /v1/faces embeds enrolment photos: jittered when that pays (docs/recognition.md)
+                embedding = embed_face(
+                    rgb, box, jitter=0 if identify else settings.recognition_enrol_jitter
+                )
                 face = FaceOut(
                     box=Box(left=box[0], top=box[1], right=box[2], bottom=box[3]),
                     embedding=[float(x) for x in embedding],
@@ -149,6 +163,43 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         """Every face in the image with the best enrolled identity within the threshold."""
         rgb = await read_image(file)
         return await run_in_threadpool(faces_in, rgb, identify=True)
+
+    def calibrate(target_far: float) -> dict:
+        with app.state.resources.pool.connection() as conn:
+            matrix, ids, _ = identities.load_gallery(conn)
+        try:
+            scores = calibration.gallery_scores(matrix, ids, k=settings.recognition_score_k)
+            return calibration.calibrate(
+                scores,
+                target_far=target_far,
+                current_threshold=settings.recognition_threshold,
+                gallery_identities=scores.identities,
+            )
+        except calibration.CalibrationError as exc:
+            raise HTTPException(409, detail=f"cannot calibrate: {exc}") from None
+
+    @app.get(
+        "/v1/calibration",
+        tags=["recognition"],
+        dependencies=internal,
+        responses={
+            200: {"content": {"application/json": {}, "image/svg+xml": {}}},
+            409: {"description": "too few people or photos enrolled to calibrate"},
+        },
+    )
+    async def calibration_curve(
+        target_far: Annotated[float | None, Query(gt=0, lt=1)] = None,
+        format: Annotated[str, Query(pattern="^(json|svg)$")] = "json",
+    ):
+        """The false-accept / false-reject curve of the enrolled gallery at its current size,
+        and the 1:N threshold suggested for `target_far` per identification (default: the
+        setting). `format=svg` answers the plot."""
+        result = await run_in_threadpool(
+            calibrate, target_far or settings.recognition_calibration_target_far
+        )
+        if format == "svg":
+            return Response(calibration.svg(result), media_type="image/svg+xml")
+        return result
 
     @app.post(
         "/v1/verify",
@@ -211,17 +262,18 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         problem = splice_problem(seen, len(frames))
         if problem:
             raise HTTPException(422, detail=f"not one continuous take of one face: {problem}")
-        found = [float(np.linalg.norm(enrolled - f.embedding, axis=1).min()) for f in seen]
+        k = settings.recognition_score_k
+        found = [identity_distance(enrolled, f.embedding, k=k) for f in seen]
         liveness, note = await _ask_liveness(uploads, fps)
         distance = float(np.median(found))
         result = VerifyOut(
             login_name=login_name,
             identity_id=identity["id"],
             display_name=identity["display_name"],
-            match=distance <= settings.recognition_threshold,
+            match=distance <= settings.recognition_verify_threshold,
             distance=distance,
             best_distance=min(found),
-            threshold=settings.recognition_threshold,
+            threshold=settings.recognition_verify_threshold,
             frames=len(frames),
             frames_with_face=len(found),
             liveness=liveness,

@@ -18,12 +18,12 @@ from psycopg_pool import ConnectionPool
 
 from services.recognition.gallery import Gallery
 from watchpost.db import identities
-from watchpost.images import decode_jpeg
+from watchpost.images import decode_jpeg, sharpness
 from watchpost.keys import RECOGNITION_GROUP, VERDICTS_MAXLEN, Keys
 from watchpost.messages import Frame, RecognitionVerdict
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
-from watchpost.vision.faces import embed_face
+from watchpost.vision.faces import embed_face_with_pose
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,15 @@ VERDICTS = Counter("watchpost_recognition_verdicts_total", "Verdicts published",
 GALLERY_SIZE = Gauge("watchpost_recognition_gallery_embeddings", "Embeddings in memory")
 
 MAX_TRACKS = 10_000
+
+
+def face_sharpness(rgb, box: tuple[int, int, int, int]) -> float:
+    """The face's sharpness, on the part of its box inside the frame (0 when none is)."""
+    h, w = rgb.shape[:2]
+    left, top, right, bottom = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+    if right - left < 2 or bottom - top < 2:
+        return 0.0
+    return sharpness(rgb, (left, top, right, bottom))
 
 
 @dataclass
@@ -45,11 +54,14 @@ class _TrackChecks:
 class GalleryHolder:
     """The current gallery, reloaded from Postgres when the shared version key moves."""
 
-    def __init__(self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys, *, k: int = 1
+    ) -> None:
+        self.k = k  # identities are scored by the mean of their k nearest samples
         self.pool = pool
         self.redis = redis_client
         self.keys = keys
-        self.gallery = Gallery.empty()
+        self.gallery = Gallery.empty(k=k)
         self.version: bytes | None = b"unloaded"
         self._lock = threading.Lock()
 
@@ -63,7 +75,7 @@ class GalleryHolder:
             if force or version != self.version:
                 with self.pool.connection() as conn:
                     matrix, ids, names = identities.load_gallery(conn)
-                self.gallery = Gallery(matrix, ids, names)
+                self.gallery = Gallery(matrix, ids, names, k=self.k)
                 self.version = version
                 GALLERY_SIZE.set(len(self.gallery))
                 log.info(
@@ -95,7 +107,7 @@ class FrameRecognizer:
         due = [
             face
             for face in frame.faces
-            if self._due(frame.camera_id, face.track_id, frame.source_time)
+            if self._due(frame.camera_id, face.track_id, frame.source_time, face.detected)
         ]
         if not due:
             return
@@ -103,7 +115,7 @@ class FrameRecognizer:
         rgb = decode_jpeg(delivery.image)
         for face in due:
             with EMBED_SECONDS.time():
-                embedding = embed_face(rgb, face.box.as_tuple())
+                embedding, yaw = embed_face_with_pose(rgb, face.box.as_tuple())
             match = gallery.identify(embedding, threshold=self.settings.recognition_threshold)
             verdict = RecognitionVerdict(
                 camera_id=frame.camera_id,
@@ -117,6 +129,10 @@ class FrameRecognizer:
                 runner_up_distance=match.runner_up_distance,
                 threshold=self.settings.recognition_threshold,
                 embedding=None if match.identity_id else [float(x) for x in embedding],
+                # The quality the aggregator's access gates read.
+                detected=face.detected,
+                sharpness=face_sharpness(rgb, face.box.as_tuple()),
+                yaw=yaw,
             )
             publish(
                 self.redis,
@@ -130,11 +146,16 @@ class FrameRecognizer:
                 frame.camera_id, face.track_id, frame.source_time, match.identity_id is not None
             )
 
-    def _due(self, camera_id: str, track_id: str, at: float) -> bool:
-        """Embed a new track now; re-check a track nobody matched soon, a known one rarely."""
+    def _due(self, camera_id: str, track_id: str, at: float, detected: bool) -> bool:
+        """Embed a new track now; re-check a track nobody matched soon, a known one rarely.
+        A re-check waits for a box the detector confirmed in that frame (the next detection
+        round, a few frames on): only those count as evidence for access, and a tracker-only
+        box may have drifted off the face."""
         checks = self._tracks.get((camera_id, track_id))
         if checks is None:
             return True
+        if not detected:
+            return False
         if checks.count >= self.settings.recognition_max_checks:
             return False
         interval = (

@@ -19,7 +19,11 @@ from watchpost.streams import publish
 FRAME = encode_jpeg(np.full((120, 160, 3), 200, np.uint8))
 
 
-def recognition(track: str, identity_id=None, name=None, distance=0.8) -> RecognitionVerdict:
+def recognition(
+    track: str, identity_id=None, name=None, distance=0.8, **quality
+) -> RecognitionVerdict:
+    """One check on a sharp, frontal detector box (access needs two of them)."""
+    quality = {"detected": True, "sharpness": 200.0, "yaw": 0.0, **quality}
     return RecognitionVerdict(
         camera_id="door",
         track_id=track,
@@ -30,6 +34,7 @@ def recognition(track: str, identity_id=None, name=None, distance=0.8) -> Recogn
         display_name=name,
         distance=distance,
         threshold=0.6,
+        **quality,
     )
 
 
@@ -80,7 +85,8 @@ def test_unknown_known_and_spoof_tracks(env_settings, redis_client, pool, prefix
             recognition("stranger"),
             recognition("ann", ann, "Ann", 0.41),
             liveness("ann", "undecided"),
-            liveness("ann", "live"),
+            liveness("ann", "live"),  # one check: no access yet
+            recognition("ann", ann, "Ann", 0.45),
             recognition("photo", ann, "Ann", 0.38),
             liveness("photo", "spoof"),
         ],
@@ -120,7 +126,14 @@ def test_a_deleted_identity_leaves_the_alert_but_not_the_link(env_settings, redi
     with pool.connection() as conn:
         ann = identities.create_identity(conn, display_name="Ann")["id"]
     run(
-        env_settings, redis_client, pool, [recognition("a", ann, "Ann", 0.3), liveness("a", "live")]
+        env_settings,
+        redis_client,
+        pool,
+        [
+            recognition("a", ann, "Ann", 0.3),
+            recognition("a", ann, "Ann", 0.3),
+            liveness("a", "live"),
+        ],
     )
     with pool.connection() as conn:
         identities.delete_identity(conn, ann)
@@ -139,7 +152,9 @@ def test_cooldowns_hold_back_repeats_on_one_camera(env_settings, redis_client, p
             recognition("s1"),
             recognition("s2"),  # the same stranger, re-tracked a moment later
             recognition("a1", ann, "Ann", 0.4),
+            recognition("a1", ann, "Ann", 0.4),
             liveness("a1", "live"),
+            recognition("a2", ann, "Ann", 0.4),
             recognition("a2", ann, "Ann", 0.4),
             liveness("a2", "live"),
         ],
@@ -208,3 +223,38 @@ def test_by_default_a_stranger_takes_two_checks_and_the_alert_names_the_vote(
     ]  # s1: one check only
     assert rows[0]["display_name"] == "Ann" and rows[0]["identity_id"] == ann
     assert rows[0]["distance"] == pytest.approx(0.4)
+
+
+def test_access_needs_two_quality_checks_from_the_detector(env_settings, redis_client, pool):
+    with pool.connection() as conn:
+        ann = identities.create_identity(conn, display_name="Ann")["id"]
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [
+            # A look-alike: one close-enough check, then tracker boxes and a blurred frame.
+            recognition("l1", ann, "Ann", 0.55),
+            recognition("l1", ann, "Ann", 0.55, detected=False),
+            recognition("l1", ann, "Ann", 0.55, sharpness=5.0),
+            recognition("l1", ann, "Ann", 0.55, yaw=0.5),
+            liveness("l1", "live"),
+            # An old verdict without quality fields is no evidence either.
+            recognition("l2", ann, "Ann", 0.3, detected=None, sharpness=None, yaw=None),
+            recognition("l2", ann, "Ann", 0.3, detected=None, sharpness=None, yaw=None),
+            liveness("l2", "live"),
+        ],
+    )
+    assert stored(pool) == []
+    good = [recognition("g1", ann, "Ann", 0.4), recognition("g1", ann, "Ann", 0.4)]
+    run(
+        env_settings,
+        redis_client,
+        pool,
+        [*good, liveness("g1", "live")],
+        aggregator_grant_min_checks=3,
+    )
+    assert stored(pool) == []  # the setting is read: three checks wanted, two given
+    good = [recognition("g2", ann, "Ann", 0.4), recognition("g2", ann, "Ann", 0.4)]
+    run(env_settings, redis_client, pool, [*good, liveness("g2", "live")])
+    assert [(r["track_id"], r["kind"]) for r in stored(pool)] == [("g2", "access_granted")]

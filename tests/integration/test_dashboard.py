@@ -381,8 +381,13 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
         f"/api/v1/alerts/{with_face['id']}/enrol", json={"identity_id": 1, "display_name": "x"}
     )
     assert both.status_code == 422
-    taken = client.post(
+    duplicate = client.post(
         f"/api/v1/alerts/{with_face['id']}/enrol",
+        json={"display_name": "Other", "login_name": "other"},
+    )
+    assert duplicate.status_code == 422 and "enrolled twice" in duplicate.json()["detail"]
+    taken = client.post(
+        f"/api/v1/alerts/{with_face['id']}/enrol?force=true",
         json={"display_name": "Other", "login_name": "newbie"},
     )
     assert taken.status_code == 409
@@ -583,3 +588,33 @@ def test_a_write_is_committed_before_its_answer_is_sent(env_settings, admin_key,
         created = client.post("/api/v1/identities", json={"display_name": "Ada"})
     assert created.status_code == 201
     assert seen_when_answered == [1]
+
+
+@pytest.mark.data
+def test_enrolment_refuses_outliers_and_possible_duplicates_unless_forced(client):
+    faces = require_data("faces/train")
+    obama, biden = person(client), person(client, "Joe Biden")
+    assert upload(client, obama["id"], (faces / "obama/obama.jpg").read_bytes()).status_code == 201
+    assert upload(client, biden["id"], (faces / "biden/biden.jpg").read_bytes()).status_code == 201
+    # Biden's face offered as Obama's: unlike Obama's photo, and too like Biden's.
+    outlier = upload(client, obama["id"], (faces / "biden/biden.jpg").read_bytes(), "b.jpg")
+    assert outlier.status_code == 422
+    (rejection,) = outlier.json()["rejected"]
+    assert "unlike Barack Obama's other 1 photo(s)" in rejection["reason"]
+    assert "force=true" in rejection["reason"]
+    # A genuine second photo of the same person passes both checks.
+    second = upload(client, obama["id"], (faces / "obama/obama2.jpg").read_bytes(), "o2.jpg")
+    assert second.status_code == 201, second.text
+    # Obama enrolled a second time under another name: a possible duplicate person.
+    twin = person(client, "B. Obama")
+    again = upload(client, twin["id"], (faces / "obama/obama2.jpg").read_bytes(), "o2.jpg")
+    assert again.status_code == 422
+    (rejection,) = again.json()["rejected"]
+    assert "very like 'Barack Obama'" in rejection["reason"]
+    assert "enrolled twice" in rejection["reason"]
+    forced = client.post(
+        f"/api/v1/identities/{twin['id']}/faces?force=true",
+        files={"file": ("o2.jpg", (faces / "obama/obama2.jpg").read_bytes())},
+    )
+    assert forced.status_code == 201, forced.text
+    assert client.get(f"/api/v1/identities/{obama['id']}").json()["face_count"] == 2

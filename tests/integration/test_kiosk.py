@@ -170,3 +170,33 @@ def test_a_spliced_burst_is_refused(recognition_client, pool):
     )
     assert response.status_code == 422
     assert "different faces" in response.json()["detail"]
+
+
+def test_verify_uses_the_1_to_1_threshold_and_scores_the_identity(env_settings, pool, kiosk_key):
+    faces = require_data("faces")
+    obama = enrol(pool, "Barack Obama", "obama", load_rgb(faces / "train/obama/obama.jpg"))
+    second = load_rgb(faces / "train/obama/obama2.jpg")
+    box = detect_faces(second, upsample=1)[0]
+    with pool.connection() as conn:
+        identities.add_face_sample(
+            conn, identity_id=obama, embedding=embed_face(second, box), box=box, image_jpeg=b"x"
+        )
+    probe = (faces / "test/obama1.jpg").read_bytes()
+    results = {}
+    for k, threshold in ((1, 0.6), (2, 0.6), (2, 0.05)):
+        settings = env_settings(
+            RecognitionSettings,
+            recognition_score_k=k,
+            recognition_verify_threshold=threshold,
+            recognition_threshold=0.01,  # 1:N's threshold plays no part in 1:1
+        )
+        with TestClient(recognition_app(settings), headers=key_headers(kiosk_key)) as client:
+            answer = client.post(
+                "/v1/verify", data={"login_name": "obama"}, files=as_files([probe])
+            ).json()
+        results[(k, threshold)] = answer
+    assert results[(1, 0.6)]["match"] and results[(2, 0.6)]["match"]
+    assert results[(2, 0.6)]["threshold"] == 0.6
+    # k=2: the mean over both photos, no nearer than the nearest one alone.
+    assert results[(2, 0.6)]["distance"] > results[(1, 0.6)]["distance"]
+    assert not results[(2, 0.05)]["match"]

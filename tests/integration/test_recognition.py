@@ -92,7 +92,9 @@ def test_enrolled_people_are_recognised_and_strangers_are_not(env_settings, redi
     stranger = by_track["p3-0"]
     assert stranger.identity_id is None and stranger.distance > stranger.threshold
     known = by_track["p0-0"]
-    assert known.distance < 0.6 and known.runner_up_distance > known.distance
+    assert known.distance < known.threshold == 0.55 and known.runner_up_distance > known.distance
+    # The quality the access gates read: a detector box, sharp and frontal enough.
+    assert known.detected is True and known.sharpness > 25 and abs(known.yaw) < 0.35
 
 
 def test_two_people_in_one_frame_get_a_verdict_each(env_settings, redis_client, pool):
@@ -181,3 +183,91 @@ def test_the_gallery_follows_every_enrolment_at_once(pool, redis_client, prefix)
             )
         redis_client.incr(keys.gallery_version)
         assert len(holder.refresh()) == n  # immediately, with no pause between the two
+
+
+def enrol_for_calibration(pool) -> None:
+    faces = require_data("faces")
+    with pool.connection() as conn:
+        for name in ("obama", "biden", "alex_lacamoire", "kit_harington"):
+            enrol(conn, name, *sorted((faces / "train" / name).iterdir()))
+
+
+def test_calibration_curve_and_suggestion_from_the_enrolled_faces(recognition_api, pool):
+    too_few = recognition_api.get("/v1/calibration")
+    assert too_few.status_code == 409 and "at least 2 people" in too_few.json()["detail"]
+    enrol_for_calibration(pool)
+    response = recognition_api.get("/v1/calibration", params={"target_far": 0.01})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["identities"] == 4 and result["genuine_scores"] > 0
+    assert result["target_far"] == 0.01 and result["current_threshold"] == 0.55
+    suggested = result["suggested_threshold"]
+    # Real faces of different people score above 0.6, photos of one person below it.
+    assert result["closest_impostor"] > 0.6 > result["furthest_genuine"]
+    assert suggested is not None and result["at_suggested"]["far_identification_fitted"] <= 0.01
+    plot = recognition_api.get("/v1/calibration", params={"format": "svg"})
+    assert plot.headers["content-type"].startswith("image/svg+xml")
+    assert plot.text.startswith("<svg") and "current 0.550" in plot.text
+    assert recognition_api.get("/v1/calibration", params={"target_far": 2}).status_code == 422
+    assert recognition_api.get("/v1/calibration", params={"format": "png"}).status_code == 422
+    anonymous = recognition_api.get("/v1/calibration", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+
+
+def test_watchpost_calibrate_writes_the_curve_and_the_plot(env_settings, pool, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from watchpost.settings import PROJECT_ROOT
+
+    enrol_for_calibration(pool)
+    url = env_settings(RecognitionSettings).database_url
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "watchpost.cli",
+            "calibrate",
+            "--json",
+            str(tmp_path / "c.json"),
+            "--svg",
+            str(tmp_path / "c.svg"),
+            "--target-far",
+            "0.001",
+        ],
+        env=dict(os.environ, WATCHPOST_DATABASE_URL=url),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 identities" in result.stdout and "WATCHPOST_RECOGNITION_THRESHOLD=" in result.stdout
+    curve = json.loads((tmp_path / "c.json").read_text())
+    assert curve["target_far"] == 0.001 and len(curve["curve"]) > 50
+    assert (tmp_path / "c.svg").read_text().startswith("<svg")
+    bad = subprocess.run(
+        [sys.executable, "-m", "watchpost.cli", "calibrate", "--target-far", "5"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
+
+
+def test_a_re_check_waits_for_a_box_the_detector_confirmed(env_settings, redis_client, pool):
+    rgb = load_rgb(require_data("faces/test/obama1.jpg"))
+    boxes = detect_faces(rgb, upsample=1)[:1]
+
+    def at(seq: int, seconds: float, detected: bool):
+        frame, jpeg = frame_of(rgb, seq=seq, source_time=seconds, boxes=boxes)
+        faces = [f.model_copy(update={"detected": detected}) for f in frame.faces]
+        return frame.model_copy(update={"faces": faces}), jpeg
+
+    frames = [at(0, 0.0, True), at(1, 3.0, False), at(2, 3.2, False), at(3, 3.4, True)]
+    verdicts = run_recognition(env_settings, redis_client, pool, frames)
+    # Due again at 3 s, but embedded only on the next detector-confirmed frame.
+    assert [(v.frame_seq, v.detected) for v in verdicts] == [(0, True), (3, True)]

@@ -37,7 +37,9 @@ def run_consumers(env_settings, redis_client, pool) -> dict:
     rec_settings = env_settings(RecognitionSettings)
     keys = Keys(rec_settings.stream_prefix)
     recognizer = FrameRecognizer(
-        rec_settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
+        rec_settings,
+        redis_client=redis_client,
+        gallery=GalleryHolder(pool, redis_client, keys, k=rec_settings.recognition_score_k),
     )
     recognised = stream_worker(
         rec_settings,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import require_data
@@ -171,3 +172,27 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
         "dashboard",
         "capture",
     }
+
+
+def test_verification_reads_view_1_and_cuts_it_into_folds(tmp_path):
+    from benchmarks.verification_accuracy import best_threshold, read_pairs
+
+    view1 = tmp_path / "pairsDevTest.txt"
+    matched = [f"P{i:02d}\t1\t2" for i in range(20)]
+    mismatched = [f"P{i:02d}\t1\tQ{i:02d}\t1" for i in range(20)]
+    view1.write_text("\n".join(["20", *matched, *mismatched]) + "\n")
+    folds, pairs, fold_of = read_pairs(view1, view1_folds=10)
+    assert folds == 10 and len(pairs) == 40
+    # Every fold has its share of matched and mismatched pairs.
+    for fold in range(10):
+        kinds = [p[4] for p, f in zip(pairs, fold_of, strict=True) if f == fold]
+        assert sorted(kinds) == [False, False, True, True]
+    view1.write_text("\n".join(["20", *mismatched, *matched]) + "\n")
+    with pytest.raises(SystemExit, match="20 matched then 20 mismatched"):
+        read_pairs(view1)
+    view1.write_text("pairs\n")
+    with pytest.raises(SystemExit, match="first line must be"):
+        read_pairs(view1)
+    # The threshold sits between the classes, midway to the next distance.
+    distances = np.array([0.3, 0.4, 0.7, 0.8])
+    assert best_threshold(distances, np.array([True, True, False, False])) == pytest.approx(0.55)

@@ -85,3 +85,15 @@ def test_face_square_is_centred_grown_and_clipped():
     assert cut_square(rgb, (100, 100, 200, 220)).shape == (180, 180, 3)
     assert cut_square(rgb, (100, 100, 200, 220), size=64).shape == (64, 64, 3)
     assert cut_square(rgb, (150, 150, 160, 160), size=64).shape == (64, 64, 3)  # enlarged
+
+
+def test_face_sharpness_keeps_to_the_frame():
+    import numpy as np
+
+    from services.recognition.stream import face_sharpness
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    inside = face_sharpness(rgb, (0, 0, 50, 50))
+    assert inside > 0 and face_sharpness(rgb, (-20, -20, 50, 50)) == inside  # clipped
+    assert face_sharpness(rgb, (130, 0, 160, 40)) == 0.0  # wholly outside

@@ -23,6 +23,13 @@ def face_detector() -> dlib.fhog_object_detector:
 
 
 @cache
+def cnn_face_detector() -> dlib.cnn_face_detection_model_v1:
+    """dlib's MMOD CNN detector: slower than HOG (about 0.3 s on a 250 px image here), but it
+    finds the tight, turned or small faces HOG misses; a fallback, never the first pass."""
+    return dlib.cnn_face_detection_model_v1(weights.cnn_face_detector_model_location())
+
+
+@cache
 def landmarks_68() -> dlib.shape_predictor:
     return dlib.shape_predictor(weights.pose_predictor_model_location())
 
