@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from services.recognition.burst import BurstFace, splice_problem
 from services.recognition import calibration
+from services.recognition.burst import BurstFace, splice_problem
 from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
