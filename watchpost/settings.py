@@ -380,7 +380,7 @@ class LivenessSettings(CommonSettings):
         "attack cues (a replayed video blinks too) have time to speak first.",
     )
     liveness_motion_threshold: float = Field(
-        0.6,
+        0.5,
         gt=0,
         le=1,
         description="The motion cue flags a face whose surroundings share at least this much "
@@ -396,7 +396,7 @@ class LivenessSettings(CommonSettings):
     liveness_eye_cnn: bool = Field(
         True, description="Fuse the eye-state CNN with the EAR (off: EAR alone, no TensorFlow)."
     )
-    liveness_passive: bool = Field(True, description="Run the passive real-vs-spoof CNN.")
+    liveness_passive: bool = Field(True, description="Run the passive attack check (texture model).")
     liveness_passive_decides: bool | None = Field(
         None,
         description="Let the passive check alone call a track a spoof. Default (unset): what its "

@@ -29,7 +29,7 @@ Box = tuple[int, int, int, int]
 MIN_FACE_MOTION_PX = 1.5  # in pixels of a face 100 px wide: smaller moves say nothing
 MIN_POINTS = 6
 RING_INNER, RING_OUTER = 0.35, 0.9  # face widths beside the face
-MOTION_FACE_PX = 130  # the motion cue works on the face scaled to at most this width
+MOTION_FACE_PX = 130  # the motion cue works on the face scaled to this width
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,10 @@ def context_motion(before: np.ndarray, after: np.ndarray, box: Box) -> MotionSam
     x1 = min(after.shape[1], int(box[2] + RING_OUTER * fw0) + 16)
     y1 = min(after.shape[0], int(box[3]) + 16)
     before, after = before[y0:y1, x0:x1], after[y0:y1, x0:x1]
-    # ...and at most MOTION_FACE_PX across the face: motion is measured in face widths anyway.
-    scale = min(1.0, MOTION_FACE_PX / max(1, fw0))
-    if scale < 1.0:
+    # ...scaled so the face is MOTION_FACE_PX across whatever the camera: the same corners and
+    # window sizes see the same face detail at 640 px and at 1080p.
+    scale = MOTION_FACE_PX / max(1, fw0)
+    if abs(scale - 1.0) > 0.05:
         size = (max(1, round(after.shape[1] * scale)), max(1, round(after.shape[0] * scale)))
         before = cv2.resize(before, size, interpolation=cv2.INTER_AREA)
         after = cv2.resize(after, size, interpolation=cv2.INTER_AREA)

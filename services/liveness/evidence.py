@@ -1,5 +1,5 @@
 """From pixels to evidence for one frame: eye readings (EAR and the eye-state CNN, batched over
-every face of the frame) and passive spoof scores. Used by the stream and the burst endpoint."""
+every face of the frame) and passive attack scores. Used by the stream and the burst endpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from services.liveness.blink import eyes_measurable, face_ear
 from services.liveness.eyes import (
@@ -18,7 +17,7 @@ from services.liveness.eyes import (
     eye_patches,
     face_landmarks,
 )
-from services.liveness.passive import FACE_CROP, SpoofClassifier
+from services.liveness.passive_model import PassiveModel
 from services.liveness.verdict import LivenessPolicy
 from watchpost.settings import LivenessSettings
 
@@ -36,10 +35,13 @@ class EvidenceReader:
     def __init__(self, settings: LivenessSettings, *, passive_model: Path | None = None) -> None:
         """`passive_model`: other passive weights than the shipped ones (benchmarks)."""
         self.eyes = EyeStateClassifier() if settings.liveness_eye_cnn else None
-        self.spoof = SpoofClassifier() if settings.liveness_passive else None
+        self.passive = PassiveModel.load(passive_model) if settings.liveness_passive else None
         threshold = settings.liveness_spoof_threshold or (
-            self.spoof.threshold if self.spoof else 0.5
+            self.passive.threshold if self.passive else 0.5
         )
+        decides = settings.liveness_passive_decides
+        if decides is None:  # the model file says whether its measured figures allow it
+            decides = bool(self.passive and self.passive.decides)
         self.min_eye_px = settings.liveness_min_eye_px
         self.eye_framing = EYE_FRAMING  # benchmarks compare other framings and no upscaling
         self.landmark_face_px = LANDMARK_FACE_PX
@@ -47,7 +49,7 @@ class EvidenceReader:
             window_seconds=settings.liveness_window_seconds,
             min_frames=settings.liveness_min_frames,
             spoof_threshold=threshold,
-            passive_decides=bool(settings.liveness_passive_decides),
+            passive_decides=decides,
             motion_threshold=settings.liveness_motion_threshold,
             motion_min_pairs=settings.liveness_motion_min_pairs,
             min_live_seconds=settings.liveness_min_live_seconds,
@@ -61,8 +63,8 @@ class EvidenceReader:
         warm_up(landmarks=True)
         if self.eyes is not None:
             self.eyes.scores(np.zeros((2, EYE_PATCH, EYE_PATCH), np.uint8))
-        if self.spoof is not None:
-            self.spoof.scores(np.zeros((1, FACE_CROP, FACE_CROP, 3), np.uint8))
+        if self.passive is not None:
+            self.passive.scores([np.full((64, 64, 3), 128, np.uint8)])
 
     def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
         """One reading per face; the CNN runs once for all readable eyes of the frame. Small
@@ -87,12 +89,6 @@ class EvidenceReader:
     def passive_scores(self, crops: list[np.ndarray]) -> list[float]:
         """P(attack) per face crop (a `watchpost.images.face_square` cut at camera resolution);
         empty when the passive check is off."""
-        if self.spoof is None or not crops:
+        if self.passive is None or not crops:
             return []
-        batch = np.stack(
-            [
-                np.asarray(Image.fromarray(c).resize((FACE_CROP, FACE_CROP), Image.BILINEAR))
-                for c in crops
-            ]
-        )
-        return [float(s) for s in self.spoof.scores(batch)]
+        return [float(s) for s in self.passive.scores(crops)]

@@ -22,7 +22,7 @@ class LivenessPolicy:
     spoof_threshold: float = 0.5  # P(attack) at or above which the passive check flags a track
     min_passive: int = 4  # crops the passive check needs before it may flag (or clear) a track
     passive_decides: bool = False  # may the passive check alone call a spoof?
-    motion_threshold: float = 0.6  # share of the face's motion its surroundings share
+    motion_threshold: float = 0.5  # share of the face's motion its surroundings share
     motion_min_pairs: int = 5  # frame pairs with the face moving before motion may flag
     edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
     edges_min_frames: int = 10

@@ -93,7 +93,7 @@ def test_a_face_without_readable_eyes_stays_undecided_with_a_reason(env_settings
     assert "small" in verdicts[0].reason
 
 
-HELD_OUT = ["0003", "0007"]  # subjects the spoof CNN never saw in training or validation
+HELD_OUT = ["0003", "0007"]  # NUAA subjects played as camera streams
 
 
 def play_sessions(
@@ -139,19 +139,17 @@ def test_printed_photo_attacks_played_as_a_stream_are_never_live(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("subject", HELD_OUT)
-def test_real_people_are_not_called_spoof_by_the_passive_check(env_settings, redis_client, subject):
-    """Even when the passive check is allowed to decide on its own, it does not call NUAA's real
-    webcam sessions of held-out subjects a spoof (a missing blink may still do so)."""
+def test_real_webcam_sessions_are_not_called_an_attack_by_the_cues(
+    env_settings, redis_client, subject
+):
+    """NUAA's real webcam sessions, with the service's default settings: the attack cues
+    (passive on the crops, motion, edges) never call them a spoof (a missing blink in a short
+    session may leave them undecided). The shipped passive model saw these subjects in
+    training; what it does on unseen sources is measured leave-one-source-out, not here."""
     folder = require_data(f"liveness/nuaa_train/ClientRaw/{subject}")
-    deciding = lambda cls, **kw: env_settings(cls, liveness_passive_decides=True, **kw)  # noqa: E731
     tracks: dict = {}
-    for session, seen in play_sessions(deciding, redis_client, folder, tracks=tracks).items():
-        # Judged on enough crops (a verdict is published only when the state or the blink count
-        # changes, so the last one published may predate most of them).
+    for session, seen in play_sessions(env_settings, redis_client, folder, tracks=tracks).items():
         (evidence,) = [e for (camera, _), e in tracks.items() if camera == session]
-        assert len(evidence.passive) >= 8, session
+        assert len(evidence.passive) >= 4, session  # the passive check did read the crops
         for verdict in seen:
-            assert "attack cue passive" not in verdict.reason.split(";")[0], (
-                session,
-                verdict.reason,
-            )
+            assert not verdict.reason.startswith("attack cue"), (session, verdict.reason)

@@ -72,7 +72,7 @@ def test_a_replay_that_blinks_is_a_spoof_by_its_motion_and_stays_one():
     assert state == "spoof" and "attack cue motion" in reason
     (motion,) = cues
     assert motion.name == "motion" and motion.flagged and motion.samples == 5
-    assert "motion 0.73>=0.60 (5)" in reason  # the evidence travels with the verdict
+    assert "motion 0.73>=0.50 (5)" in reason  # the evidence travels with the verdict
     # Latched: later still frames (no motion samples) and more blinks do not undo it.
     for i in range(100):
         replay.observe(2.0 + i / 30, 0.32 if i % 20 else 0.1, None)

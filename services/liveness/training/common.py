@@ -66,31 +66,6 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.
     }
 
 
-def pad_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
-    """ISO/IEC 30107-3: APCER = attacks accepted as bona fide, BPCER = bona fide rejected."""
-    attack = labels == 1
-    flagged = scores >= threshold
-    apcer = float(np.mean(~flagged[attack])) if attack.any() else 0.0
-    bpcer = float(np.mean(flagged[~attack])) if (~attack).any() else 0.0
-    return {
-        "apcer": apcer,
-        "bpcer": bpcer,
-        "acer": (apcer + bpcer) / 2,
-        "threshold": threshold,
-        "attacks": int(attack.sum()),
-        "bona_fide": int((~attack).sum()),
-    }
-
-
-def equal_error_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    candidates = np.unique(np.concatenate([scores, [0.5]]))
-    gaps = [
-        abs(pad_metrics(labels, scores, t)["apcer"] - pad_metrics(labels, scores, t)["bpcer"])
-        for t in candidates
-    ]
-    return float(candidates[int(np.argmin(gaps))])
-
-
 def plot_curves(history: dict, path: Path, title: str) -> None:
     import matplotlib
 
