@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import redis
@@ -244,11 +244,14 @@ def postgres_ok(pool: Pool) -> bool:
         return False
 
 
-class Resources:
-    """The clients a service process holds for its lifetime; with a database, also what checks
-    API keys (the keys table is there)."""
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
-    def __init__(self, settings: CommonSettings, *, needs_db: bool) -> None:
+
+class Resources(Generic[SettingsT]):
+    """The clients a service process holds for its lifetime; with a database, also what checks
+    API keys (the keys table is there). Generic over the service's own settings class."""
+
+    def __init__(self, settings: SettingsT, *, needs_db: bool) -> None:
         self.settings = settings
         self.redis = redis_client(settings.require_redis_url())
         self.pool: Pool | None = None
@@ -262,6 +265,12 @@ class Resources:
             self.redis, settings.stream_prefix, settings.auth_failures_per_minute
         )
         self.loops: list[BackgroundLoop] = []
+
+    def require_pool(self) -> Pool:
+        """The database pool of a service built with `needs_db=True`."""
+        if self.pool is None:
+            raise RuntimeError(f"{self.settings.service_name} was built without a database")
+        return self.pool
 
     def dependencies(self) -> dict[str, bool]:
         checks = {"redis": redis_ok(self.redis)}
@@ -278,11 +287,11 @@ class Resources:
 
 
 def service_app(
-    settings: CommonSettings,
+    settings: SettingsT,
     *,
     needs_db: bool,
-    build_loops: Callable[[Resources], list[BackgroundLoop]],
-    setup: Callable[[FastAPI, Resources], None] | None = None,
+    build_loops: Callable[[Resources[SettingsT]], list[BackgroundLoop]],
+    setup: Callable[[FastAPI, Resources[SettingsT]], None] | None = None,
     uploads: Sequence[UploadRoute] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
@@ -394,7 +403,7 @@ def api_key_auth(role: Role) -> Callable[[Request], Awaitable[Principal]]:
     async def admit(request: Request) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
-            resources: Resources = request.app.state.resources
+            resources: Resources[CommonSettings] = request.app.state.resources
             assert resources.verifier is not None, "API keys need the database"
             key = bearer(request.headers.get("authorization"))
             address = request.client.host if request.client else "unknown"
