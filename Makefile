@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: up test test-fast lint install clean browser-deps docker-deps docker-images
+.PHONY: up test test-fast lint typecheck install clean browser-deps docker-deps docker-images
 
 $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,8 @@ docker-deps:
 docker-images: docker-deps
 	$(PYTHON) deploy/images.py all
 
-test: $(STAMP) browser-deps docker-deps
+# Lint, format check and type check first: a finding fails the run before the tests start.
+test: lint typecheck browser-deps docker-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
@@ -50,6 +51,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy over the paths listed in pyproject.toml ([tool.mypy] files): strict on watchpost/.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .watchpost .pytest_cache .ruff_cache

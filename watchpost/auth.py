@@ -26,13 +26,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-import psycopg
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from psycopg_pool import ConnectionPool
 
 from watchpost.db import access
+from watchpost.db.pool import Conn, Pool, Row
 
 
 class Role(enum.IntEnum):
@@ -80,7 +79,7 @@ def new_key() -> tuple[str, str, str]:
     return f"wp_{key_id}_{secret}", key_id, _HASHER.hash(secret)
 
 
-def create_key(conn: psycopg.Connection, *, name: str, role: Role | str) -> tuple[str, dict]:
+def create_key(conn: Conn, *, name: str, role: Role | str) -> tuple[str, Row]:
     """Store a new key with the role; (the full key, shown once; its row)."""
     role = Role[role] if isinstance(role, str) else role
     full, key_id, hashed = new_key()
@@ -95,7 +94,7 @@ class KeyVerifier:
     note its use; the argon2 hash is computed with no connection held, so slow hashes cannot
     starve the pool."""
 
-    def __init__(self, pool: ConnectionPool, cache_seconds: float = 30.0) -> None:
+    def __init__(self, pool: Pool, cache_seconds: float = 30.0) -> None:
         self.pool = pool
         self.cache_seconds = cache_seconds
         self._good: dict[str, tuple[float, Principal]] = {}

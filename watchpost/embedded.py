@@ -6,15 +6,19 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 
 class EmbeddedRedis:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.socket = folder / "redis.sock"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -69,13 +73,13 @@ class EmbeddedRedis:
 class EmbeddedPostgres:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.server = None
+        self.server: PostgresServer | None = None
 
     def start(self) -> str:
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.server = pgserver.get_server(self.folder, cleanup_mode="stop")
+        self.server = get_server(self.folder, cleanup_mode="stop")
         return self.server.get_uri()
 
     def stop(self) -> None:

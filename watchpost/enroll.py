@@ -37,11 +37,11 @@ def find_or_create(client: httpx.Client, name: str, summary: EnrolmentSummary) -
     page.raise_for_status()
     for identity in page.json()["items"]:
         if identity["display_name"] == name:
-            return identity["id"]
+            return int(identity["id"])
     created = client.post("/api/v1/identities", json={"display_name": name})
     created.raise_for_status()
     summary.created += 1
-    return created.json()["id"]
+    return int(created.json()["id"])
 
 
 def post_photo(client: httpx.Client, path: str, photo: Path, largest: bool) -> httpx.Response:

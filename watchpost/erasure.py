@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
+from typing import Any, cast
 
 import redis
 
@@ -47,7 +48,7 @@ def forget_person(
     }
     for key in client.scan_iter(match=keys.every_track_label, count=500):
         raw = client.get(key)
-        if raw is not None and _json(raw).get("name") in names:
+        if raw is not None and _json(cast(bytes, raw)).get("name") in names:
             removed["labels"] += client.delete(key)
     live = list(client.scan_iter(match=keys.every_live_frame, count=500))
     if live:
@@ -55,11 +56,11 @@ def forget_person(
     return removed
 
 
-def _data(fields: dict[bytes, bytes]) -> dict:
+def _data(fields: dict[bytes, bytes]) -> dict[str, Any]:
     return _json(fields.get(b"data", b"{}"))
 
 
-def _json(raw: bytes) -> dict:
+def _json(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -48,8 +48,8 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PIXELS) 
         raise ImageError("the file is not an image we can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"the image is corrupt or truncated ({exc})") from None
-    image = ImageOps.exif_transpose(image)
-    return np.asarray(image.convert("RGB"))
+    upright = ImageOps.exif_transpose(image)
+    return np.asarray(upright.convert("RGB"))
 
 
 def decode_jpeg(data: bytes, *, grey: bool = False) -> np.ndarray:
@@ -123,8 +123,8 @@ def cut_square(
 
 def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: str) -> bytes:
     """The JPEG with a labelled rectangle around `box` (for alert snapshots)."""
-    with Image.open(io.BytesIO(jpeg)) as image:
-        image = image.convert("RGB")
+    with Image.open(io.BytesIO(jpeg)) as opened:
+        image = opened.convert("RGB")
     draw = ImageDraw.Draw(image)
     width = max(2, image.width // 320)
     draw.rectangle(box, outline=colour, width=width)

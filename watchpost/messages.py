@@ -10,7 +10,7 @@ Nothing is pickled.
 from __future__ import annotations
 
 import time
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -306,10 +306,10 @@ def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message
     return message, image
 
 
-_ADAPTERS: dict[object, TypeAdapter] = {}
+_ADAPTERS: dict[object, TypeAdapter[Message]] = {}
 
 
-def _adapter(expected: type | object) -> TypeAdapter:
+def _adapter(expected: Any) -> TypeAdapter[Message]:
     if expected not in _ADAPTERS:
         _ADAPTERS[expected] = TypeAdapter(expected)
     return _ADAPTERS[expected]

@@ -12,10 +12,10 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 import redis
@@ -23,7 +23,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import ConnectionPool
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,7 +37,7 @@ from watchpost.auth import (
     check_key,
     same_secret,
 )
-from watchpost.db import apply_migrations, open_pool
+from watchpost.db import Pool, apply_migrations, open_pool
 from watchpost.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -236,7 +235,7 @@ def redis_ok(client: redis.Redis) -> bool:
         return False
 
 
-def postgres_ok(pool: ConnectionPool) -> bool:
+def postgres_ok(pool: Pool) -> bool:
     try:
         with pool.connection(timeout=2) as conn:
             conn.execute("SELECT 1")
@@ -245,14 +244,17 @@ def postgres_ok(pool: ConnectionPool) -> bool:
         return False
 
 
-class Resources:
-    """The clients a service process holds for its lifetime; with a database, also what checks
-    API keys (the keys table is there)."""
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
-    def __init__(self, settings: CommonSettings, *, needs_db: bool) -> None:
+
+class Resources(Generic[SettingsT]):
+    """The clients a service process holds for its lifetime; with a database, also what checks
+    API keys (the keys table is there). Generic over the service's own settings class."""
+
+    def __init__(self, settings: SettingsT, *, needs_db: bool) -> None:
         self.settings = settings
         self.redis = redis_client(settings.require_redis_url())
-        self.pool = None
+        self.pool: Pool | None = None
         self.verifier: KeyVerifier | None = None
         if needs_db:
             url = settings.require_database_url()
@@ -263,6 +265,12 @@ class Resources:
             self.redis, settings.stream_prefix, settings.auth_failures_per_minute
         )
         self.loops: list[BackgroundLoop] = []
+
+    def require_pool(self) -> Pool:
+        """The database pool of a service built with `needs_db=True`."""
+        if self.pool is None:
+            raise RuntimeError(f"{self.settings.service_name} was built without a database")
+        return self.pool
 
     def dependencies(self) -> dict[str, bool]:
         checks = {"redis": redis_ok(self.redis)}
@@ -279,11 +287,11 @@ class Resources:
 
 
 def service_app(
-    settings: CommonSettings,
+    settings: SettingsT,
     *,
     needs_db: bool,
-    build_loops: Callable[[Resources], list[BackgroundLoop]],
-    setup: Callable[[FastAPI, Resources], None] | None = None,
+    build_loops: Callable[[Resources[SettingsT]], list[BackgroundLoop]],
+    setup: Callable[[FastAPI, Resources[SettingsT]], None] | None = None,
     uploads: Sequence[UploadRoute] = (),
     **fastapi_kwargs: Any,
 ) -> FastAPI:
@@ -292,7 +300,7 @@ def service_app(
     callers they admit; the OpenAPI pages and /metrics are served as the settings say."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = Resources(settings, needs_db=needs_db)
         app.state.resources = resources
         if setup is not None:
@@ -316,12 +324,13 @@ def service_app(
         upload_bytes=settings.max_upload_bytes,
         uploads=uploads,
     )
-    app.openapi = lambda: openapi_with_sentence_errors(app)
+    # FastAPI's documented way to replace the schema is to assign the method.
+    app.openapi = lambda: openapi_with_sentence_errors(app)  # type: ignore[method-assign]
 
     @app.exception_handler(psycopg.errors.DataError)
     @app.exception_handler(psycopg.errors.NotNullViolation)
     @app.exception_handler(psycopg.errors.CheckViolation)
-    async def unstorable(request, exc: psycopg.Error) -> JSONResponse:
+    async def unstorable(request: Request, exc: psycopg.Error) -> JSONResponse:
         # A value the schema let through but PostgreSQL cannot hold (an id beyond bigint, a
         # NUL byte): the caller's mistake, said as such, not a 500.
         log.info("refused unstorable input on %s: %s", request.url.path, exc)
@@ -341,7 +350,7 @@ def service_app(
     return app
 
 
-def openapi_with_sentence_errors(app: FastAPI) -> dict:
+def openapi_with_sentence_errors(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI schema, saying what its 422 answers really hold: FastAPI's list of
     field errors when a request does not parse, or one sentence when its content is unusable
     (a corrupt image, no face). Clients and schemathesis can then check both."""
@@ -394,7 +403,7 @@ def api_key_auth(role: Role) -> Callable[[Request], Awaitable[Principal]]:
     async def admit(request: Request) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
-            resources: Resources = request.app.state.resources
+            resources: Resources[CommonSettings] = request.app.state.resources
             assert resources.verifier is not None, "API keys need the database"
             key = bearer(request.headers.get("authorization"))
             address = request.client.host if request.client else "unknown"

@@ -130,7 +130,7 @@ class CommonSettings(BaseSettings):
         description="When set, /metrics answers only `Authorization: Bearer <this token>`.",
     )
     camera_source_kinds: list[SourceKind] = Field(
-        default_factory=lambda: ["file", "rtsp", "rtsps", "http", "https"],
+        default_factory=lambda: list[SourceKind](["file", "rtsp", "rtsps", "http", "https"]),
         description="Kinds of camera source that may be added or opened: file, webcam, rtsp, "
         "rtsps, http, https (JSON list). The source in WATCHPOST_CAPTURE_SOURCE is always allowed.",
     )

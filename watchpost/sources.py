@@ -35,7 +35,7 @@ class SourceNotAllowed(ValueError):
 def resolve_host(host: str) -> list[str]:
     """Every address the name resolves to (empty when it does not resolve)."""
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except (socket.gaierror, UnicodeError):
         return []
 

@@ -16,9 +16,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias, cast
 
 import redis
 from prometheus_client import Counter
+from redis.typing import EncodableT, FieldT
 
 from watchpost.keys import DEAD_LETTER_MAXLEN
 from watchpost.messages import (
@@ -31,6 +33,23 @@ from watchpost.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+# An entry as our clients read it. redis-py types its replies as unions over `decode_responses`;
+# the project never sets it, so keys, values and ids are always bytes. The casts below say so once.
+Fields: TypeAlias = dict[bytes, bytes]
+Entry: TypeAlias = tuple[bytes, Fields]
+
+
+def _entries(raw: object) -> list[Entry]:
+    """XRANGE's reply, or one stream's entries in an XREADGROUP/XAUTOCLAIM reply."""
+    return cast(list[Entry], raw)
+
+
+def _first_stream_entries(reply: object) -> list[Entry]:
+    """The entries of the one stream an XREADGROUP read (none when it timed out)."""
+    streams = cast(list[tuple[bytes, list[Entry]]] | None, reply)
+    return streams[0][1] if streams else []
+
 
 DEAD_LETTERED = Counter(
     "watchpost_dead_lettered_total", "Stream entries moved to the dead-letter stream", ["stream"]
@@ -57,8 +76,9 @@ def publish(
     attachments: dict[str, bytes] | None = None,
     maxlen: int,
 ) -> bytes:
-    fields = encode(message, image, attachments)
-    return client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+    encoded = encode(message, image, attachments)
+    fields: dict[FieldT, EncodableT] = {key: value for key, value in encoded.items()}
+    return cast(bytes, client.xadd(stream, fields, maxlen=maxlen, approximate=True))
 
 
 def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float) -> dict[str, int]:
@@ -75,7 +95,7 @@ def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float)
 def delete_entries(
     client: redis.Redis,
     stream: str,
-    matches: Callable[[dict[bytes, bytes]], bool],
+    matches: Callable[[Fields], bool],
     *,
     batch: int = 200,
 ) -> int:
@@ -84,7 +104,7 @@ def delete_entries(
     GroupConsumer acknowledges and skips."""
     deleted, start = 0, "-"
     while True:
-        entries = client.xrange(stream, min=start, max="+", count=batch)
+        entries = _entries(client.xrange(stream, min=start, max="+", count=batch))
         doomed = [entry_id for entry_id, fields in entries if matches(fields)]
         if doomed:
             deleted += client.xdel(stream, *doomed)
@@ -132,13 +152,14 @@ class GroupConsumer:
     def start(self) -> None:
         ensure_group(self.client, self.stream, self.group, self.start_id)
 
-    def read(self, *, count: int = 16, block_ms: int = 1000) -> list[Delivery]:
+    def read(self, *, count: int = 16, block_ms: int | None = 1000) -> list[Delivery]:
+        """Up to `count` deliveries; waits up to `block_ms` for new ones (None: does not wait)."""
         entries = self._own_pending(count) or self._claim_stale(count)
         if not entries:
             reply = self.client.xreadgroup(
                 self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
             )
-            entries = reply[0][1] if reply else []
+            entries = _first_stream_entries(reply)
         return self._decode_all(entries)
 
     def ack(self, entry_ids: Iterable[bytes]) -> None:
@@ -162,12 +183,12 @@ class GroupConsumer:
         """Read this consumer's unacked entries again before any new ones."""
         self._own_pending_done = False
 
-    def _own_pending(self, count: int) -> list:
+    def _own_pending(self, count: int) -> list[Entry]:
         """After a restart, entries delivered to this consumer name but never acked."""
         if self._own_pending_done:
             return []
         reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=count)
-        raw = reply[0][1] if reply else []
+        raw = _first_stream_entries(reply)
         # An entry trimmed from the stream while pending comes back without fields: nothing is
         # left to process, so ack it rather than meet it again on every restart.
         trimmed = [entry_id for entry_id, fields in raw if not fields]
@@ -177,7 +198,7 @@ class GroupConsumer:
             self._own_pending_done = True
         return [e for e in raw if e[1]]
 
-    def _claim_stale(self, count: int) -> list:
+    def _claim_stale(self, count: int) -> list[Entry]:
         """Entries another consumer took and left pending for too long (it probably died)."""
         reply = self.client.xautoclaim(
             self.stream,
@@ -187,12 +208,13 @@ class GroupConsumer:
             start_id=self._claim_cursor,
             count=count,
         )
-        self._claim_cursor = reply[0]
+        cursor, claimed = cast(tuple[bytes, list[Entry]], reply)[:2]
+        self._claim_cursor = cursor
         # Entries trimmed away while pending come back empty; XAUTOCLAIM already dropped them.
-        return [e for e in reply[1] if e[1]]
+        return [e for e in _entries(claimed) if e[1]]
 
-    def _decode_all(self, entries: list) -> list[Delivery]:
-        deliveries = []
+    def _decode_all(self, entries: list[Entry]) -> list[Delivery]:
+        deliveries: list[Delivery] = []
         for entry_id, fields in entries:
             try:
                 message, image = decode(fields, self.expected)
@@ -203,7 +225,7 @@ class GroupConsumer:
             deliveries.append(Delivery(self.stream, entry_id, message, image, extra))
         return deliveries
 
-    def _dead_letter(self, entry_id: bytes, fields: dict, reason: str) -> None:
+    def _dead_letter(self, entry_id: bytes, fields: Fields, reason: str) -> None:
         log.warning(
             "dead-lettering %s %s: %s",
             self.stream,
@@ -212,7 +234,7 @@ class GroupConsumer:
             extra={"stream": self.stream, "entry_id": entry_id.decode()},
         )
         # Pictures stay out of the dead letters: they are biometric data nobody will replay.
-        record = {
+        record: dict[FieldT, EncodableT] = {
             k: v for k, v in fields.items() if k != b"image" and not k.startswith(ATTACHMENT_PREFIX)
         }
         record.update(

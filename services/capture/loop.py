@@ -12,10 +12,9 @@ import numpy as np
 import psycopg
 import redis
 from prometheus_client import Counter, Gauge, Histogram
-from psycopg_pool import ConnectionPool
 
 from services.capture.source import SourceError, VideoSource, open_source
-from watchpost.db import cameras
+from watchpost.db import Pool, cameras
 from watchpost.images import face_square
 from watchpost.keys import Keys
 from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
@@ -55,7 +54,7 @@ class CaptureLoop:
         settings: CaptureSettings,
         *,
         redis_client: redis.Redis,
-        pool: ConnectionPool | None,
+        pool: Pool | None,
         source: str,
         camera_id: str | None = None,
         trusted: bool = False,
@@ -261,7 +260,7 @@ class CaptureLoop:
             annotated = bgr.copy()
             for face, raw in zip(tracked, labels, strict=True):
                 label = json.loads(raw) if raw else {}
-                colour = LIVE_COLOURS.get(label.get("liveness"), (200, 200, 200))
+                colour = LIVE_COLOURS.get(label.get("liveness", ""), (200, 200, 200))
                 left, top, right, bottom = face.box
                 cv2.rectangle(annotated, (left, top), (right - 1, bottom - 1), colour, 2)
                 text = f"{label.get('name') or 'unknown'} | {label.get('liveness', 'checking')}"

@@ -26,12 +26,12 @@ def resolve_source(settings: CaptureSettings) -> str:
 def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
 
-    def build(resources: Resources) -> list[BackgroundLoop]:
+    def build(resources: Resources[CaptureSettings]) -> list[BackgroundLoop]:
         warm_up(detector=True)  # before the service reports ready
         supervisor = CaptureSupervisor(
             settings,
             redis_client=resources.redis,
-            pool=resources.pool,
+            pool=resources.require_pool(),
             default_source=resolve_source(settings),
         )
         app.state.supervisor = supervisor

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import psycopg
 import redis
-from psycopg_pool import ConnectionPool
 
 from services.capture.loop import CaptureLoop
-from watchpost.db import cameras
+from watchpost.db import Pool, cameras
 from watchpost.keys import Keys
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
@@ -45,7 +45,7 @@ class CaptureSupervisor:
         settings: CaptureSettings,
         *,
         redis_client: redis.Redis,
-        pool: ConnectionPool,
+        pool: Pool,
         default_source: str | None,
     ) -> None:
         self.settings = settings
@@ -70,7 +70,8 @@ class CaptureSupervisor:
 
     def reconcile(self, *, force: bool = False) -> None:
         try:
-            version = self.redis.get(self.keys.cameras_version)
+            # Our clients never decode responses: the value is bytes (or None).
+            version = cast(bytes | None, self.redis.get(self.keys.cameras_version))
             crashed = [c for c, r in self.running.items() if r.crashed]
             if version == self._version and not crashed and not force:
                 return

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import redis
@@ -50,7 +50,7 @@ from services.dashboard.schemas import (
     UnknownGroupPublic,
 )
 from watchpost.auth import Principal, Role
-from watchpost.db import access, alerts, cameras, identities, sightings
+from watchpost.db import Conn, Row, access, alerts, cameras, identities, sightings
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.erasure import forget_person
 from watchpost.messages import AlertKind
@@ -60,8 +60,10 @@ from watchpost.sources import SourceNotAllowed, redact
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
-NOT_FOUND = {404: {"model": Problem}}
-JPEG = {200: {"content": {"image/jpeg": {}}}}
+# OpenAPI answers added to a route's own (FastAPI's `responses`).
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"model": Problem}}
+JPEG: Responses = {200: {"content": {"image/jpeg": {}}}}
 
 
 def alert_public(row: dict) -> AlertPublic:
@@ -112,11 +114,26 @@ def rules(settings: DashboardSettings, *, largest: bool, force: bool = False) ->
     )
 
 
-def existing_identity(conn, identity_id: int) -> dict:
+def existing_identity(conn: Conn, identity_id: int) -> Row:
     row = identities.get_identity(conn, identity_id)
     if row is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
     return row
+
+
+def target_identity(conn: Conn, body: AlertEnrol) -> int:
+    """The identity a request names, or a new one created under its display name."""
+    if body.identity_id is not None:
+        return body.identity_id
+    if body.display_name is None:  # the model's validator already refuses this
+        raise HTTPException(422, detail="give either identity_id or display_name")
+    try:
+        row = identities.create_identity(
+            conn, display_name=body.display_name, login_name=body.login_name
+        )
+    except DuplicateLoginError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return int(row["id"])
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -513,14 +530,7 @@ def enrol_from_alert(
         raise HTTPException(422, detail=f"alert {alert_id}: {exc}") from None
     except RecognitionUnavailable as exc:
         raise HTTPException(503, detail=str(exc)) from None
-    identity_id = body.identity_id
-    if identity_id is None:
-        try:
-            identity_id = identities.create_identity(
-                conn, display_name=body.display_name, login_name=body.login_name
-            )["id"]
-        except DuplicateLoginError as exc:
-            raise HTTPException(409, detail=str(exc)) from None
+    identity_id = target_identity(conn, body)
     audit(conn, request, who, "faces_add", "identity", identity_id, count=1, alert_id=alert_id)
     try:
         (row,) = store_faces(conn, redis_client, keys, identity_id=identity_id, faces=[face])
@@ -706,14 +716,7 @@ def name_unknown_group(
     if locked is None or locked["named_identity_id"] is not None:
         conn.rollback()
         raise HTTPException(409, detail=f"unknown group {group_id} was named meanwhile")
-    identity_id = body.identity_id
-    if identity_id is None:
-        try:
-            identity_id = identities.create_identity(
-                conn, display_name=body.display_name, login_name=body.login_name
-            )["id"]
-        except DuplicateLoginError as exc:
-            raise HTTPException(409, detail=str(exc)) from None
+    identity_id = target_identity(conn, body)
     try:
         moved = sightings.name_group(conn, group_id, identity_id)
         audit(

@@ -55,13 +55,14 @@ def session_cookie(settings: DashboardSettings) -> str:
 class AuthState:
     """What the dashboard process keeps to check callers (built in the app's setup)."""
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources[DashboardSettings]) -> None:
         settings = resources.settings
         prefix = Keys(settings.stream_prefix).prefix
         self.resources = resources
         self.cookie = session_cookie(settings)
         self.allowed_origins: list[str] = settings.dashboard_cors_origins
-        assert resources.verifier is not None and resources.pool is not None
+        assert resources.verifier is not None
+        self.pool = resources.require_pool()
         self.verifier: KeyVerifier = resources.verifier
         self.throttle: FailureThrottle = resources.throttle
         self.sessions = Sessions(
@@ -232,7 +233,7 @@ def login(body: Login, request: Request, response: Response) -> SessionInfo:
     try:
         principal = state.verifier.check_uncached(body.key)  # holds no connection while hashing
     except AuthError:
-        with state.resources.pool.connection() as conn:
+        with state.pool.connection() as conn:
             access.audit(
                 conn,
                 actor="anonymous",
@@ -253,7 +254,7 @@ def login(body: Login, request: Request, response: Response) -> SessionInfo:
         secure=settings.dashboard_secure_cookies,
         path="/",
     )
-    with state.resources.pool.connection() as conn:
+    with state.pool.connection() as conn:
         audit(conn, request, principal, "login")
     return SessionInfo(name=principal.name, role=principal.role.name, key_id=principal.key_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import cast
 
 import redis
 from prometheus_client import Gauge
@@ -67,7 +68,11 @@ class AlertBroadcaster:
         last_id: bytes | str = "$"
         while not stop.is_set():
             try:
-                reply = self.redis.xread({self.keys.alerts: last_id}, count=100, block=1000)
+                # Our clients never decode responses: ids, field names and values are bytes.
+                reply = cast(
+                    list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None,
+                    self.redis.xread({self.keys.alerts: last_id}, count=100, block=1000),
+                )
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("alert stream unreachable: %s", exc)
                 stop.wait(1.0)
@@ -79,6 +84,8 @@ class AlertBroadcaster:
                         event, _ = decode(fields, AlertEvent)
                     except MessageError as exc:
                         log.warning("skipping malformed alert %s: %s", entry_id, exc)
+                        continue
+                    if not isinstance(event, AlertEvent):  # decode returns the type it was given
                         continue
                     self._deliver(event)
 

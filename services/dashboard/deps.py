@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-import psycopg
 import redis
 from fastapi import Depends, Request
 
+from watchpost.db.pool import Conn
 from watchpost.keys import Keys
 from watchpost.settings import DashboardSettings
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+def get_conn(request: Request) -> Iterator[Conn]:
     """One pooled connection per request, committed when the request succeeds."""
     with request.app.state.resources.pool.connection() as conn:
         yield conn
@@ -35,7 +35,7 @@ def get_keys(request: Request) -> Keys:
 # function returns, before the response is sent. With FastAPI's default it was committed after
 # the response had gone out, so a client that created something and used it at once (the bulk
 # enrolment: create a person, upload their photo) could be told it did not exist.
-ConnDep = Annotated[psycopg.Connection, Depends(get_conn, scope="function")]
+ConnDep = Annotated[Conn, Depends(get_conn, scope="function")]
 RedisDep = Annotated[redis.Redis, Depends(get_redis)]
 SettingsDep = Annotated[DashboardSettings, Depends(get_settings)]
 KeysDep = Annotated[Keys, Depends(get_keys)]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import httpx
 import numpy as np
-import psycopg
 import redis
 
 from watchpost.db import identities
+from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
 from watchpost.keys import Keys
 
@@ -143,13 +143,13 @@ def gallery_check(conn: psycopg.Connection, identity_id: int, name: str, rules: 
 
 
 def store_faces(
-    conn: psycopg.Connection,
+    conn: Conn,
     redis_client: redis.Redis,
     keys: Keys,
     *,
     identity_id: int,
     faces: list[CheckedFace],
-) -> list[dict]:
+) -> list[Row]:
     """Insert the faces in one transaction, then tell recognition replicas to reload."""
     rows = [
         identities.add_face_sample(
@@ -167,6 +167,6 @@ def store_faces(
     return rows
 
 
-def gallery_changed(conn: psycopg.Connection, redis_client: redis.Redis, keys: Keys) -> None:
+def gallery_changed(conn: Conn, redis_client: redis.Redis, keys: Keys) -> None:
     conn.commit()
     redis_client.incr(keys.gallery_version)

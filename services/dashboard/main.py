@@ -45,7 +45,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     settings = settings or DashboardSettings()
     settings.service_token("dashboard")  # refuse to start without it, not at the first enrolment
 
-    def build(resources: Resources) -> list[BackgroundLoop]:
+    def build(resources: Resources[DashboardSettings]) -> list[BackgroundLoop]:
         broadcaster = AlertBroadcaster(
             resources.redis,
             Keys(settings.stream_prefix),
@@ -63,7 +63,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             )
         return loops
 
-    def notifier(resources: Resources, stop) -> StreamWorker:
+    def notifier(resources: Resources[DashboardSettings], stop: threading.Event) -> StreamWorker:
         sender = WebhookNotifier(settings, redis_client=resources.redis, stop=stop)
         return stream_worker(
             settings,
@@ -75,7 +75,7 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             start_id="$",  # a newly configured webhook is not sent the alert history
         )
 
-    def setup(app: FastAPI, resources: Resources) -> None:
+    def setup(app: FastAPI, resources: Resources[DashboardSettings]) -> None:
         app.state.auth = AuthState(resources)
 
     app = service_app(
@@ -108,12 +108,12 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
     return app
 
 
-def retention(resources: Resources, stop) -> None:
+def retention(resources: Resources[DashboardSettings], stop: threading.Event) -> None:
     """The retention job: purge expired alerts, snapshots and audit entries now and then."""
     settings = resources.settings
     while not stop.is_set():
         try:
-            with resources.pool.connection() as conn:
+            with resources.require_pool().connection() as conn:
                 removed = access.purge_expired(
                     conn,
                     alert_days=settings.retention_alert_days,
@@ -128,7 +128,7 @@ def retention(resources: Resources, stop) -> None:
         stop.wait(settings.retention_check_seconds)
 
 
-def stream_retention(resources: Resources, stop: threading.Event) -> None:
+def stream_retention(resources: Resources[DashboardSettings], stop: threading.Event) -> None:
     """Trim Redis stream entries older than `retention_stream_seconds`: verdicts carry frames
     and names, alerts carry names, and with no other bound they would stay as long as the
     streams' length caps allow (days of a quiet camera)."""

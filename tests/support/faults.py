@@ -43,7 +43,7 @@ class ServiceProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = log_dir / f"{name}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 180.0) -> float:
         """Start and wait until ready; returns the seconds it took."""
@@ -59,22 +59,28 @@ class ServiceProcess:
         wait_until(self.ready, timeout, f"{self.name} to be ready", 0.2)
         return time.monotonic() - started
 
+    def started(self) -> subprocess.Popen[bytes]:
+        """The running process (a test that signals a service it never started is wrong)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process
+
     def ready(self) -> bool:
-        assert self.process.poll() is None, f"{self.name} exited: {self.log.read_text()[-3000:]}"
+        assert self.started().poll() is None, f"{self.name} exited: {self.log.read_text()[-3000:]}"
         try:
             return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
     def kill9(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        self.started().send_signal(signal.SIGKILL)
+        self.started().wait(10)
 
     def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
+        self.started().send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
+        self.started().send_signal(signal.SIGCONT)
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus counter/gauge over the samples matching `labels`."""
@@ -110,7 +116,7 @@ class RedisServer:
         self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.folder = folder
         self.port = free_port()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
     @property

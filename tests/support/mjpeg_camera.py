@@ -63,7 +63,7 @@ class MjpegCamera:
     @staticmethod
     def _load(video: Path, max_frames: int | None) -> list[bytes]:
         capture = cv2.VideoCapture(str(video))
-        frames = []
+        frames: list[bytes] = []
         while max_frames is None or len(frames) < max_frames:
             ok, bgr = capture.read()
             if not ok:

@@ -5,42 +5,42 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from watchpost.db import identities, sightings
+from watchpost.db.pool import Conn, Row, one
 
 ERASED = "[erased]"
 _KEY_COLUMNS = "id, key_id, name, role, created_at, last_used_at, revoked_at"
 
 
-def insert_key(
-    conn: psycopg.Connection, *, key_id: str, name: str, role: str, secret_hash: str
-) -> dict:
-    return conn.execute(
-        f"INSERT INTO api_keys (key_id, name, role, secret_hash) VALUES (%s, %s, %s, %s)"
-        f" RETURNING {_KEY_COLUMNS}",
-        (key_id, name, role, secret_hash),
-    ).fetchone()
+def insert_key(conn: Conn, *, key_id: str, name: str, role: str, secret_hash: str) -> Row:
+    return one(
+        conn.execute(
+            f"INSERT INTO api_keys (key_id, name, role, secret_hash) VALUES (%s, %s, %s, %s)"
+            f" RETURNING {_KEY_COLUMNS}",
+            (key_id, name, role, secret_hash),
+        )
+    )
 
 
-def key_for_check(conn: psycopg.Connection, key_id: str) -> dict | None:
+def key_for_check(conn: Conn, key_id: str) -> Row | None:
     """The stored hash and status of a key, by the public part of the key."""
     return conn.execute(
         f"SELECT {_KEY_COLUMNS}, secret_hash FROM api_keys WHERE key_id = %s", (key_id,)
     ).fetchone()
 
 
-def touch_key(conn: psycopg.Connection, key_id: str) -> None:
+def touch_key(conn: Conn, key_id: str) -> None:
     conn.execute("UPDATE api_keys SET last_used_at = now() WHERE key_id = %s", (key_id,))
 
 
-def list_keys(conn: psycopg.Connection, *, include_revoked: bool = False) -> list[dict]:
+def list_keys(conn: Conn, *, include_revoked: bool = False) -> list[Row]:
     where = "" if include_revoked else " WHERE revoked_at IS NULL"
     return conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys{where} ORDER BY id").fetchall()
 
 
-def revoke_key(conn: psycopg.Connection, key_id: str) -> dict | None:
+def revoke_key(conn: Conn, key_id: str) -> Row | None:
     """Revoke by key id (or by the row's numeric id); None when no live key matches."""
     return conn.execute(
         f"UPDATE api_keys SET revoked_at = now() WHERE (key_id = %s OR id::text = %s)"
@@ -49,14 +49,17 @@ def revoke_key(conn: psycopg.Connection, key_id: str) -> dict | None:
     ).fetchone()
 
 
-def count_admin_keys(conn: psycopg.Connection) -> int:
-    return conn.execute(
-        "SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
-    ).fetchone()["n"]
+def count_admin_keys(conn: Conn) -> int:
+    row = one(
+        conn.execute(
+            "SELECT count(*) AS n FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+        )
+    )
+    return int(row["n"])
 
 
 def audit(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     actor: str,
     role: str,
@@ -81,9 +84,7 @@ def audit(
     )
 
 
-def list_audit(
-    conn: psycopg.Connection, *, limit: int = 100, before_id: int | None = None
-) -> list[dict]:
+def list_audit(conn: Conn, *, limit: int = 100, before_id: int | None = None) -> list[Row]:
     return conn.execute(
         "SELECT id, at, actor, role, action, target_type, target_id, details, client"
         " FROM audit_log WHERE (%s::bigint IS NULL OR id < %s) ORDER BY id DESC LIMIT %s",
@@ -91,7 +92,7 @@ def list_audit(
     ).fetchall()
 
 
-def erase_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
+def erase_identity(conn: Conn, identity_id: int) -> Row | None:
     """Delete a person and everything derived from them: face samples and embeddings (cascade),
     and in the alerts that name them, the name, the snapshot, the face crop and the evidence;
     their names in the alerts' free-text reasons become `[erased]`. The alert rows stay (an
@@ -151,7 +152,7 @@ def without_names(text: str, names: list[str]) -> str:
 
 
 def purge_expired(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     alert_days: float,
     snapshot_days: float,

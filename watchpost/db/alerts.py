@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from watchpost.db.access import without_names
+from watchpost.db.pool import Conn, Row, one
 from watchpost.messages import AlertEvent
 
 ALERT_COLUMNS = (
@@ -19,7 +19,7 @@ ALERT_COLUMNS = (
 
 
 def upsert_alert(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     kind: str,
     camera_id: str,
@@ -34,7 +34,7 @@ def upsert_alert(
     details: dict[str, Any] | None = None,
     snapshot_jpeg: bytes | None = None,
     face_jpeg: bytes | None = None,
-) -> tuple[dict, bool]:
+) -> tuple[Row, bool]:
     """Insert the alert unless its natural key exists; return (row, created_now).
 
     A decision can name a person erased a moment ago (recognition's gallery and the
@@ -71,14 +71,18 @@ def upsert_alert(
     ).fetchone()
     if row is not None:
         return row, True
-    existing = conn.execute(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE camera_id = %s AND track_id = %s AND kind = %s",
-        (camera_id, track_id, kind),
-    ).fetchone()
+    # The conflicting row is committed (ON CONFLICT waited for it), so this statement sees it.
+    existing = one(
+        conn.execute(
+            f"SELECT {ALERT_COLUMNS} FROM alerts"
+            " WHERE camera_id = %s AND track_id = %s AND kind = %s",
+            (camera_id, track_id, kind),
+        )
+    )
     return existing, False
 
 
-def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:
+def get_alert(conn: Conn, alert_id: int) -> Row | None:
     return conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = %s", (alert_id,)).fetchone()
 
 
@@ -92,8 +96,9 @@ def _filters(
     acknowledged: bool | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> tuple[str, list]:
-    where, params = [], []
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
     for clause, value in (
         ("id > %s", after_id),
         ("id < %s", before_id),
@@ -111,7 +116,7 @@ def _filters(
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
-def list_alerts(conn: psycopg.Connection, *, limit: int = 50, **filters: Any) -> list[dict]:
+def list_alerts(conn: Conn, *, limit: int = 50, **filters: Any) -> list[Row]:
     """Newest first, keyset-paged by id (`before_id`); `after_id` returns oldest first instead,
     which is what a websocket client catching up after a reconnect wants. Filters: kind,
     camera_id, identity_id, acknowledged, since/until (created_at)."""
@@ -122,7 +127,7 @@ def list_alerts(conn: psycopg.Connection, *, limit: int = 50, **filters: Any) ->
     ).fetchall()
 
 
-def acknowledge(conn: psycopg.Connection, alert_id: int, *, by: str) -> dict | None:
+def acknowledge(conn: Conn, alert_id: int, *, by: str) -> Row | None:
     """Mark the alert seen by `by`; the first acknowledgement stands. None if no such alert."""
     conn.execute(
         "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = %s"
@@ -132,9 +137,7 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, *, by: str) -> dict | N
     return get_alert(conn, alert_id)
 
 
-def counts_per_hour(
-    conn: psycopg.Connection, *, since: datetime, until: datetime | None = None
-) -> list[dict]:
+def counts_per_hour(conn: Conn, *, since: datetime, until: datetime | None = None) -> list[Row]:
     """Alerts per kind and hour (UTC) in the range, for the page's chart."""
     where, params = _filters(since=since, until=until)
     return conn.execute(
@@ -144,18 +147,18 @@ def counts_per_hour(
     ).fetchall()
 
 
-def get_snapshot(conn: psycopg.Connection, alert_id: int) -> bytes | None:
+def get_snapshot(conn: Conn, alert_id: int) -> bytes | None:
     row = conn.execute("SELECT snapshot_jpeg FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     return None if row is None else row["snapshot_jpeg"]
 
 
-def get_face(conn: psycopg.Connection, alert_id: int) -> bytes | None:
+def get_face(conn: Conn, alert_id: int) -> bytes | None:
     """The raw face crop of the alert (no box drawn), for enrolling the person from it."""
     row = conn.execute("SELECT face_jpeg FROM alerts WHERE id = %s", (alert_id,)).fetchone()
     return None if row is None else row["face_jpeg"]
 
 
-def event_from_row(row: dict) -> AlertEvent:
+def event_from_row(row: Row) -> AlertEvent:
     """The stream message announcing a stored alert."""
     return AlertEvent(
         alert_id=row["id"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import psycopg
+from watchpost.db.pool import Conn, Row, one
 
 CAMERA_COLUMNS = (
     "id, name, source, enabled, claimed_login, status, fps, last_frame_at, last_error,"
@@ -10,17 +10,19 @@ CAMERA_COLUMNS = (
 )
 
 
-def upsert_camera(conn: psycopg.Connection, *, camera_id: str, name: str, source: str) -> dict:
-    return conn.execute(
-        "INSERT INTO cameras (id, name, source) VALUES (%s, %s, %s)"
-        " ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, updated_at = now()"
-        f" RETURNING {CAMERA_COLUMNS}",
-        (camera_id, name, source),
-    ).fetchone()
+def upsert_camera(conn: Conn, *, camera_id: str, name: str, source: str) -> Row:
+    return one(
+        conn.execute(
+            "INSERT INTO cameras (id, name, source) VALUES (%s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, updated_at = now()"
+            f" RETURNING {CAMERA_COLUMNS}",
+            (camera_id, name, source),
+        )
+    )
 
 
 def report_status(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     camera_id: str,
     status: str,
@@ -35,25 +37,25 @@ def report_status(
     )
 
 
-def list_cameras(conn: psycopg.Connection) -> list[dict]:
+def list_cameras(conn: Conn) -> list[Row]:
     return conn.execute(f"SELECT {CAMERA_COLUMNS} FROM cameras ORDER BY id").fetchall()
 
 
-def get_camera(conn: psycopg.Connection, camera_id: str) -> dict | None:
+def get_camera(conn: Conn, camera_id: str) -> Row | None:
     return conn.execute(
         f"SELECT {CAMERA_COLUMNS} FROM cameras WHERE id = %s", (camera_id,)
     ).fetchone()
 
 
 def create_camera(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     camera_id: str,
     name: str,
     source: str,
     enabled: bool = True,
     claimed_login: str | None = None,
-) -> dict | None:
+) -> Row | None:
     """The new camera, or None if the id is taken."""
     return conn.execute(
         "INSERT INTO cameras (id, name, source, enabled, claimed_login) VALUES (%s, %s, %s, %s, %s)"
@@ -62,7 +64,7 @@ def create_camera(
     ).fetchone()
 
 
-def update_camera(conn: psycopg.Connection, camera_id: str, **changes) -> dict | None:
+def update_camera(conn: Conn, camera_id: str, **changes: str | bool | None) -> Row | None:
     allowed = {"name", "source", "enabled", "claimed_login"}
     if not changes.keys() <= allowed:
         raise ValueError(f"cannot update {sorted(changes.keys() - allowed)}")
@@ -76,17 +78,17 @@ def update_camera(conn: psycopg.Connection, camera_id: str, **changes) -> dict |
     ).fetchone()
 
 
-def delete_camera(conn: psycopg.Connection, camera_id: str) -> bool:
+def delete_camera(conn: Conn, camera_id: str) -> bool:
     return conn.execute("DELETE FROM cameras WHERE id = %s", (camera_id,)).rowcount == 1
 
 
-def enabled_cameras(conn: psycopg.Connection) -> dict[str, str]:
+def enabled_cameras(conn: Conn) -> dict[str, str]:
     """Camera id -> source, for every enabled camera."""
     rows = conn.execute("SELECT id, source FROM cameras WHERE enabled ORDER BY id").fetchall()
     return {r["id"]: r["source"] for r in rows}
 
 
-def claimed_identity(conn: psycopg.Connection, camera_id: str) -> tuple[str, int | None] | None:
+def claimed_identity(conn: Conn, camera_id: str) -> tuple[str, int | None] | None:
     """(claimed login, the identity with that login or None) for a camera bound to a login."""
     row = conn.execute(
         "SELECT c.claimed_login, i.id AS identity_id FROM cameras c"

@@ -8,6 +8,8 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
+from watchpost.db.pool import Conn, Row, one
+
 _IDENTITY_COLUMNS = "id, display_name, login_name, metadata, created_at, updated_at"
 
 
@@ -16,23 +18,25 @@ class DuplicateLoginError(ValueError):
 
 
 def create_identity(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     display_name: str,
     login_name: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> dict:
+) -> Row:
     try:
-        return conn.execute(
-            f"INSERT INTO identities (display_name, login_name, metadata) VALUES (%s, %s, %s)"
-            f" RETURNING {_IDENTITY_COLUMNS}",
-            (display_name, login_name, Jsonb(metadata or {})),
-        ).fetchone()
+        return one(
+            conn.execute(
+                f"INSERT INTO identities (display_name, login_name, metadata) VALUES (%s, %s, %s)"
+                f" RETURNING {_IDENTITY_COLUMNS}",
+                (display_name, login_name, Jsonb(metadata or {})),
+            )
+        )
     except psycopg.errors.UniqueViolation:
         raise DuplicateLoginError(f"login name {login_name!r} is already taken") from None
 
 
-def get_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
+def get_identity(conn: Conn, identity_id: int) -> Row | None:
     return conn.execute(
         f"SELECT {_IDENTITY_COLUMNS}, (SELECT count(*) FROM face_samples f"
         f" WHERE f.identity_id = i.id) AS face_count FROM identities i WHERE id = %s",
@@ -41,15 +45,15 @@ def get_identity(conn: psycopg.Connection, identity_id: int) -> dict | None:
 
 
 def list_identities(
-    conn: psycopg.Connection, *, search: str | None = None, limit: int = 100, offset: int = 0
-) -> tuple[list[dict], int]:
+    conn: Conn, *, search: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Row], int]:
     """A page of identities whose display or login name contains `search`, and the total."""
     where, params = "", []
     if search:
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = " WHERE i.display_name ILIKE %s OR i.login_name ILIKE %s"
         params = [pattern, pattern]
-    total = conn.execute(f"SELECT count(*) AS n FROM identities i{where}", params).fetchone()["n"]
+    total = int(one(conn.execute(f"SELECT count(*) AS n FROM identities i{where}", params))["n"])
     rows = conn.execute(
         f"SELECT {_IDENTITY_COLUMNS}, (SELECT count(*) FROM face_samples f"
         f" WHERE f.identity_id = i.id) AS face_count FROM identities i{where}"
@@ -59,7 +63,7 @@ def list_identities(
     return rows, total
 
 
-def update_identity(conn: psycopg.Connection, identity_id: int, **changes: Any) -> dict | None:
+def update_identity(conn: Conn, identity_id: int, **changes: Any) -> Row | None:
     """Change the given fields (display_name, login_name, metadata); None if no such identity."""
     allowed = {"display_name", "login_name", "metadata"}
     if not changes.keys() <= allowed:
@@ -80,27 +84,27 @@ def update_identity(conn: psycopg.Connection, identity_id: int, **changes: Any) 
     return None if row is None else get_identity(conn, identity_id)
 
 
-def find_by_login(conn: psycopg.Connection, login_name: str) -> dict | None:
+def find_by_login(conn: Conn, login_name: str) -> Row | None:
     return conn.execute(
         f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE login_name = %s", (login_name,)
     ).fetchone()
 
 
-def find_by_display_name(conn: psycopg.Connection, display_name: str) -> list[dict]:
+def find_by_display_name(conn: Conn, display_name: str) -> list[Row]:
     return conn.execute(
         f"SELECT {_IDENTITY_COLUMNS} FROM identities WHERE display_name = %s ORDER BY id",
         (display_name,),
     ).fetchall()
 
 
-def identity_embeddings(conn: psycopg.Connection, identity_id: int) -> np.ndarray:
+def identity_embeddings(conn: Conn, identity_id: int) -> np.ndarray:
     rows = conn.execute(
         "SELECT embedding FROM face_samples WHERE identity_id = %s ORDER BY id", (identity_id,)
     ).fetchall()
     return np.array([r["embedding"] for r in rows], dtype=np.float32).reshape(-1, 128)
 
 
-def list_faces(conn: psycopg.Connection, identity_id: int) -> list[dict]:
+def list_faces(conn: Conn, identity_id: int) -> list[Row]:
     return conn.execute(
         "SELECT id, identity_id, box, created_at FROM face_samples WHERE identity_id = %s"
         " ORDER BY id",
@@ -108,36 +112,38 @@ def list_faces(conn: psycopg.Connection, identity_id: int) -> list[dict]:
     ).fetchall()
 
 
-def face_image(conn: psycopg.Connection, face_id: int) -> bytes | None:
+def face_image(conn: Conn, face_id: int) -> bytes | None:
     row = conn.execute("SELECT image_jpeg FROM face_samples WHERE id = %s", (face_id,)).fetchone()
     return None if row is None else row["image_jpeg"]
 
 
-def delete_face(conn: psycopg.Connection, face_id: int) -> bool:
+def delete_face(conn: Conn, face_id: int) -> bool:
     return conn.execute("DELETE FROM face_samples WHERE id = %s", (face_id,)).rowcount == 1
 
 
-def delete_identity(conn: psycopg.Connection, identity_id: int) -> bool:
+def delete_identity(conn: Conn, identity_id: int) -> bool:
     """Delete the identity and (by cascade) every embedding and enrolment image of it."""
     return conn.execute("DELETE FROM identities WHERE id = %s", (identity_id,)).rowcount == 1
 
 
 def add_face_sample(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     identity_id: int,
     embedding: np.ndarray,
     box: tuple[int, int, int, int],
     image_jpeg: bytes,
-) -> dict:
-    return conn.execute(
-        "INSERT INTO face_samples (identity_id, embedding, box, image_jpeg)"
-        " VALUES (%s, %s, %s, %s) RETURNING id, identity_id, box, created_at",
-        (identity_id, [float(x) for x in embedding], list(box), image_jpeg),
-    ).fetchone()
+) -> Row:
+    return one(
+        conn.execute(
+            "INSERT INTO face_samples (identity_id, embedding, box, image_jpeg)"
+            " VALUES (%s, %s, %s, %s) RETURNING id, identity_id, box, created_at",
+            (identity_id, [float(x) for x in embedding], list(box), image_jpeg),
+        )
+    )
 
 
-def load_gallery(conn: psycopg.Connection) -> tuple[np.ndarray, list[int], list[str]]:
+def load_gallery(conn: Conn) -> tuple[np.ndarray, list[int], list[str]]:
     """Every enrolled embedding as one (n, 128) matrix, with its identity id and name per row."""
     rows = conn.execute(
         "SELECT f.identity_id, i.display_name, f.embedding FROM face_samples f"

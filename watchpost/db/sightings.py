@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import psycopg
+
+from watchpost.db.pool import Conn, Row, one
 
 SIGHTING_COLUMNS = (
     "s.id, s.camera_id, s.track_id, s.identity_id, i.display_name, s.group_id, s.first_seen,"
@@ -23,7 +24,7 @@ def _ts(unix: float) -> datetime:
 
 
 def upsert_sighting(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     camera_id: str,
     track_id: str,
@@ -41,7 +42,7 @@ def upsert_sighting(
     snapshot_jpeg: bytes | None = None,
     face_jpeg: bytes | None = None,
     embedding: np.ndarray | None = None,
-) -> dict | None:
+) -> Row | None:
     """Create or update the sighting of (camera, track). Images are replaced only when given
     (a better face was seen); times only widen. Returns the row, or None (nothing written, an
     existing row deleted) when `identity_id` names a person erased meanwhile: a record of an
@@ -57,7 +58,7 @@ def upsert_sighting(
             )
             return None
     vector = None if embedding is None else [float(x) for x in embedding]
-    row = conn.execute(
+    cursor = conn.execute(
         "INSERT INTO sightings (camera_id, track_id, identity_id, first_seen, last_seen, checks,"
         " votes, best_distance, liveness, ended, face_width, quality, box, snapshot_jpeg,"
         " face_jpeg, embedding)"
@@ -102,18 +103,18 @@ def upsert_sighting(
             "face": face_jpeg,
             "embedding": vector,
         },
-    ).fetchone()
-    return get_sighting(conn, row["id"])
+    )
+    return get_sighting(conn, one(cursor)["id"])
 
 
-def get_sighting(conn: psycopg.Connection, sighting_id: int) -> dict | None:
+def get_sighting(conn: Conn, sighting_id: int) -> Row | None:
     return conn.execute(
         f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.id = %s", (sighting_id,)
     ).fetchone()
 
 
 def list_sightings(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     identity_id: int | None = None,
     camera_id: str | None = None,
@@ -123,7 +124,7 @@ def list_sightings(
     until: datetime | None = None,
     before_id: int | None = None,
     limit: int = 50,
-) -> list[dict]:
+) -> list[Row]:
     """Newest first (by id), keyset-paged with `before_id`. `since`/`until` keep sightings
     that overlap the range: last seen at or after `since`, first seen before `until`."""
     where, params = [], []
@@ -147,26 +148,26 @@ def list_sightings(
     ).fetchall()
 
 
-def get_snapshot(conn: psycopg.Connection, sighting_id: int) -> bytes | None:
+def get_snapshot(conn: Conn, sighting_id: int) -> bytes | None:
     row = conn.execute(
         "SELECT snapshot_jpeg FROM sightings WHERE id = %s", (sighting_id,)
     ).fetchone()
     return None if row is None else row["snapshot_jpeg"]
 
 
-def get_face(conn: psycopg.Connection, sighting_id: int) -> bytes | None:
+def get_face(conn: Conn, sighting_id: int) -> bytes | None:
     row = conn.execute("SELECT face_jpeg FROM sightings WHERE id = %s", (sighting_id,)).fetchone()
     return None if row is None else row["face_jpeg"]
 
 
 def near_in_time(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     identity_id: int,
     other_than_camera: str,
     since: float,
     until: float,
-) -> list[dict]:
+) -> list[Row]:
     """Sightings of the person on other cameras that overlap [since, until]."""
     return conn.execute(
         f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.identity_id = %s AND s.camera_id <> %s"
@@ -175,7 +176,7 @@ def near_in_time(
     ).fetchall()
 
 
-def unfinished(conn: psycopg.Connection, *, idle_seconds: float, limit: int = 500) -> list[dict]:
+def unfinished(conn: Conn, *, idle_seconds: float, limit: int = 500) -> list[Row]:
     """Sightings not ended whose row has not changed for `idle_seconds`: their aggregator
     stopped (or crashed) before the track's end."""
     return conn.execute(
@@ -185,7 +186,7 @@ def unfinished(conn: psycopg.Connection, *, idle_seconds: float, limit: int = 50
     ).fetchall()
 
 
-def mark_ended(conn: psycopg.Connection, sighting_id: int) -> None:
+def mark_ended(conn: Conn, sighting_id: int) -> None:
     conn.execute(
         "UPDATE sightings SET ended = true, updated_at = now() WHERE id = %s", (sighting_id,)
     )
@@ -193,7 +194,7 @@ def mark_ended(conn: psycopg.Connection, sighting_id: int) -> None:
 
 # -- unknown groups ---------------------------------------------------------------------------
 def assign_group(
-    conn: psycopg.Connection, sighting_id: int, embedding: np.ndarray, *, max_distance: float
+    conn: Conn, sighting_id: int, embedding: np.ndarray, *, max_distance: float
 ) -> int:
     """Put an unknown sighting into the unnamed group of its nearest unknown face within
     `max_distance` (Euclidean, on the tracks' mean embeddings), or into a new group of its own.
@@ -203,24 +204,24 @@ def assign_group(
         "SELECT group_id FROM sightings WHERE id = %s", (sighting_id,)
     ).fetchone()
     if current is not None and current["group_id"] is not None:
-        return current["group_id"]
+        return int(current["group_id"])
     members = conn.execute(
         "SELECT s.group_id, s.embedding FROM sightings s JOIN unknown_groups g"
         " ON g.id = s.group_id WHERE g.named_identity_id IS NULL AND s.identity_id IS NULL"
         " AND s.embedding IS NOT NULL AND s.id <> %s",
         (sighting_id,),
     ).fetchall()
-    group_id = None
+    group_id: int | None = None
     if members:
         matrix = np.array([m["embedding"] for m in members], dtype=np.float32)
         distances = np.linalg.norm(matrix - np.asarray(embedding, np.float32), axis=1)
         nearest = int(np.argmin(distances))
         if distances[nearest] <= max_distance:
-            group_id = members[nearest]["group_id"]
+            group_id = int(members[nearest]["group_id"])
     if group_id is None:
-        group_id = conn.execute(
-            "INSERT INTO unknown_groups DEFAULT VALUES RETURNING id"
-        ).fetchone()["id"]
+        group_id = int(
+            one(conn.execute("INSERT INTO unknown_groups DEFAULT VALUES RETURNING id"))["id"]
+        )
     conn.execute("UPDATE sightings SET group_id = %s WHERE id = %s", (group_id, sighting_id))
     return group_id
 
@@ -238,12 +239,12 @@ _GROUP_COLUMNS = (
 
 
 def list_groups(
-    conn: psycopg.Connection,
+    conn: Conn,
     *,
     named: bool | None = False,
     before_id: int | None = None,
     limit: int = 50,
-) -> list[dict]:
+) -> list[Row]:
     """Groups newest first; by default only those not named yet, and only groups that still
     have sightings."""
     where, params = ["TRUE"], []
@@ -260,7 +261,7 @@ def list_groups(
     ).fetchall()
 
 
-def get_group(conn: psycopg.Connection, group_id: int, *, lock: bool = False) -> dict | None:
+def get_group(conn: Conn, group_id: int, *, lock: bool = False) -> Row | None:
     if lock:
         conn.execute("SELECT id FROM unknown_groups WHERE id = %s FOR UPDATE", (group_id,))
     return conn.execute(
@@ -270,7 +271,7 @@ def get_group(conn: psycopg.Connection, group_id: int, *, lock: bool = False) ->
     ).fetchone()
 
 
-def group_faces(conn: psycopg.Connection, group_id: int) -> list[dict]:
+def group_faces(conn: Conn, group_id: int) -> list[Row]:
     """The face crops of the group's sightings, best first."""
     return conn.execute(
         "SELECT id, face_jpeg FROM sightings WHERE group_id = %s AND face_jpeg IS NOT NULL"
@@ -279,7 +280,7 @@ def group_faces(conn: psycopg.Connection, group_id: int) -> list[dict]:
     ).fetchall()
 
 
-def name_group(conn: psycopg.Connection, group_id: int, identity_id: int) -> int:
+def name_group(conn: Conn, group_id: int, identity_id: int) -> int:
     """Mark the group named as `identity_id`; its sightings become that person's. Returns how
     many sightings changed hands."""
     conn.execute(
@@ -293,9 +294,7 @@ def name_group(conn: psycopg.Connection, group_id: int, identity_id: int) -> int
     ).rowcount
 
 
-def purge(
-    conn: psycopg.Connection, *, sighting_days: float, snapshot_days: float
-) -> dict[str, int]:
+def purge(conn: Conn, *, sighting_days: float, snapshot_days: float) -> dict[str, int]:
     """Retention: delete sightings last seen more than `sighting_days` ago, drop the images of
     those older than `snapshot_days` (0 keeps), and unnamed groups left without sightings."""
     removed = {"sightings": 0, "sighting_snapshots": 0, "unknown_groups": 0}
