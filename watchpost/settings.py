@@ -396,7 +396,9 @@ class LivenessSettings(CommonSettings):
     liveness_eye_cnn: bool = Field(
         True, description="Fuse the eye-state CNN with the EAR (off: EAR alone, no TensorFlow)."
     )
-    liveness_passive: bool = Field(True, description="Run the passive attack check (texture model).")
+    liveness_passive: bool = Field(
+        True, description="Run the passive attack check (texture model)."
+    )
     liveness_passive_decides: bool | None = Field(
         None,
         description="Let the passive check alone call a track a spoof. Default (unset): what its "

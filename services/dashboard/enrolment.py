@@ -117,7 +117,7 @@ def check_against_gallery(
             )
 
 
-def gallery_check(conn: psycopg.Connection, identity_id: int, name: str, rules: FaceRules):
+def gallery_check(conn: Conn, identity_id: int, name: str, rules: FaceRules):
     """A checker for one identity's new faces against the stored gallery; faces accepted earlier
     in the same upload count as the person's own photos."""
     matrix, ids, names = identities.load_gallery(conn)
