@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import http.server
+import ipaddress
 import json
 import os
 import re
@@ -773,8 +774,8 @@ def caddyfile() -> str:
 def test_the_tls_profile_proxies_the_dashboard_and_turns_secure_cookies_on(monkeypatch):
     tls = TLS_COMPOSE["services"]
     # Secure cookies behind the proxy: a real setting, and the settings class reads it as on.
-    secure = tls["dashboard"]["environment"]
-    assert set(secure) == {"WATCHPOST_DASHBOARD_SECURE_COOKIES"}
+    secure = {k: interpolate(v, {}) for k, v in tls["dashboard"]["environment"].items()}
+    assert set(secure) == {"WATCHPOST_DASHBOARD_SECURE_COOKIES", "WATCHPOST_HTTP_TRUSTED_PROXIES"}
     for key in list(os.environ):
         if key.startswith("WATCHPOST_"):
             monkeypatch.delenv(key)
@@ -782,6 +783,12 @@ def test_the_tls_profile_proxies_the_dashboard_and_turns_secure_cookies_on(monke
         monkeypatch.setenv(key, value)
     assert DashboardSettings().dashboard_secure_cookies is True
     proxy = tls["https"]
+    # The dashboard believes X-Forwarded-For from the proxy's own fixed address, and only from it,
+    # an address inside the network's subnet (finding 8 behind the proxy).
+    address = interpolate(proxy["networks"]["default"]["ipv4_address"], {})
+    assert DashboardSettings().http_trusted_proxies == [address]
+    (subnet,) = TLS_COMPOSE["networks"]["default"]["ipam"]["config"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(interpolate(subnet["subnet"], {}))
     assert proxy["build"]["context"] == "deploy/proxy"
     assert (
         proxy["build"]["args"]["BASE_IMAGE"]
