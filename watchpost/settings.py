@@ -403,7 +403,7 @@ class LivenessSettings(CommonSettings):
         None,
         description="Let the passive check alone call a track a spoof. Default (unset): what its "
         "model file says, true only when its leave-one-source-out BPCER is at most 5% per "
-        "presentation on every held-out source (docs/liveness.md); otherwise it vetoes 'live' and "
+        "presentation on every held-out source (docs/liveness.md); otherwise it is reported and "
         "counts as one of two agreeing cues.",
     )
     liveness_spoof_threshold: float | None = Field(

@@ -127,7 +127,8 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
       face moving with its own background), or two cues flag it together, or the eyes were
       watched for `window_seconds` without one blink (a still print);
     - live: a blink was seen, the track has been in view `min_live_seconds` (so the cues had
-      time to speak), and no cue flags it or reads over its threshold on too few samples yet;
+      time to speak), and no cue that may decide alone reads over its threshold (on too few
+      samples yet to flag); a single non-deciding cue is reported but does not hold it back;
       once live, a long stretch without a second blink does not undo it;
     - undecided otherwise, with what is missing.
     """
@@ -161,13 +162,10 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
             + evidence_note,
             cues,
         )
-    if flagged:
-        return Judgement(
-            "undecided",
-            f"{blinks} blink(s) seen, but {flagged[0].name} disagrees{evidence_note}",
-            cues,
-        )
-    pending = [c for c in cues if c.score >= c.threshold]  # over the line, too few samples yet
+    # Only a cue that may decide alone can hold a blinking track back: one whose measured error
+    # on real people is too high to decide (the passive check, the edges) must not keep them
+    # out either; it is reported, and counts when a second cue agrees (above).
+    pending = [c for c in cues if c.decides and c.score >= c.threshold]  # too few samples yet
     if pending:
         return Judgement(
             "undecided",

@@ -87,21 +87,26 @@ def test_motion_needs_enough_pairs_and_a_real_head_moving_against_the_scene_is_l
     assert state == "live" and not motion.flagged
 
 
-def test_the_passive_check_vetoes_live_and_decides_only_when_allowed():
-    state, reason, _ = decide(evidence(BLINKING, passive=[0.9] * 10), POLICY)
-    assert state == "undecided" and "passive disagrees" in reason
-    assert decide(evidence(BLINKING, passive=[0.1] * 10), POLICY).state == "live"
-    assert decide(evidence(BLINKING, passive=[0.9] * 3), POLICY).state == "undecided"  # too few
+def test_a_passive_check_that_may_not_decide_neither_blocks_nor_clears():
+    """Its measured BPCER on unseen cameras is too high to decide: it is reported with the
+    verdict, and counts only when a second cue agrees."""
+    state, reason, (passive,) = decide(evidence(BLINKING, passive=[0.9] * 10), POLICY)
+    assert state == "live" and passive.flagged and "passive 0.90>=0.50 (10)" in reason
     assert decide(evidence(STILL, passive=[0.9] * 10), POLICY).state == "undecided"
-    deciding = LivenessPolicy(window_seconds=5.0, min_frames=15, passive_decides=True)
+    deciding = LivenessPolicy(
+        window_seconds=5.0, min_frames=15, passive_decides=True, min_live_seconds=1.0
+    )
     state, reason, _ = decide(evidence(STILL, passive=[0.9] * 10), deciding)
     assert state == "spoof" and "attack cue passive" in reason
+    # Allowed to decide, it also holds a blinking track back while it has too few crops.
+    assert decide(evidence(BLINKING, passive=[0.9] * 3), deciding).state == "undecided"
+    assert decide(evidence(BLINKING, passive=[0.1] * 10), deciding).state == "live"
 
 
 def test_edges_never_decide_alone_but_two_flagged_cues_do():
-    framed = evidence(BLINKING, edges=[0.8] * 12)
-    state, reason, _ = decide(framed, POLICY)
-    assert state == "undecided" and "edges disagrees" in reason
+    assert decide(evidence(BLINKING, edges=[0.8] * 12), POLICY).state == "live"
     both = evidence(STILL, passive=[0.9] * 10, edges=[0.8] * 12)
     state, reason, _ = decide(both, POLICY)
     assert state == "spoof" and "passive and edges" in reason
+    # ...even when the person blinks: two independent cues agreeing is an attack.
+    assert decide(evidence(BLINKING, passive=[0.9] * 10, edges=[0.8] * 12), POLICY).state == "spoof"
