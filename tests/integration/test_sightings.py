@@ -59,6 +59,10 @@ def seen(
         distance=0.4 if identity_id else 0.8,
         threshold=0.6,
         embedding=None if identity_id else embedding,
+        # A sharp, frontal detector box: evidence the access policy counts.
+        detected=True,
+        sharpness=200.0,
+        yaw=0.0,
     )
     return verdict, frame
 
