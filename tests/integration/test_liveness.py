@@ -60,7 +60,7 @@ def test_a_still_photo_held_up_is_never_live_and_ends_spoof(env_settings, redis_
     settings = env_settings(LivenessSettings)
     rgb = load_rgb(photo)
     boxes = detect_faces(rgb, upsample=1)
-    for seq in range(int(30 * (settings.liveness_window_seconds + 1))):  # 11 s at 30 fps
+    for seq in range(int(30 * (settings.liveness_window_seconds + 1))):  # window + 1 s, 30 fps
         publish_frame(
             redis_client,
             Keys(settings.stream_prefix).frames,
