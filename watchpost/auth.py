@@ -142,6 +142,9 @@ class KeyVerifier:
             self._good.clear()
 
 
+WINDOW_S = 60  # failures are counted over a minute from an address's first failure
+
+
 class FailureThrottle:
     """Failed credential checks per client address, counted in Redis per minute (shared by every
     replica and service). Past `per_minute` failures, `guard` refuses that address outright,
@@ -152,21 +155,24 @@ class FailureThrottle:
         self.prefix = prefix
         self.per_minute = per_minute
 
-    def _counter(self, address: str) -> tuple[str, int]:
-        window = int(time.time() // 60)
-        return f"{self.prefix}:authfail:{address}:{window}", 60 - int(time.time() % 60)
+    def _counter(self, address: str) -> str:
+        return f"{self.prefix}:authfail:{address}"
 
     def guard(self, address: str) -> None:
-        counter, retry_after = self._counter(address)
+        counter = self._counter(address)
         failures = self.client.get(counter)
         if failures is not None and int(failures) >= self.per_minute:
-            raise RateLimited(retry_after=retry_after)
+            ttl = int(self.client.ttl(counter))
+            raise RateLimited(retry_after=min(WINDOW_S, max(1, ttl)))
 
     def failed(self, address: str) -> None:
-        counter, _ = self._counter(address)
+        """Count a failure. The minute starts at the address's first failure (SET NX with the
+        expiry, then INCR, which keeps it): a wall-clock minute would let failures that straddle
+        its boundary count twice over, so a slow guesser got twice the allowance."""
+        counter = self._counter(address)
         with self.client.pipeline() as pipe:
+            pipe.set(counter, 0, ex=WINDOW_S, nx=True)
             pipe.incr(counter)
-            pipe.expire(counter, 61)
             pipe.execute()
 
 
@@ -218,15 +224,17 @@ class RateLimited(Exception):
 
 
 def rate_limit(client: redis.Redis, key: str, *, limit: int, window_seconds: int) -> None:
-    """Fixed-window counter in Redis (shared by every replica); raises RateLimited past `limit`."""
-    window = int(time.time() // window_seconds)
-    counter = f"{key}:{window}"
+    """At most `limit` attempts per `window_seconds`, counted in Redis (shared by every replica)
+    from the first attempt of a window (SET NX with the expiry, then INCR, which keeps it; a
+    wall-clock window let a burst that straddles its boundary through twice); raises
+    RateLimited past the limit."""
     with client.pipeline() as pipe:
-        pipe.incr(counter)
-        pipe.expire(counter, window_seconds + 1)
-        count, _ = pipe.execute()
+        pipe.set(key, 0, ex=window_seconds, nx=True)
+        pipe.incr(key)
+        pipe.ttl(key)
+        _, count, ttl = pipe.execute()
     if count > limit:
-        raise RateLimited(retry_after=window_seconds - int(time.time() % window_seconds))
+        raise RateLimited(retry_after=min(window_seconds, max(1, int(ttl))))
 
 
 def same_secret(given: str | None, expected: str) -> bool:

@@ -557,6 +557,32 @@ def test_failed_bearer_keys_are_throttled_per_address(dashboard, admin_key, env_
         assert refused.status_code == 429
 
 
+def test_failures_are_counted_from_the_first_not_per_clock_minute(
+    redis_client, prefix, monkeypatch
+):
+    """Guesses that straddle a wall-clock minute still add up (a clock-minute window let a slow
+    guesser, or a slow machine, have twice the allowance; it also made the test above flaky)."""
+    throttle = watchpost.auth.FailureThrottle(redis_client, prefix, per_minute=3)
+    now = [0.0]
+    monkeypatch.setattr(watchpost.auth.time, "time", lambda: now[0])
+    for at in (1_700_000_098.0, 1_700_000_099.0, 1_700_000_101.0):  # a clock minute ends at :100
+        now[0] = at
+        throttle.guard("203.0.113.9")
+        throttle.failed("203.0.113.9")
+    now[0] = 1_700_000_102.0
+    with pytest.raises(watchpost.auth.RateLimited) as limited:
+        throttle.guard("203.0.113.9")
+    assert 0 < limited.value.retry_after <= 60
+    throttle.guard("198.51.100.1")  # another address is not affected
+    # Sign-in attempts likewise: the fourth within a window is refused, whatever the clock says.
+    for at in (1_700_000_098.0, 1_700_000_099.0, 1_700_000_101.0):
+        now[0] = at
+        watchpost.auth.rate_limit(redis_client, f"{prefix}:signin:x", limit=3, window_seconds=60)
+    now[0] = 1_700_000_102.0
+    with pytest.raises(watchpost.auth.RateLimited):
+        watchpost.auth.rate_limit(redis_client, f"{prefix}:signin:x", limit=3, window_seconds=60)
+
+
 def test_no_database_connection_is_held_while_a_key_is_hashed(migrated_url, monkeypatch):
     from watchpost.db import open_pool
 
