@@ -407,7 +407,10 @@ class LivenessSettings(CommonSettings):
         "counts as one of two agreeing cues.",
     )
     liveness_spoof_threshold: float | None = Field(
-        None, gt=0, lt=1, description="P(spoof) threshold; default: the one in the model card."
+        None,
+        gt=0,
+        lt=1,
+        description="P(attack) threshold of the passive check; default: the one in its model file.",
     )
     liveness_max_frames: int = Field(120, ge=1, le=600, description="Frames per burst request.")
     liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
