@@ -4,6 +4,7 @@ groups, cameras."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -134,6 +135,16 @@ def target_identity(conn: Conn, body: AlertEnrol) -> int:
     except DuplicateLoginError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return int(row["id"])
+
+
+def target_check(
+    conn: Conn, body: AlertEnrol, target: Row | None, face_rules: FaceRules
+) -> Callable[[CheckedFace], None]:
+    """The gallery checks for faces bound for the request's identity (or a new person, -1),
+    under the name its refusals use."""
+    name = str(target["display_name"]) if target else str(body.display_name)
+    identity_id = body.identity_id if body.identity_id is not None else -1
+    return gallery_check(conn, identity_id, name, face_rules)
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -509,8 +520,7 @@ def enrol_from_alert(
     face_jpeg = alerts.get_face(conn, alert_id)
     if face_jpeg is None:
         raise HTTPException(404, detail=f"alert {alert_id} has no face crop or does not exist")
-    if body.identity_id is not None:
-        existing_identity(conn, body.identity_id)
+    target = existing_identity(conn, body.identity_id) if body.identity_id is not None else None
     try:
         face = check_face(
             face_jpeg,
@@ -519,13 +529,7 @@ def enrol_from_alert(
             headers=service_headers(settings),
             rules=rules(settings, largest=True),
         )
-        target = existing_identity(conn, body.identity_id) if body.identity_id else None
-        gallery_check(
-            conn,
-            body.identity_id if body.identity_id is not None else -1,  # -1: a new person
-            target["display_name"] if target else str(body.display_name),
-            rules(settings, largest=True, force=force),
-        )(face)
+        target_check(conn, body, target, rules(settings, largest=True, force=force))(face)
     except EnrolmentError as exc:
         raise HTTPException(422, detail=f"alert {alert_id}: {exc}") from None
     except RecognitionUnavailable as exc:
@@ -669,6 +673,9 @@ def name_unknown_group(
     settings: SettingsDep,
     who: Admin,
     request: Request,
+    force: Annotated[
+        bool, Query(description="Enrol faces refused as outliers or possible duplicates")
+    ] = False,
 ) -> GroupNamed:
     """Name the stranger once: every face of the group goes through the enrolment checks into
     an existing identity or a new one, and the group's sightings become that person's. Faces
@@ -683,25 +690,26 @@ def name_unknown_group(
             detail=f"unknown group {group_id} is already named (identity "
             f"{group['named_identity_id']})",
         )
-    if body.identity_id is not None:
-        existing_identity(conn, body.identity_id)
+    target = existing_identity(conn, body.identity_id) if body.identity_id is not None else None
     faces = sightings.group_faces(conn, group_id)
     if not faces:
         raise HTTPException(422, detail=f"unknown group {group_id} has no face crops to enrol")
+    # The same checks as every enrolment: against the person's photos and everyone else's.
+    against_gallery = target_check(conn, body, target, rules(settings, largest=True, force=force))
     accepted: list[CheckedFace] = []
     rejected: list[FaceRejection] = []
     for face in faces[: settings.dashboard_max_files]:
         name = f"sighting-{face['id']}.jpg"
         try:
-            accepted.append(
-                check_face(
-                    face["face_jpeg"],
-                    name,
-                    recognition_url=settings.dashboard_recognition_url,
-                    headers=service_headers(settings),
-                    rules=rules(settings, largest=True),
-                )
+            checked = check_face(
+                face["face_jpeg"],
+                name,
+                recognition_url=settings.dashboard_recognition_url,
+                headers=service_headers(settings),
+                rules=rules(settings, largest=True),
             )
+            against_gallery(checked)
+            accepted.append(checked)
         except EnrolmentError as exc:
             rejected.append(FaceRejection(filename=name, reason=str(exc)))
         except RecognitionUnavailable as exc:

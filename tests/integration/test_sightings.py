@@ -524,9 +524,19 @@ def test_naming_an_unknown_group_enrols_every_face_of_it_once(
     assert [g["id"] for g in client.get("/api/v1/unknown-groups?named=true").json()] == [
         obama["id"]
     ]
+    # The enrolment checks apply to a group like to any photo: Biden's face named as Obama is
+    # unlike Obama's photos, so nothing is enrolled unless forced.
+    (biden,) = [g for g in groups if g["sightings"] == 1]
+    into_obama = {"identity_id": identity["id"]}
+    refused = client.post(f"/api/v1/unknown-groups/{biden['id']}/name", json=into_obama)
+    assert refused.status_code == 422 and "unlike Barack Obama's" in refused.json()["detail"]
+    assert client.get(f"/api/v1/identities/{identity['id']}").json()["face_count"] == 2
+    forced = client.post(
+        f"/api/v1/unknown-groups/{biden['id']}/name", json=into_obama, params={"force": "true"}
+    )
+    assert forced.status_code == 201 and len(forced.json()["accepted"]) == 1
     # Bad input: both or neither target, an unknown group.
     both = {"identity_id": identity["id"], "display_name": "X"}
-    (biden,) = [g for g in groups if g["sightings"] == 1]
     assert client.post(f"/api/v1/unknown-groups/{biden['id']}/name", json=both).status_code == 422
     assert client.post(f"/api/v1/unknown-groups/{biden['id']}/name", json={}).status_code == 422
     missing = client.post("/api/v1/unknown-groups/999999/name", json={"display_name": "X"})
