@@ -574,7 +574,10 @@ function drawChart(counts, now) {
   const top = Math.max(1, ...totals);
   const step = niceStep(top);
   const ceiling = Math.ceil(top / step) * step;
-  const [width, height, left, bottom, topPad] = [720, 220, 36, 28, 10];
+  // Drawn at the size it is shown (text stays legible on a phone), hour labels as room allows.
+  const width = Math.max(280, Math.round($("alert-chart").clientWidth || 720));
+  const [height, left, bottom, topPad] = [200, 32, 24, 10];
+  const every = width < 480 ? 6 : 3;
   const plotH = height - bottom - topPad, slot = (width - left - 8) / 24, barW = Math.max(4, slot * 0.7);
   const y = (value) => topPad + plotH - (value / ceiling) * plotH;
   const total = totals.reduce((a, b) => a + b, 0);
@@ -596,7 +599,7 @@ function drawChart(counts, now) {
       svg("title", {}, label)));
       base += n;
     }
-    if (i % 3 === 0) {
+    if (i % every === 0) {
       chart.append(svg("text", { x: x + barW / 2, y: height - 8, class: "axis", "text-anchor": "middle" },
         new Date(hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })));
     }
