@@ -1,20 +1,23 @@
-"""Routes the page's People view needs beyond the identities API: a face thumbnail per person
-(the list shows one without fetching every person's samples)."""
+"""Routes the page's views need beyond the API: a face thumbnail per person (the People list
+shows one without fetching every person's samples) and a camera's latest frame (the still the
+page shows when a camera is tried out)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
 from services.dashboard.auth import VIEWER
-from services.dashboard.deps import ConnDep
+from services.dashboard.deps import ConnDep, KeysDep, RedisDep
 from services.dashboard.schemas import Problem
-from watchpost.db import identities
+from watchpost.db import cameras, identities
+from watchpost.sources import redact
 
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER, tags=["faces"])
+router = APIRouter(prefix="/api/v1", dependencies=VIEWER)
 
 
 @router.get(
     "/identities/{identity_id}/thumbnail",
+    tags=["faces"],
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
 )
@@ -30,3 +33,26 @@ def identity_thumbnail(identity_id: int, conn: ConnDep) -> Response:
     return Response(
         image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
     )
+
+
+@router.get(
+    "/cameras/{camera_id}/snapshot.jpg",
+    tags=["cameras"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
+)
+def camera_snapshot(
+    camera_id: str, conn: ConnDep, redis_client: RedisDep, keys: KeysDep
+) -> Response:
+    """The latest frame capture drew for the camera's live view (boxes and names on it); 404
+    for an unknown camera, or with capture's status and last error while there is no frame."""
+    camera = cameras.get_camera(conn, camera_id)
+    if camera is None:
+        raise HTTPException(404, detail=f"camera {camera_id!r} not found")
+    jpeg = redis_client.get(keys.live_frame(camera_id))
+    if not jpeg:
+        error = f"; {redact(camera['last_error'])}" if camera["last_error"] else ""
+        raise HTTPException(
+            404, detail=f"no frame from camera {camera_id!r} yet (status {camera['status']}{error})"
+        )
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

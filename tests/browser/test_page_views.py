@@ -303,3 +303,68 @@ def test_admin_manages_keys_reads_the_audit_log_and_calibrates(browser, servers,
     viewer.get_by_test_id("connection-status").filter(has_text="live").wait_for()
     assert viewer.locator("#view-admin").is_hidden() and viewer.locator("#view-live").is_visible()
     assert errors == []
+
+
+def test_a_camera_is_tried_with_capture_s_first_frame_before_it_is_kept(
+    browser, env_settings, redis_client, pool, make_key
+):
+    import threading
+
+    from services.capture.supervisor import CaptureSupervisor
+    from watchpost.db import cameras
+    from watchpost.settings import CaptureSettings
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    video = require_data("video/talking_blinks_720p.mp4")
+    capture = CaptureSupervisor(
+        env_settings(CaptureSettings, capture_loop=True, capture_cameras_check_seconds=0.2),
+        redis_client=redis_client,
+        pool=pool,
+        default_source=None,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=capture.run, args=(stop,))
+    thread.start()
+    try:
+        with serving(dashboard_app(env_settings(DashboardSettings))) as url:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            errors = watch_errors(page)
+            sign_in(page, url, make_key("admin", name="Ada"))
+            page.get_by_test_id("nav-cameras").click()
+
+            # A file that is not there: capture's error is shown, and the camera is discarded.
+            page.get_by_test_id("camera-id").fill("nowhere")
+            page.get_by_test_id("camera-name").fill("Nowhere")
+            page.get_by_test_id("camera-source").fill(str(video.parent / "missing.mp4"))
+            page.get_by_test_id("camera-test").click()
+            status = page.get_by_test_id("camera-trial-status")
+            status.filter(has_text="video file not found").wait_for(timeout=30_000)
+            assert page.get_by_test_id("camera-trial-image").is_hidden()
+            page.screenshot(path=ARTIFACTS / "30-camera-trial-failed.png", full_page=True)
+            page.get_by_test_id("camera-discard").click()
+            page.get_by_test_id("camera-list").locator('[data-camera-id="nowhere"]').wait_for(
+                state="detached"
+            )
+            with pool.connection() as conn:
+                assert cameras.get_camera(conn, "nowhere") is None
+
+            # The demo video: capture's first frame appears, and the camera is kept.
+            page.get_by_test_id("camera-id").fill("demo-door")
+            page.get_by_test_id("camera-name").fill("Front door")
+            page.get_by_test_id("camera-source").fill(str(video))
+            page.get_by_test_id("camera-test").click()
+            status.filter(has_text="Capture reads it").wait_for(timeout=60_000)
+            until(lambda: loaded(page.get_by_test_id("camera-trial-image")))
+            page.screenshot(path=ARTIFACTS / "31-camera-trial-frame.png", full_page=True)
+            page.get_by_test_id("camera-keep").click()
+            assert page.get_by_test_id("camera-trial").is_hidden()
+            page.get_by_test_id("nav-live").click()
+            tile = page.locator('[data-testid="camera-tile"][data-camera-id="demo-door"]')
+            tile.filter(has_text="online").wait_for(timeout=30_000)
+            # An MJPEG stream never completes; its first frame gives the image a size.
+            until(lambda: tile.locator("img").evaluate("img => img.naturalWidth > 0"), timeout=30)
+            page.screenshot(path=ARTIFACTS / "32-camera-tile-live.png", full_page=True)
+            assert errors == []
+    finally:
+        stop.set()
+        thread.join(30)

@@ -147,3 +147,27 @@ def test_a_person_thumbnail_is_their_first_photo(env_settings, admin_key, make_k
             anonymous = {"Authorization": ""}
             url = f"/api/v1/identities/{obama['id']}/thumbnail"
             assert admin.get(url, headers=anonymous).status_code == 401
+
+
+def test_a_camera_snapshot_is_capture_s_latest_frame(admin, make_key, redis_client, prefix):
+    from watchpost.images import encode_jpeg
+    from watchpost.keys import Keys
+
+    created = admin.post(
+        "/api/v1/cameras", json={"id": "gate", "name": "Gate", "source": "rtsp://10.0.0.9/gate"}
+    )
+    assert created.status_code == 201, created.text
+    viewer = key_headers(make_key("viewer"))
+    waiting = admin.get("/api/v1/cameras/gate/snapshot.jpg", headers=viewer)
+    assert waiting.status_code == 404
+    assert "no frame from camera 'gate' yet (status " in waiting.json()["detail"]
+    import numpy as np
+
+    frame = encode_jpeg(np.full((48, 64, 3), 90, np.uint8))
+    redis_client.set(Keys(prefix).live_frame("gate"), frame, ex=5)  # as capture keeps it
+    shot = admin.get("/api/v1/cameras/gate/snapshot.jpg", headers=viewer)
+    assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
+    assert shot.content == frame and shot.headers["cache-control"] == "no-store"
+    assert admin.get("/api/v1/cameras/nope/snapshot.jpg").status_code == 404
+    anonymous = admin.get("/api/v1/cameras/gate/snapshot.jpg", headers={"Authorization": ""})
+    assert anonymous.status_code == 401

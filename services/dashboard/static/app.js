@@ -78,7 +78,7 @@ function reportError(prefix) {
 // An image that opens large in the viewer: a real button, so the keyboard reaches it too.
 function zoomable(url, label) {
   const button = el("button", { type: "button", class: "thumb", "aria-label": `Enlarge: ${label}` },
-    el("img", { src: url, alt: label, loading: "lazy" }));
+    el("img", { src: url, alt: label }));
   button.addEventListener("click", () => enlarge(url, label));
   return button;
 }
@@ -483,6 +483,72 @@ async function addCamera(event) {
   await loadCameras();
 }
 
+// Trying a camera: capture only reads cameras in the table, so it is added, capture's first
+// frame (or its error) is shown, and the guard keeps it or discards it (deleted again).
+let trial = null;
+
+async function tryCamera() {
+  const form = $("camera-form");
+  if (!form.reportValidity()) return;
+  showError("");
+  const id = $("camera-id").value.trim();
+  try {
+    await postJson("/api/v1/cameras", {
+      id, name: $("camera-name").value.trim(), source: $("camera-source").value.trim(),
+    });
+  } catch (error) { reportError("camera")(error); return; }
+  form.reset();
+  endTrial();
+  trial = { id, started: Date.now(), timer: null };
+  $("camera-trial-title").textContent = `Trying camera ${id}`;
+  $("camera-trial-status").textContent = "Waiting for capture's first frame…";
+  $("camera-trial-image").hidden = true;
+  $("camera-trial").hidden = false;
+  await loadCameras();
+  pollTrial();
+}
+
+async function pollTrial() {
+  if (!trial) return;
+  const { id } = trial;
+  const path = `/api/v1/cameras/${encodeURIComponent(id)}`;
+  try {
+    const snapshot = await fetch(`${path}/snapshot.jpg`);
+    if (!trial || trial.id !== id) return;
+    if (snapshot.ok) {
+      const image = $("camera-trial-image");
+      if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+      image.src = URL.createObjectURL(await snapshot.blob());
+      image.alt = `A frame from camera ${id}`;
+      image.hidden = false;
+      const { body: camera } = await api(path);
+      $("camera-trial-status").textContent = `Capture reads it: ${cameraStatus(camera)}. Keep it?`;
+      return;  // one good frame is the test
+    }
+    let reason = `${snapshot.status}`;
+    try { reason = detailText((await snapshot.json()).detail); } catch { /* not JSON */ }
+    const waited = (Date.now() - trial.started) / 1000;
+    if (/status error/.test(reason) || waited > 30) {
+      $("camera-trial-status").textContent = `No picture: ${reason}. Discard it, or keep it to keep trying.`;
+      return;
+    }
+    $("camera-trial-status").textContent = `Waiting for capture's first frame… (${reason})`;
+  } catch (error) { reportError("camera test")(error); return; }
+  trial.timer = setTimeout(pollTrial, 1000);
+}
+
+function endTrial() {
+  if (trial && trial.timer) clearTimeout(trial.timer);
+  trial = null;
+  $("camera-trial").hidden = true;
+}
+
+async function discardTrial() {
+  const id = trial && trial.id;
+  endTrial();
+  if (id) await changeCamera(id, { method: "DELETE" });
+}
+
 // -- history --------------------------------------------------------------------------------
 let oldestShown = null;
 // The filter fields and their names in the URL (#/history?kind=...&ack=...).
@@ -722,7 +788,11 @@ function route() {
   for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${shown}`;
   if (shown === "history") { filtersToForm(params); loadHistory(); loadChart(); }
   if (shown === "people") { $("people-search").value = params.get("q") || ""; loadPeople().catch(reportError("people")); }
-  if (shown === "person") loadPerson(Number(id));
+  if (shown === "person") {
+    const personId = Number(id);
+    if (Number.isInteger(personId) && personId > 0) loadPerson(personId);
+    else location.hash = "#/people";
+  }
   if (shown === "strangers") loadGroups();
   if (shown === "admin") { loadKeys(); loadAudit(); }
 }
@@ -787,6 +857,9 @@ $("enrol-cancel").addEventListener("click", () => $("enrol-dialog").close());
 $("enrol-name").addEventListener("input", () => { $("enrol-new").checked = true; });
 $("enrol-person").addEventListener("change", () => { $("enrol-existing").checked = true; });
 $("camera-form").addEventListener("submit", addCamera);
+$("camera-test").addEventListener("click", tryCamera);
+$("camera-keep").addEventListener("click", () => { endTrial(); showNotice("Camera kept."); });
+$("camera-discard").addEventListener("click", discardTrial);
 $("webcam-start").addEventListener("click", startWebcam);
 $("webcam-snap").addEventListener("click", takePhoto);
 $("history-filters").addEventListener("submit", (event) => {
