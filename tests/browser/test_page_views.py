@@ -150,6 +150,14 @@ def test_people_strangers_and_alerts_from_the_page(
         timeout=30_000
     )
     page.get_by_test_id("group-card").filter(has_text="2 sightings").wait_for(state="detached")
+    page.get_by_test_id("group-all").check()  # the named ones too, linked to their person
+    page.wait_for_url(re.compile(r"#/strangers\?all=1$"))
+    named_group = page.locator('[data-testid="group-card"][data-named="true"]')
+    named_group.filter(has_text="2 sightings").wait_for()
+    named_group.get_by_test_id("group-person").click()
+    page.get_by_test_id("person-name").filter(has_text="Barack Obama").wait_for()
+    assert page.get_by_test_id("person-face").count() == 2
+    page.get_by_test_id("person-sightings").get_by_test_id("sighting-card").nth(1).wait_for()
 
     # -- "This is...": an unknown alert's face, refused until it names the right person ----------
     page.get_by_test_id("nav-live").click()

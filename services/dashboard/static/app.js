@@ -253,9 +253,11 @@ async function submitEnrol(event) {
 }
 
 // -- stranger groups ------------------------------------------------------------------------
-async function loadGroups() {
+async function loadGroups(all = false) {
+  $("group-all").checked = all;
   try {
-    const { body } = await api("/api/v1/unknown-groups?limit=100");
+    const { body: open } = await api("/api/v1/unknown-groups?limit=100");
+    const body = all ? [...open, ...(await api("/api/v1/unknown-groups?named=true&limit=100")).body] : open;
     $("group-list").replaceChildren(...body.map(groupCard));
     $("group-empty").hidden = body.length > 0;
   } catch (error) { reportError("strangers")(error); }
@@ -263,6 +265,15 @@ async function loadGroups() {
 
 function groupCard(group) {
   const seenAt = group.last_seen ? when(group.last_seen).toLocaleString() : "never";
+  if (group.named_identity_id != null) {
+    return el("li", { class: "card", dataset: { testid: "group-card", groupId: String(group.id), named: "true" } },
+      group.face_url ? zoomable(group.face_url, `Face of stranger group ${group.id}`) : el("div"),
+      el("div", {},
+        el("div", { class: "who" }, `Stranger ${group.id}`),
+        el("div", { class: "meta" }, `${plural(group.sightings, "sighting")} · ${group.cameras.join(", ")}`),
+        el("div", { class: "meta" }, `named ${when(group.named_at).toLocaleString()} as `,
+          el("a", { href: `#/person/${group.named_identity_id}`, dataset: { testid: "group-person" } }, "this person"))));
+  }
   const name = el("button", { type: "button", dataset: { testid: "group-name" } }, "Name this person…");
   name.disabled = !isAdmin();
   name.title = isAdmin() ? "" : "naming needs the admin role";
@@ -272,7 +283,7 @@ function groupCard(group) {
     done: async (answer) => {
       const left = answer.rejected.length ? `; left out: ${answer.rejected.map((r) => `${r.filename}: ${r.reason}`).join("; ")}` : "";
       showNotice(`Named ${answer.identity.display_name}: ${plural(answer.accepted.length, "face")} enrolled, ${plural(answer.sightings, "sighting")} now on record as them${left}.`);
-      await loadGroups();
+      await loadGroups($("group-all").checked);
     },
   }));
   return el("li", { class: "card", dataset: { testid: "group-card", groupId: String(group.id) } },
@@ -793,7 +804,7 @@ function route() {
     if (Number.isInteger(personId) && personId > 0) loadPerson(personId);
     else location.hash = "#/people";
   }
-  if (shown === "strangers") loadGroups();
+  if (shown === "strangers") loadGroups(params.get("all") === "1");
   if (shown === "admin") { loadKeys(); loadAudit(); }
 }
 
@@ -868,6 +879,7 @@ $("history-filters").addEventListener("submit", (event) => {
   go(params ? `#/history?${params}` : "#/history");
 });
 $("history-more").addEventListener("click", () => loadHistory({ more: true }));
+$("group-all").addEventListener("change", () => go($("group-all").checked ? "#/strangers?all=1" : "#/strangers"));
 $("key-form").addEventListener("submit", createKey);
 $("key-secret-done").addEventListener("click", () => { $("key-secret").textContent = ""; $("key-secret-box").hidden = true; });
 $("audit-more").addEventListener("click", () => loadAudit({ more: true }));
