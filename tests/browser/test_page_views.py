@@ -310,6 +310,12 @@ def test_admin_manages_keys_reads_the_audit_log_and_calibrates(browser, servers,
     viewer.goto(f"{url}/#/admin")
     viewer.get_by_test_id("connection-status").filter(has_text="live").wait_for()
     assert viewer.locator("#view-admin").is_hidden() and viewer.locator("#view-live").is_visible()
+    # Nor the forms that need an admin: enrolling, adding cameras.
+    viewer.get_by_test_id("nav-people").click()
+    viewer.get_by_test_id("people-count").filter(has_text="4 people enrolled").wait_for()
+    assert viewer.get_by_test_id("identity-form").is_hidden()
+    viewer.get_by_test_id("nav-cameras").click()
+    assert viewer.get_by_test_id("camera-form").is_hidden()
     assert errors == []
 
 
