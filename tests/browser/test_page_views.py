@@ -236,6 +236,42 @@ def test_people_strangers_and_alerts_from_the_page(
     page.get_by_test_id("person-row").filter(has_text="Kit Harington").wait_for()
     assert page.get_by_test_id("person-row").filter(has_text="Joe Biden").count() == 0
 
+    # -- A live alert (its event does not say it has a face) gets "this is..." too -----------------
+    from tests.integration.test_sightings import photo
+    from watchpost.keys import ALERTS_MAXLEN, Keys
+    from watchpost.messages import AlertEvent
+    from watchpost.streams import publish
+
+    frame, _box, _ = photo("faces/train/biden/biden2.jpg")
+    with pool.connection() as conn:
+        row, _ = alerts.upsert_alert(
+            conn,
+            kind="unknown_person",
+            camera_id="porch",
+            track_id="p1",
+            captured_at=T0 + 900,
+            snapshot_jpeg=frame,
+            face_jpeg=frame,
+        )
+    event = AlertEvent(
+        alert_id=row["id"],
+        kind="unknown_person",
+        camera_id="porch",
+        track_id="p1",
+        captured_at=T0 + 900,
+        created_at=row["created_at"].timestamp(),
+    )
+    page.get_by_test_id("nav-live").click()
+    publish(
+        redis_client,
+        Keys(env_settings(DashboardSettings).stream_prefix).alerts,
+        event,
+        maxlen=ALERTS_MAXLEN,
+    )
+    live_card = page.locator(f'[data-testid="alert-card"][data-alert-id="{row["id"]}"]')
+    live_card.get_by_test_id("alert-this-is").wait_for(timeout=15_000)
+    assert "urgent" in (live_card.get_attribute("class") or "")
+
     # -- A phone-sized screen ---------------------------------------------------------------------
     phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True).new_page()
     errors += watch_errors(phone)

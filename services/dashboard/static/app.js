@@ -153,6 +153,15 @@ function thisIsButton(alert) {
   return button;
 }
 
+async function refreshAlert(id) {
+  try {
+    const { body } = await api(`/api/v1/alerts/${id}`);
+    for (const card of document.querySelectorAll(`[data-alert-id="${id}"]`)) {
+      card.replaceWith(alertCard(body, card.classList.contains("fresh")));
+    }
+  } catch (error) { reportError(`alert ${id}`)(error); }
+}
+
 function addAlert(alert, { fresh = false, append = false } = {}) {
   if (seen.has(alert.id)) return;
   seen.add(alert.id);
@@ -180,7 +189,11 @@ function connect() {
   });
   socket.addEventListener("message", (event) => {
     const message = JSON.parse(event.data);
-    if (message.type === "alert") addAlert(message.alert, { fresh: !message.replay });
+    if (message.type !== "alert") return;
+    addAlert(message.alert, { fresh: !message.replay });
+    // A live event may not say whether the alert has a face crop ("this is..." needs it):
+    // the stored alert does.
+    if (!("has_face" in message.alert) && !message.alert.face_url) refreshAlert(message.alert.id);
   });
   socket.addEventListener("close", (event) => {
     // A refused handshake reaches the browser as 1006, not the server's 1008, so ask: if the
