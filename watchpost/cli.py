@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -86,6 +87,7 @@ class Stack:
         env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
         if self.args.camera:
             env["WATCHPOST_CAPTURE_SOURCE"] = self.args.camera
+        env.update(demo_loop(self.args.camera, os.environ))
         from watchpost.db import apply_migrations
 
         apply_migrations(database_url)  # once, before five services race for the lock
@@ -287,6 +289,14 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def demo_loop(camera: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """With no camera named (the demo video plays), loop it, so a newcomer who opens the page
+    after its few seconds still sees it live; a loop setting of the user's own stands."""
+    if camera or environ.get("WATCHPOST_CAPTURE_SOURCE") or "WATCHPOST_CAPTURE_LOOP" in environ:
+        return {}
+    return {"WATCHPOST_CAPTURE_LOOP": "true"}
 
 
 def up(args: argparse.Namespace) -> int:

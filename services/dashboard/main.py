@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.dashboard import api, auth, legacy, live
+from services.dashboard import admin_routes, api, auth, legacy, live, people_routes
 from services.dashboard.auth import AuthState, require
 from services.dashboard.broadcast import AlertBroadcaster
 from services.dashboard.headers import SecurityHeaders
@@ -97,6 +97,8 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         )
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(admin_routes.router)
+    app.include_router(people_routes.router)
     app.include_router(live.router)
     app.include_router(legacy.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from watchpost.settings import PROJECT_ROOT
 
 
@@ -32,3 +34,22 @@ def test_a_service_without_its_urls_says_which_setting_is_missing():
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHPOST_")}
     result = run_cli("serve", "aggregator", env=env)
     assert result.returncode != 0 and "WATCHPOST_REDIS_URL is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("camera", "environ", "expected"),
+    [
+        (None, {}, {"WATCHPOST_CAPTURE_LOOP": "true"}),  # the demo video: looped
+        ("rtsp://cam/1", {}, {}),  # a camera named on the command line
+        (None, {"WATCHPOST_CAPTURE_SOURCE": "/videos/door.mp4"}, {}),  # or in the environment
+        (None, {"WATCHPOST_CAPTURE_LOOP": "false"}, {}),  # the user's own choice stands
+    ],
+)
+def test_make_up_loops_the_demo_video_only(camera, environ, expected, monkeypatch):
+    from watchpost.cli import demo_loop
+    from watchpost.settings import CaptureSettings
+
+    assert demo_loop(camera, environ) == expected
+    for name, value in expected.items():  # and capture reads it as a loop
+        monkeypatch.setenv(name, value)
+    assert CaptureSettings().capture_loop is bool(expected)
