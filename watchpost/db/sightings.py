@@ -192,6 +192,25 @@ def mark_ended(conn: Conn, sighting_id: int) -> None:
     )
 
 
+def recent(conn: Conn, *, seconds: float, limit: int = 1000) -> list[Row]:
+    """Sightings last seen within `seconds` (newest first), for the MQTT bridge's poll."""
+    return conn.execute(
+        f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.last_seen >= now() - make_interval(secs => %s)"
+        " ORDER BY s.last_seen DESC, s.id DESC LIMIT %s",
+        (seconds, limit),
+    ).fetchall()
+
+
+def latest_per_camera(conn: Conn) -> dict[str, Row]:
+    """Each camera's most recently seen sighting (cameras without one are left out)."""
+    rows = conn.execute(
+        f"SELECT c.id AS at_camera, l.* FROM cameras c CROSS JOIN LATERAL ("
+        f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.camera_id = c.id"
+        " ORDER BY s.last_seen DESC, s.id DESC LIMIT 1) l"
+    ).fetchall()
+    return {row.pop("at_camera"): row for row in rows}
+
+
 # -- unknown groups ---------------------------------------------------------------------------
 def assign_group(
     conn: Conn, sighting_id: int, embedding: np.ndarray, *, max_distance: float
