@@ -190,6 +190,13 @@ def test_discovery_is_retained_follows_sightings_and_is_removed_with_the_camera(
             (announced,) = live.wait_for(topics.sightings)
             assert json.loads(announced)["sighting_id"] == sighting["id"]
             assert b"embedding" not in announced and b"jpeg" not in announced
+            # Erasing the person takes their name off the retained last-person topic.
+            with pool.connection() as conn:
+                identities.delete_identity(conn, ada["id"])
+            bridge.poll()
+            assert len(live.wait_for(topics.last_person("door"), 3)) == 3
+            erased = json.loads(live.on(topics.last_person("door"))[-1])
+            assert erased["name"] is None and erased["sighting_id"] is None
         finally:
             live.close()
 
