@@ -37,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from prometheus_client import Counter, Gauge
 
 from watchpost.db import cameras, sightings
-from watchpost.db.pool import Pool
+from watchpost.db.pool import Conn, Pool
 from watchpost.keys import Keys
 from watchpost.messages import AlertEvent
 from watchpost.settings import DashboardSettings
@@ -376,6 +376,7 @@ class MqttBridge:
         self.publisher = publisher or MqttPublisher(settings, self.topics)
         self._next_poll = 0.0
         self._sightings: dict[int, tuple] | None = None  # id -> what was published of it
+        self._latest_rows: dict[str, dict[str, Any]] | None = None  # camera -> last sighting
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.message
@@ -410,21 +411,42 @@ class MqttBridge:
     def poll(self) -> None:
         with self.pool.connection() as conn:
             rows = cameras.list_cameras(conn)
-            latest = sightings.latest_per_camera(conn)
             recent = sightings.recent(conn, seconds=SIGHTING_WINDOW_SECONDS)
+            latest = self._latest(conn, recent)
         present = {row["id"] for row in rows}
         for camera_id in self._discovered() - present:
             self.forget_camera(camera_id)
         for row in rows:
             camera_id = row["id"]
             self._discover(row)
-            self.publisher.retain(
-                self.topics.camera_status(camera_id), json.dumps(camera_payload(row))
-            )
+            status = json.dumps(camera_payload(row))
+            self.publisher.retain(self.topics.camera_status(camera_id), status)
             sighting = latest.get(camera_id)
             last = sighting_payload(sighting) if sighting else no_sighting_payload(camera_id)
             self.publisher.retain(self.topics.last_person(camera_id), json.dumps(last))
         self._publish_sightings(recent)
+
+    def _latest(self, conn: Conn, recent: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each camera's last sighting: all of them at the first poll; then the newest recent
+        one, else the one found before if it still exists (erased or purged: look again)."""
+        if self._latest_rows is None:
+            self._latest_rows = sightings.latest_per_camera(conn)
+            return self._latest_rows
+        latest = dict(self._latest_rows)
+        fresh: set[str] = set()
+        for row in recent:  # newest first
+            if row["camera_id"] not in fresh:
+                fresh.add(row["camera_id"])
+                latest[row["camera_id"]] = row
+        kept = {c: r["id"] for c, r in latest.items() if c not in fresh}
+        alive = sightings.existing(conn, list(kept.values())) if kept else set()
+        gone = [camera for camera, sighting_id in kept.items() if sighting_id not in alive]
+        if gone:
+            for camera in gone:
+                del latest[camera]
+            latest.update(sightings.latest_per_camera(conn, gone))
+        self._latest_rows = latest
+        return latest
 
     def _publish_sightings(self, recent: list[dict[str, Any]]) -> None:
         """Each sighting when it starts and when its identity, liveness or end changes. The first
@@ -459,4 +481,6 @@ class MqttBridge:
         for topic in topics:
             self.publisher.publish(topic, "", retain=True)
         self.redis.srem(self.keys.mqtt_discovered, camera_id)
+        if self._latest_rows is not None:
+            self._latest_rows.pop(camera_id, None)
         log.info("MQTT: camera %s removed", camera_id)
