@@ -90,12 +90,14 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory) -> Iterator[tuple[str, int]]:
-    """(host, port) of a real MQTT broker: the local Mosquitto, else Debian's `mosquitto` binary
-    started on a free port for the session. Tests keep to topics of their own (`mqtt_topics`)."""
+    """(host, port) of a real MQTT broker: the local Mosquitto (WATCHPOST_TEST_MQTT_BROKER,
+    default 127.0.0.1:1883), else Debian's `mosquitto` binary started on a free port for the
+    session. Tests keep to topics of their own (`mqtt_topics`)."""
     from tests.support.mosquitto import LOCAL_BROKER, Mosquitto, reachable
 
-    if reachable(*LOCAL_BROKER):
-        yield LOCAL_BROKER
+    host, _, port = os.environ.get("WATCHPOST_TEST_MQTT_BROKER", LOCAL_BROKER).rpartition(":")
+    if reachable(host, int(port)):
+        yield (host, int(port))
         return
     broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
     yield ("127.0.0.1", broker.port)

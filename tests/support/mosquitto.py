@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.servers import free_port
 
-LOCAL_BROKER = ("127.0.0.1", 1883)
+LOCAL_BROKER = "127.0.0.1:1883"
 
 
 def mosquitto_binary() -> str | None:
