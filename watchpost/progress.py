@@ -26,11 +26,13 @@ T = TypeVar("T")
 STDERR = Console(stderr=True)
 
 
-def bar(*, transient: bool = False, auto_refresh: bool = True) -> Progress:
+def bar(*, transient: bool = False, auto_refresh: bool = True, disable: bool = False) -> Progress:
     """A progress display on stderr: description, bar, done/total, elapsed, remaining. Use it
     as a context manager and `add_task` / `advance` for work in several parts. It redraws four
     times a second from a thread of its own; around timed work pass `auto_refresh=False`, and it
-    redraws only when advanced (between the timed parts, never during them)."""
+    redraws only when advanced (between the timed parts, never during them). `disable` shows
+    nothing (e.g. when stdout is not a terminal: on a terminal, lines printed while a bar is shown
+    go above it, through stderr)."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -41,6 +43,7 @@ def bar(*, transient: bool = False, auto_refresh: bool = True) -> Progress:
         transient=transient,
         refresh_per_second=4,
         auto_refresh=auto_refresh,
+        disable=disable,
     )
 
 
