@@ -14,8 +14,9 @@ from watchpost.settings import PROJECT_ROOT
 
 
 def run_benchmark(*args: str, progress: str | None = None) -> dict:
-    """Run `python -m <args>`; its last stdout line is its figures. With `progress`, that bar's
-    description must be on stderr and no bar on stdout (figures stay parseable when redirected)."""
+    """Run `python -m <args>`; its last stdout line is its figures. With `progress`, that bar
+    (its description) must be on stderr and no bar on stdout (figures stay parseable when
+    redirected)."""
     result = subprocess.run(
         [sys.executable, "-m", *args],
         cwd=PROJECT_ROOT,
@@ -25,8 +26,8 @@ def run_benchmark(*args: str, progress: str | None = None) -> dict:
         check=True,
     )
     if progress is not None:
-        assert progress in result.stderr, result.stderr
-        assert progress not in result.stdout and BAR not in result.stdout
+        assert progress in result.stderr and BAR in result.stderr, result.stderr
+        assert BAR not in result.stdout
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -90,8 +91,10 @@ def test_verification_benchmark_on_a_pairs_file_built_from_the_shared_faces(tmp_
 @pytest.mark.slow
 @pytest.mark.data
 def test_identification_benchmark():
-    require_data("faces")
-    figures = run_benchmark("benchmarks.identification", progress="impostor probes")
+    data = require_data("faces").parent
+    figures = run_benchmark(
+        "benchmarks.identification", "--data", str(data), progress="impostor probes"
+    )
     assert figures["agreement_with_brute_force"] == 1.0 and figures["genuine_probes"] > 0
 
 
@@ -138,10 +141,12 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
 @pytest.mark.slow
 @pytest.mark.data
 def test_blink_count_benchmark_on_a_video():
-    require_data("video/talking_blinks_720p.mp4")
+    data = require_data("video/talking_blinks_720p.mp4").parent.parent
     figures = run_benchmark(
         "benchmarks.blink_count",
         "talking_blinks_720p.mp4",
+        "--data",
+        str(data),
         "--eye-px",
         "--max-frames",
         "60",
