@@ -172,7 +172,9 @@ def camera_payload(row: dict[str, Any]) -> dict[str, Any]:
 def discovery_configs(
     topics: Topics, camera: dict[str, Any], *, event_seconds: int
 ) -> dict[str, dict[str, Any]]:
-    """Home Assistant MQTT discovery configs of one camera's entities, by config topic."""
+    """Home Assistant MQTT discovery configs of one camera's entities, by config topic. Entity
+    ids are suggested with `default_entity_id` (`object_id`, its predecessor, was deprecated in
+    Home Assistant 2025.10 and removed in 2026.4)."""
     camera_id = camera["id"]
     node = topics.node(camera_id)
     common: dict[str, Any] = {
@@ -192,7 +194,7 @@ def discovery_configs(
         topics.discovery("sensor", camera_id, "last_person"): {
             "name": "Last person seen",
             "unique_id": f"{node}_last_person",
-            "object_id": f"{node}_last_person",
+            "default_entity_id": f"sensor.{node}_last_person",
             "icon": "mdi:account-eye",
             "state_topic": topics.last_person(camera_id),
             "value_template": "{{ value_json.name or 'none' }}",
@@ -202,7 +204,7 @@ def discovery_configs(
         topics.discovery("sensor", camera_id, "status"): {
             "name": "Status",
             "unique_id": f"{node}_status",
-            "object_id": f"{node}_status",
+            "default_entity_id": f"sensor.{node}_status",
             "icon": "mdi:cctv",
             "entity_category": "diagnostic",
             "state_topic": topics.camera_status(camera_id),
@@ -215,7 +217,7 @@ def discovery_configs(
         configs[topics.discovery("binary_sensor", camera_id, kind)] = {
             "name": name,
             "unique_id": f"{node}_{kind}",
-            "object_id": f"{node}_{kind}",
+            "default_entity_id": f"binary_sensor.{node}_{kind}",
             "device_class": device_class,
             "state_topic": topics.camera_alert(camera_id, kind),
             "value_template": "ON",  # any alert of the kind turns it on ...

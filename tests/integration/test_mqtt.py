@@ -146,6 +146,9 @@ def test_discovery_is_retained_follows_sightings_and_is_removed_with_the_camera(
                     }
                 ]
                 assert config["unique_id"].startswith(node) and config["state_topic"]
+                domain = config["default_entity_id"].split(".")[0]
+                assert config["default_entity_id"] == f"{domain}.{config['unique_id']}"
+                assert f"/{domain}/{node}/" in next(t for t, c in configs.items() if c is config)
             unknown = configs[topics.discovery("binary_sensor", "door", "unknown_person")]
             spoof = configs[topics.discovery("binary_sensor", "door", "spoof_attempt")]
             assert unknown["state_topic"] == topics.camera_alert("door", "unknown_person")
