@@ -632,7 +632,8 @@ class DashboardSettings(CommonSettings):
     )
     mqtt_client_id: str | None = Field(
         None,
-        description="MQTT client id; default watchpost-<consumer name>, one per dashboard replica.",
+        description="MQTT client id (unique per connection); default watchpost-<consumer "
+        "name>-<random>, new at every start.",
     )
     mqtt_max_queued: int = Field(
         1000,

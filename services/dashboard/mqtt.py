@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -245,7 +246,11 @@ class MqttPublisher:
         self.keepalive = settings.mqtt_keepalive_seconds
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=settings.mqtt_client_id or f"watchpost-{settings.consumer_name}",
+            # Two connections with one client id throw each other off the broker: the default
+            # is this replica's name and a token of this process (no persistent session needs
+            # it stable).
+            client_id=settings.mqtt_client_id
+            or f"watchpost-{settings.consumer_name}-{secrets.token_hex(3)}",
             protocol=mqtt.MQTTv311,
         )
         if url.username is not None:
@@ -379,6 +384,7 @@ class MqttBridge:
         self._next_poll = 0.0
         self._sightings: dict[int, tuple] | None = None  # id -> what was published of it
         self._latest_rows: dict[str, dict[str, Any]] | None = None  # camera -> last sighting
+        self._announced: set[str] = set()  # cameras this bridge added to mqtt_discovered
 
     def handle(self, delivery: Delivery) -> None:
         event = delivery.message
@@ -470,7 +476,9 @@ class MqttBridge:
         configs = discovery_configs(
             self.topics, camera, event_seconds=self.settings.mqtt_event_seconds
         )
-        self.redis.sadd(self.keys.mqtt_discovered, camera["id"])  # before: never lose track
+        if camera["id"] not in self._announced:  # before the configs: never lose track of one
+            self.redis.sadd(self.keys.mqtt_discovered, camera["id"])
+            self._announced.add(camera["id"])
         for topic, config in configs.items():
             self.publisher.retain(topic, json.dumps(config))
 
@@ -483,6 +491,7 @@ class MqttBridge:
         for topic in topics:
             self.publisher.publish(topic, "", retain=True)
         self.redis.srem(self.keys.mqtt_discovered, camera_id)
+        self._announced.discard(camera_id)
         if self._latest_rows is not None:
             self._latest_rows.pop(camera_id, None)
         log.info("MQTT: camera %s removed", camera_id)

@@ -470,3 +470,21 @@ def test_mqtt_settings_are_checked(url, reason):
 def test_mqtt_is_off_unless_a_url_is_set():
     assert DashboardSettings(mqtt_url="").mqtt_url is None
     assert DashboardSettings().mqtt_url is None
+
+
+def test_two_replicas_of_one_name_stay_connected_side_by_side(
+    env_settings, pool, redis_client, mqtt_broker, mqtt_topics
+):
+    """One client id would make the broker throw the first off when the second connects."""
+    host, port = mqtt_broker
+    settings = mqtt_settings(env_settings, f"mqtt://{host}:{port}", mqtt_topics)
+    first, second = (MqttBridge(settings, redis_client=redis_client, pool=pool) for _ in range(2))
+    first.publisher.start()
+    second.publisher.start()
+    try:
+        assert first.publisher.connected.wait(10) and second.publisher.connected.wait(10)
+        time.sleep(1.0)
+        assert first.publisher.connected.is_set() and second.publisher.connected.is_set()
+    finally:
+        first.publisher.stop()
+        second.publisher.stop()
