@@ -212,3 +212,18 @@ def test_verification_reads_view_1_and_cuts_it_into_folds(tmp_path):
     # The threshold sits between the classes, midway to the next distance.
     distances = np.array([0.3, 0.4, 0.7, 0.8])
     assert best_threshold(distances, np.array([True, True, False, False])) == pytest.approx(0.55)
+
+
+def test_mqtt_alert_path_benchmark_runs_against_a_real_broker(mqtt_broker):
+    host, port = mqtt_broker
+    figures = run_benchmark(
+        "benchmarks.mqtt_alert_path",
+        "--alerts",
+        "5",
+        "--broker",
+        f"{host}:{port}",
+        progress="hung_broker",
+    )
+    runs = {r["run"]: r for r in figures["runs"]}
+    assert set(runs) == {"mqtt_off", "live_broker", "refusing_port", "hung_broker"}
+    assert runs["live_broker"]["reached_broker"] == 5 and runs["mqtt_off"]["median_vs_off"] == 1
