@@ -488,3 +488,36 @@ def test_two_replicas_of_one_name_stay_connected_side_by_side(
     finally:
         first.publisher.stop()
         second.publisher.stop()
+
+
+def test_a_camera_deleted_while_the_bridge_was_down_is_removed_when_it_returns(
+    env_settings, pool, redis_client, mqtt_broker, mqtt_topics
+):
+    host, port = mqtt_broker
+    settings = mqtt_settings(env_settings, f"mqtt://{host}:{port}", mqtt_topics)
+    topics = Topics(*mqtt_topics)
+    add_camera(pool, "yard", "Yard")
+    before = MqttBridge(settings, redis_client=redis_client, pool=pool)
+    before.publisher.start()
+    try:
+        assert before.publisher.connected.wait(10)
+        before.poll()
+    finally:
+        before.publisher.stop()
+    with pool.connection() as conn:
+        cameras.delete_camera(conn, "yard")
+    after = MqttBridge(settings, redis_client=redis_client, pool=pool)
+    after.publisher.start()
+    try:
+        assert after.publisher.connected.wait(10)
+        after.poll()
+        time.sleep(0.5)
+    finally:
+        after.publisher.stop()
+    left = Subscriber(port, [f"{mqtt_topics[1]}/#", f"{mqtt_topics[0]}/cameras/#"], host=host)
+    try:
+        time.sleep(1.0)  # retained messages arrive at once; there should be none
+        assert left.messages == [], [t for t, _, _ in left.messages]
+    finally:
+        left.close()
+    assert topics.discovery("sensor", "yard", "last_person").endswith("/last_person/config")
