@@ -470,6 +470,9 @@ def test_mqtt_settings_are_checked(url, reason):
 def test_mqtt_is_off_unless_a_url_is_set():
     assert DashboardSettings(mqtt_url="").mqtt_url is None
     assert DashboardSettings().mqtt_url is None
+    assert DashboardSettings(mqtt_discovery_prefix="").mqtt_discovery_prefix is None
+    with pytest.raises(ValidationError, match="mqtt_topic_prefix"):
+        DashboardSettings(mqtt_topic_prefix="watchpost/#")  # no wildcards in a topic
 
 
 def test_two_replicas_of_one_name_stay_connected_side_by_side(
@@ -521,3 +524,27 @@ def test_a_camera_deleted_while_the_bridge_was_down_is_removed_when_it_returns(
     finally:
         left.close()
     assert topics.discovery("sensor", "yard", "last_person").endswith("/last_person/config")
+
+
+def test_without_a_discovery_prefix_no_configs_are_published(
+    env_settings, pool, redis_client, mqtt_broker, mqtt_topics
+):
+    host, port = mqtt_broker
+    settings = mqtt_settings(env_settings, f"mqtt://{host}:{port}", (mqtt_topics[0], ""))
+    add_camera(pool)
+    bridge = MqttBridge(settings, redis_client=redis_client, pool=pool)
+    node = bridge.topics.node("door")
+    bridge.publisher.start()
+    try:
+        assert bridge.publisher.connected.wait(10)
+        bridge.poll()
+        time.sleep(0.5)
+        seen = Subscriber(port, [f"homeassistant/+/{node}/#", f"{mqtt_topics[0]}/#"], host=host)
+        try:
+            assert seen.wait_for(bridge.topics.camera_status("door"))  # the state is there
+            time.sleep(0.5)
+            assert not [t for t, _, _ in seen.messages if t.endswith("/config")]
+        finally:
+            seen.close()
+    finally:
+        bridge.publisher.stop()
