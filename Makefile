@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,liveness,embedded,dev]"
+	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,liveness,embedded,mqtt,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

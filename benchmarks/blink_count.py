@@ -35,6 +35,7 @@ from rich.progress import Progress
 from services.liveness.blink import BlinkDetector
 from services.liveness.evidence import EvidenceReader
 from watchpost.images import to_grey
+from watchpost.progress import bar
 from watchpost.settings import LivenessSettings, default_data_dir
 from watchpost.vision.faces import detect_faces
 from watchpost.vision.tracking import FaceTracker
@@ -232,7 +233,7 @@ def main() -> None:
     if reader.eyes is not None:  # load the model outside the timings
         reader.eyes.scores(np.zeros((2, 24, 24), np.uint8))
     results = []
-    with Progress() as progress:
+    with bar() as progress:
         for name in names:
             video = videos[name]
             path = data / video["path"]

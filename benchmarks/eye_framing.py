@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rich.progress import track
 
 from services.liveness.blink import eye_widths
 from services.liveness.eyes import EYE_FRAMING, eye_patches, standardise
 from services.liveness.training.eye_state import ARCHIVE, load_patches
+from watchpost.progress import track
 from watchpost.settings import default_data_dir
 from watchpost.vision.faces import detect_faces, landmarks_68
 
@@ -50,7 +50,7 @@ def main() -> None:
     sums = {k: np.zeros((24, 24), np.float64) for k in FRAMINGS}
     per_eye: list[list[np.ndarray]] = []
     widths: list[float] = []
-    for path in track(images, description="LFW faces"):
+    for path in track(images, "LFW faces"):
         grey = np.asarray(Image.open(path).convert("L"))
         boxes = detect_faces(np.stack([grey] * 3, axis=-1), upsample=0)
         if not boxes:

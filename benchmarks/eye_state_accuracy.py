@@ -24,6 +24,7 @@ from PIL import Image
 
 from services.liveness.eyes import EYE_PATCH, EyeStateClassifier
 from services.liveness.training.common import binary_metrics
+from watchpost.progress import track
 
 
 def patch(data: bytes) -> np.ndarray:
@@ -48,7 +49,7 @@ def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if not items:
         raise SystemExit(f"no eye images under {folder} (expected open/ and closed/)")
     labels = np.array([1 if parent.lower().startswith("closed") else 0 for parent, _ in items])
-    return np.stack([patch(data) for _, data in items]), labels
+    return np.stack([patch(data) for _, data in track(items, "eye images")]), labels
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
     classifier = EyeStateClassifier()
     classifier.scores(patches[:2])  # load the model outside the timings
     started = time.perf_counter()
-    scores = np.concatenate(
+    scores = np.concatenate(  # timed: no progress bar in here
         [classifier.scores(patches[i : i + 64]) for i in range(0, len(patches), 64)]
     )
     batched = len(patches) / (time.perf_counter() - started)

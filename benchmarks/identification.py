@@ -23,10 +23,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from rich.progress import track
 
 from benchmarks.faces import embed_largest, embed_photo
 from services.recognition.gallery import Gallery, identity_distance
+from watchpost.progress import track
 from watchpost.settings import RecognitionSettings, default_data_dir
 
 BBT_ENROLLED = ["howard", "leonard", "penny", "sheldon"]
@@ -55,9 +55,7 @@ def build_gallery(
 ) -> tuple[Gallery, np.ndarray, list[int], dict[str, int]]:
     entries = gallery_entries(faces)
     ident = {name: number for number, name in enumerate(dict.fromkeys(n for n, _ in entries), 1)}
-    rows = np.stack(
-        [embed_largest(photo, jitter=jitter) for _, photo in track(entries, description="gallery")]
-    )
+    rows = np.stack([embed_largest(photo, jitter=jitter) for _, photo in track(entries, "gallery")])
     ids = [ident[name] for name, _ in entries]
     return Gallery(rows, ids, [name for name, _ in entries], k=k), rows, ids, ident
 
@@ -88,7 +86,7 @@ def main() -> None:
     impostors = [p for n in BBT_STRANGERS for p in sorted((faces / "bbt" / n).glob("*.png"))]
     missed, agree = [], 0
     genuine_scores = []  # (named identity right?, score of the best identity)
-    for path, name in track(genuine, description="genuine probes"):
+    for path, name in track(genuine, "genuine probes"):
         probe = embed_photo(path).embedding
         if probe is None:
             missed.append(str(path))
@@ -97,7 +95,7 @@ def main() -> None:
         genuine_scores.append((match.identity_id == ident[name], match.distance))
         agree += match.identity_id == brute_force(rows, ids, probe, np.inf, args.k)
     impostor_scores = []
-    for path in track(impostors, description="impostor probes"):
+    for path in track(impostors, "impostor probes"):
         probe = embed_photo(path).embedding
         if probe is None:
             missed.append(str(path))

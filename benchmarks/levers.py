@@ -24,6 +24,7 @@ from benchmarks.report import print_json
 from benchmarks.stage_costs import read_frames
 from services.liveness.blink import face_ear
 from watchpost.images import to_grey
+from watchpost.progress import bar
 from watchpost.settings import CaptureSettings, default_data_dir
 from watchpost.vision.faces import detect_faces, embed_face, landmarks_68
 from watchpost.vision.tracking import FaceTracker
@@ -139,15 +140,30 @@ def main() -> None:
         "detect_every": SHIPPED.capture_detect_every,
         "jpeg_quality": SHIPPED.capture_jpeg_quality,
     }}  # fmt: skip
+    # Redrawn between the levers only, never while one is timed.
+    progress = bar(auto_refresh=False)
+    progress.start()
+    task = progress.add_task("levers", total=4 * len(args.videos))
+
+    def step(description: str) -> None:
+        progress.update(task, description=description, refresh=True)
+
     for video in args.videos:
+        step(f"{video.name}: reading frames")
         by_width = {w: read_frames(video, args.frames, width=w) for w in (480, 640, 960)}
         embed_face(by_width[640][0], (0, 0, 80, 80))  # load the models outside the timings
         landmarks_68(to_grey(by_width[640][0]), (0, 0, 80, 80))
-        result = {
-            "detection": detection(by_width),
-            "detect_interval": detect_interval(by_width[SHIPPED.capture_max_width]),
-            "jpeg": jpeg_quality(by_width[SHIPPED.capture_max_width]),
-        }
+        shipped_frames = by_width[SHIPPED.capture_max_width]
+        result: dict = {}
+        for name, measure, frames in (
+            ("detection", detection, by_width),
+            ("detect_interval", detect_interval, shipped_frames),
+            ("jpeg", jpeg_quality, shipped_frames),
+        ):
+            progress.update(task, advance=1)
+            step(f"{video.name}: {name}")
+            result[name] = measure(frames)
+        progress.update(task, advance=1, refresh=True)
         shipped = next(
             r
             for r in result["detect_interval"]
@@ -163,6 +179,7 @@ def main() -> None:
         print(f"detecting every {SHIPPED.capture_detect_every} frames instead of every frame: "
               f"{result['detect_interval_speedup']:.1f}x cheaper per frame")  # fmt: skip
 
+    progress.stop()
     print_json(figures, digits=4)
 
 

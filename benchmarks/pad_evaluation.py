@@ -30,11 +30,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rich.progress import Progress
 
 from services.liveness.blink import BlinkDetector
 from services.liveness.burst import burst_liveness
 from services.liveness.evidence import EvidenceReader
+from watchpost.progress import bar
 from watchpost.settings import LivenessSettings
 
 VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -127,7 +127,7 @@ def main() -> None:
     reader = EvidenceReader(settings, passive_model=args.passive_model)
     reader.warm_up()
     results = []
-    with Progress() as progress:
+    with bar() as progress:
         task = progress.add_task("presentations", total=len(presentations))
         for p in presentations:
             report = burst_liveness(

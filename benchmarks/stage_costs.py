@@ -20,6 +20,7 @@ import numpy as np
 
 from services.liveness.blink import face_ear
 from watchpost.images import cut_square, decode_jpeg, to_grey
+from watchpost.progress import bar
 from watchpost.settings import default_data_dir
 from watchpost.vision.faces import detect_faces, embed_face, landmarks_68
 from watchpost.vision.tracking import FaceTracker
@@ -127,26 +128,38 @@ def main() -> None:
         tracker = FaceTracker()
         tracker.update(frames[0], [box])
         tracker_ms = [timed(tracker.update, f, None)[0] for f in frames[1:30]]
-    figures = {
+    figures: dict = {
         "video": Path(args.video).name,
         "frames": len(frames),
         "frame_size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
-        "hog_upsample0_ms": median_ms(detect_faces, sample, upsample=0),
-        "hog_upsample1_ms": median_ms(detect_faces, sample, upsample=1),
-        "embed_ms": statistics.median(timed(embed_face, f, box)[0] for f in sample)
-        if box
-        else None,
-        "landmarks68_ms": statistics.median(timed(landmarks_68, f, box)[0] for f in sample)
-        if box
-        else None,
         "tracker_update_ms": statistics.median(tracker_ms) if tracker_ms else None,
-        "jpeg_encode_ms": median_ms(lambda f: cv2.imencode(".jpg", f), sample),
-        "naive_fps": naive_loop(frames),
-        "watchpost_fps": watchpost_loop(frames),
     }
+    stages = {
+        "hog_upsample0_ms": lambda: median_ms(detect_faces, sample, upsample=0),
+        "hog_upsample1_ms": lambda: median_ms(detect_faces, sample, upsample=1),
+        "embed_ms": lambda: (
+            statistics.median(timed(embed_face, f, box)[0] for f in sample) if box else None
+        ),
+        "landmarks68_ms": lambda: (
+            statistics.median(timed(landmarks_68, f, box)[0] for f in sample) if box else None
+        ),
+        "jpeg_encode_ms": lambda: median_ms(lambda f: cv2.imencode(".jpg", f), sample),
+        "naive_fps": lambda: naive_loop(frames),
+        "watchpost_fps": lambda: watchpost_loop(frames),
+    }
+    # Redrawn between the stages only, never while one is timed.
+    with bar(auto_refresh=False) as progress:
+        task = progress.add_task("stages", total=len(stages) + bool(box))
+        for name, measure in stages.items():
+            progress.update(task, description=name, refresh=True)
+            figures[name] = measure()
+            progress.update(task, advance=1, refresh=True)
+        if box:
+            progress.update(task, description="attack cues", refresh=True)
+            figures.update(attack_cue_costs(frames, box))
+            progress.update(task, advance=1, refresh=True)
     figures["speedup_vs_naive"] = figures["watchpost_fps"] / figures["naive_fps"]
     if box:
-        figures.update(attack_cue_costs(frames, box))
         # On a quiet core an embedding costs about 82 ms (docs/performance.md): this ratio turns
         # the cue cost measured on a loaded machine into a quiet-machine estimate.
         figures["cues_vs_embed"] = figures["cues_total_ms"] / figures["embed_ms"]

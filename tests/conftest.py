@@ -88,6 +88,29 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory) -> Iterator[tuple[str, int]]:
+    """(host, port) of a real MQTT broker: the local Mosquitto (WATCHPOST_TEST_MQTT_BROKER,
+    default 127.0.0.1:1883), else Debian's `mosquitto` binary started on a free port for the
+    session. Tests keep to topics of their own (`mqtt_topics`)."""
+    from tests.support.mosquitto import LOCAL_BROKER, Mosquitto, reachable
+
+    host, _, port = os.environ.get("WATCHPOST_TEST_MQTT_BROKER", LOCAL_BROKER).rpartition(":")
+    if reachable(host, int(port)):
+        yield (host, int(port))
+        return
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield ("127.0.0.1", broker.port)
+    broker.stop()
+
+
+@pytest.fixture
+def mqtt_topics() -> tuple[str, str]:
+    """A topic prefix and a discovery prefix of this test's own."""
+    name = uuid.uuid4().hex[:10]
+    return f"wpt/{name}", f"wpt-ha/{name}"
+
+
 @pytest.fixture
 def prefix(redis_url) -> Iterator[str]:
     """A stream/key prefix of this test's own; its keys are deleted afterwards."""

@@ -94,14 +94,21 @@ class Stack:
         self.database_url = database_url
         first_admin_key(database_url)
         tokens = service_tokens_for_run()
-        for name in SERVICES:
-            child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]), **tokens[name])
-            self.children[name] = subprocess.Popen(
-                [sys.executable, "-m", "watchpost.cli", "serve", name],
-                env=child_env,
-                cwd=PROJECT_ROOT,
-            )
-            self._wait_ready(name, ports[name])
+        from watchpost.progress import bar
+
+        # Loading the models takes a while (liveness's TensorFlow most): show which one waits.
+        with bar(transient=True, disable=not sys.stdout.isatty()) as progress:
+            task = progress.add_task("services", total=len(SERVICES))
+            for name in SERVICES:
+                progress.update(task, description=f"starting {name}")
+                child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]), **tokens[name])
+                self.children[name] = subprocess.Popen(
+                    [sys.executable, "-m", "watchpost.cli", "serve", name],
+                    env=child_env,
+                    cwd=PROJECT_ROOT,
+                )
+                self._wait_ready(name, ports[name])
+                progress.advance(task)
         return f"http://127.0.0.1:{ports['dashboard']}/"
 
     def make_key(self, role: str, name: str) -> str:
@@ -366,6 +373,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
     from services.recognition import calibration
     from watchpost.db import apply_migrations, identities, open_pool
+    from watchpost.progress import track
     from watchpost.settings import RecognitionSettings
 
     settings = RecognitionSettings()
@@ -378,7 +386,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
         for server in servers:
             server.stop()
     try:
-        scores = calibration.gallery_scores(matrix, ids, k=settings.recognition_score_k)
+        scores = calibration.gallery_scores(
+            matrix,
+            ids,
+            k=settings.recognition_score_k,
+            progress=lambda probes: track(probes, "scoring photos"),
+        )
         result = calibration.calibrate(
             scores,
             target_far=args.target_far or settings.recognition_calibration_target_far,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 RECOGNITION_GROUP = "recognition"
 LIVENESS_GROUP = "liveness"
 AGGREGATOR_GROUP = "aggregator"
+MQTT_GROUP = "mqtt"  # the dashboard's MQTT bridge on the alerts stream
 
 # Frames are the only stream trimmed aggressively: old frames are worth nothing. Verdicts and
 # alerts are trimmed far beyond anything a healthy consumer leaves unread.
@@ -68,3 +69,14 @@ class Keys:
     def gallery_version(self) -> str:
         """Incremented whenever enrolled faces change; recognition reloads when it moves."""
         return f"{self.prefix}:gallery:version"
+
+    @property
+    def mqtt_discovered(self) -> str:
+        """Set of the cameras whose Home Assistant discovery configs the MQTT bridge published,
+        so it can remove them (empty retained payloads) when a camera is deleted."""
+        return f"{self.prefix}:mqtt:discovered"
+
+    @property
+    def mqtt_poller(self) -> str:
+        """Lease held by the one dashboard replica that polls sightings and cameras for MQTT."""
+        return f"{self.prefix}:mqtt:poller"

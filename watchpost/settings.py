@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from watchpost.keys import FRAMES_MAXLEN
 from watchpost.messages import AlertKind
-from watchpost.sources import PRIVATE_NETWORKS, SourceKind, SourcePolicy
+from watchpost.sources import PRIVATE_NETWORKS, SourceKind, SourcePolicy, redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -601,6 +601,59 @@ class DashboardSettings(CommonSettings):
         description="How often an open websocket or live view checks that its sign-in still "
         "stands (not signed out, expired or revoked); it is closed when it does not.",
     )
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker to publish alerts, sightings and camera status to "
+        "(mqtt://user:password@host:1883, mqtts:// for TLS; default ports 1883 and 8883). "
+        "Unset: no MQTT. See docs/mqtt.md.",
+    )
+    mqtt_ca_file: Path | None = Field(
+        None, description="CA certificate(s) that sign the broker's (mqtts://); default: system's."
+    )
+    mqtt_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) presented to the broker over mqtts://."
+    )
+    mqtt_key_file: Path | None = Field(
+        None, description="Private key of mqtt_cert_file (PEM), when not in the same file."
+    )
+    mqtt_topic_prefix: str = Field(
+        "watchpost",
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        description="First level(s) of every topic Watchpost publishes.",
+    )
+    mqtt_discovery_prefix: str | None = Field(
+        "homeassistant",
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        description="Home Assistant MQTT discovery prefix (per camera: last person seen, unknown "
+        "person, spoof attempt, status); empty: no discovery configs.",
+    )
+    mqtt_qos: Literal[0, 1, 2] = Field(
+        1, description="QoS of every publish (1: at least once while the broker is reachable)."
+    )
+    mqtt_client_id: str | None = Field(
+        None,
+        description="MQTT client id (unique per connection); default watchpost-<consumer "
+        "name>-<random>, new at every start.",
+    )
+    mqtt_max_queued: int = Field(
+        1000,
+        ge=1,
+        description="Messages held for a slow or unreachable broker; beyond them new ones are "
+        'dropped and counted (watchpost_mqtt_messages_total{result="dropped"}).',
+    )
+    mqtt_keepalive_seconds: int = Field(30, ge=5, le=3600)
+    mqtt_reconnect_max_seconds: float = Field(
+        60.0, ge=1, description="Reconnect back-off doubles from 1 s up to this."
+    )
+    mqtt_poll_seconds: float = Field(
+        2.0, gt=0, description="How often camera status and sightings are read for MQTT."
+    )
+    mqtt_event_seconds: int = Field(
+        30,
+        ge=1,
+        description="Home Assistant turns a camera's unknown-person and spoof sensors off this "
+        "long after the last such alert (off_delay).",
+    )
     retention_alert_days: float = Field(
         365.0, ge=0, description="Delete alerts older than this (0: keep forever)."
     )
@@ -635,6 +688,11 @@ class DashboardSettings(CommonSettings):
     def max_upload_bytes(self) -> int:
         return self.dashboard_max_upload_bytes * self.dashboard_max_files + 1_000_000
 
+    @field_validator("mqtt_url", "mqtt_discovery_prefix", "mqtt_client_id", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _check_webhooks(self) -> DashboardSettings:
         kinds = {*get_args(AlertKind), "*"}
@@ -647,6 +705,16 @@ class DashboardSettings(CommonSettings):
         for origin in self.dashboard_cors_origins:
             if origin == "*" or not origin.startswith(("http://", "https://")):
                 raise ValueError(f"dashboard_cors_origins: {origin!r} is not an explicit origin")
+        if self.mqtt_url is not None:
+            parts = urlsplit(self.mqtt_url)
+            if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+                raise ValueError(f"mqtt_url: {redact(self.mqtt_url)!r} is not mqtt:// or mqtts://")
+            try:
+                parts.port  # noqa: B018  (raises on a port out of range or not a number)
+            except ValueError as exc:
+                raise ValueError(f"mqtt_url: {exc}") from None
+            if parts.password and is_placeholder(parts.password):
+                raise ValueError("mqtt_url has a placeholder password; set a generated one")
         if self.dashboard_webhooks and self.dashboard_webhook_secret is None:
             raise ValueError(
                 "dashboard_webhooks need WATCHPOST_DASHBOARD_WEBHOOK_SECRET to sign them"

@@ -22,7 +22,7 @@ from services.dashboard.webhooks import NOTIFIER_GROUP, WebhookNotifier
 from watchpost.auth import Role
 from watchpost.consumers import stream_worker
 from watchpost.db import access
-from watchpost.keys import Keys
+from watchpost.keys import MQTT_GROUP, Keys
 from watchpost.messages import AlertEvent
 from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_app
 from watchpost.settings import DashboardSettings
@@ -61,7 +61,30 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             loops.append(
                 BackgroundLoop("webhooks", lambda stop: notifier(resources, stop).run(stop))
             )
+        if settings.mqtt_url:
+            loops.append(BackgroundLoop("mqtt", lambda stop: mqtt_bridge(resources, stop)))
         return loops
+
+    def mqtt_bridge(resources: Resources[DashboardSettings], stop: threading.Event) -> None:
+        from services.dashboard.mqtt import MqttBridge  # paho is the `mqtt` extra
+
+        bridge = MqttBridge(settings, redis_client=resources.redis, pool=resources.require_pool())
+        app.state.mqtt = bridge
+        worker = stream_worker(
+            settings,
+            resources.redis,
+            stream=Keys(settings.stream_prefix).alerts,
+            group=MQTT_GROUP,
+            expected=AlertEvent,
+            handle=bridge.handle,
+            housekeeping=bridge.housekeeping,
+            start_id="$",  # a newly configured broker is not sent the alert history
+        )
+        bridge.publisher.start()
+        try:
+            worker.run(stop)
+        finally:
+            bridge.publisher.stop()
 
     def notifier(resources: Resources[DashboardSettings], stop: threading.Event) -> StreamWorker:
         sender = WebhookNotifier(settings, redis_client=resources.redis, stop=stop)

@@ -17,6 +17,7 @@ Pure: numpy in, dicts and SVG text out; the API route and `watchpost calibrate` 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,9 +42,17 @@ def _k_mean(distances: np.ndarray, k: int) -> float:
     return float(np.partition(distances, k - 1)[:k].mean())
 
 
-def gallery_scores(matrix: np.ndarray, ids: list[int], *, k: int, max_probes: int = 1000) -> Scores:
+def gallery_scores(
+    matrix: np.ndarray,
+    ids: list[int],
+    *,
+    k: int,
+    max_probes: int = 1000,
+    progress: Callable[[Sequence[int]], Iterable[int]] | None = None,
+) -> Scores:
     """Genuine and impostor scores; at most `max_probes` photos (a fixed random choice) are
-    scored, so a large gallery calibrates in seconds."""
+    scored, so a large gallery calibrates in seconds. `progress` wraps the photos scored (a
+    progress bar)."""
     owners = np.asarray(ids, dtype=np.int64)
     order = np.argsort(owners, kind="stable")
     matrix, owners = np.asarray(matrix, np.float32)[order], owners[order]
@@ -56,7 +65,8 @@ def gallery_scores(matrix: np.ndarray, ids: list[int], *, k: int, max_probes: in
     if len(probes) > max_probes:
         probes = np.sort(np.random.default_rng(0).choice(probes, max_probes, replace=False))
     genuine, impostor = [], []
-    for row in probes:
+    rows = [int(row) for row in probes]
+    for row in progress(rows) if progress is not None else rows:
         distances = np.linalg.norm(matrix - matrix[row], axis=1)
         for identity, start, count in zip(identities, starts, counts, strict=True):
             own = distances[start : start + count]

@@ -245,6 +245,7 @@ def test_watchpost_calibrate_writes_the_curve_and_the_plot(env_settings, pool, t
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 identities" in result.stdout and "WATCHPOST_RECOGNITION_THRESHOLD=" in result.stdout
+    assert "scoring photos" in result.stderr and "scoring photos" not in result.stdout  # progress
     curve = json.loads((tmp_path / "c.json").read_text())
     assert curve["target_far"] == 0.001 and len(curve["curve"]) > 50
     assert (tmp_path / "c.svg").read_text().startswith("<svg")

@@ -13,23 +13,10 @@ from tests.conftest import require_data
 from watchpost.settings import PROJECT_ROOT
 
 
-@pytest.mark.data
-def test_stage_costs_prints_its_figures_as_json():
-    video = require_data("video/talking_blinks_720p.mp4")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.stage_costs", str(video), "--frames", "12"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["frames"] == 12 and figures["frame_size"] == "640x360"
-    assert figures["naive_fps"] > 0 and figures["watchpost_fps"] > 0 and figures["embed_ms"] > 0
-
-
-def run_benchmark(*args: str) -> dict:
+def run_benchmark(*args: str, progress: str | None = None) -> dict:
+    """Run `python -m <args>`; its last stdout line is its figures. With `progress`, that bar
+    (its description) must be on stderr and no bar on stdout (figures stay parseable when
+    redirected)."""
     result = subprocess.run(
         [sys.executable, "-m", *args],
         cwd=PROJECT_ROOT,
@@ -38,13 +25,31 @@ def run_benchmark(*args: str) -> dict:
         timeout=600,
         check=True,
     )
+    if progress is not None:
+        assert progress in result.stderr and BAR in result.stderr, result.stderr
+        assert BAR not in result.stdout
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+BAR = "\u2501"  # the bar's line character
+
+
+@pytest.mark.data
+def test_stage_costs_prints_its_figures_as_json():
+    video = require_data("video/talking_blinks_720p.mp4")
+    figures = run_benchmark(
+        "benchmarks.stage_costs", str(video), "--frames", "12", progress="attack cues"
+    )
+    assert figures["frames"] == 12 and figures["frame_size"] == "640x360"
+    assert figures["naive_fps"] > 0 and figures["watchpost_fps"] > 0 and figures["embed_ms"] > 0
 
 
 @pytest.mark.data
 def test_levers_prints_every_lever_as_json():
     video = require_data("video/talking_blinks_720p.mp4")
-    figures = run_benchmark("benchmarks.levers", str(video), "--frames", "6")
+    figures = run_benchmark(
+        "benchmarks.levers", str(video), "--frames", "6", progress=f"{video.name}: jpeg"
+    )
     result = figures[video.name]
     assert {r["detect_every"] for r in result["detect_interval"]} == {1, 3, 5, 10, 15}
     assert [r["quality"] for r in result["jpeg"]] == [50, 70, 85, 95]
@@ -52,7 +57,9 @@ def test_levers_prints_every_lever_as_json():
 
 
 def test_search_latency_runs_on_small_galleries():
-    figures = run_benchmark("benchmarks.search_latency", "--sizes", "2000", "--queries", "20")
+    figures = run_benchmark(
+        "benchmarks.search_latency", "--sizes", "2000", "--queries", "20", progress="gallery sizes"
+    )
     (result,) = figures["results"]
     assert result["size"] == 2000 and result["disagreements"] == 0
 
@@ -84,8 +91,10 @@ def test_verification_benchmark_on_a_pairs_file_built_from_the_shared_faces(tmp_
 @pytest.mark.slow
 @pytest.mark.data
 def test_identification_benchmark():
-    require_data("faces")
-    figures = run_benchmark("benchmarks.identification")
+    data = require_data("faces").parent
+    figures = run_benchmark(
+        "benchmarks.identification", "--data", str(data), progress="impostor probes"
+    )
     assert figures["agreement_with_brute_force"] == 1.0 and figures["genuine_probes"] > 0
 
 
@@ -101,7 +110,7 @@ def test_eye_state_benchmark_on_a_folder_of_patches(tmp_path):
             names = [n for n in bundle.namelist() if prefix in n and n.endswith(".jpg")][:15]
             for name in names:
                 (tmp_path / kind / name.split("/")[-1]).write_bytes(bundle.read(name))
-    figures = run_benchmark("benchmarks.eye_state_accuracy", str(tmp_path))
+    figures = run_benchmark("benchmarks.eye_state_accuracy", str(tmp_path), progress="eye images")
     assert figures["patches"] == 30 and figures["closed"] == 15
     assert figures["accuracy"] > figures["majority_baseline_accuracy"]
 
@@ -121,7 +130,7 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
         (tmp_path / kind / photos[-1].name).symlink_to(photos[-1])
     (tmp_path / "replay").mkdir()
     (tmp_path / "replay" / "fake.mp4").symlink_to(replay)
-    figures = run_benchmark("benchmarks.pad_evaluation", str(tmp_path))
+    figures = run_benchmark("benchmarks.pad_evaluation", str(tmp_path), progress="presentations")
     assert figures["presentations"] == 5
     assert figures["kinds"]["real"]["presentations"] == 2
     assert set(figures["apcer_per_type"]) == {"print", "replay"}
@@ -132,9 +141,16 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
 @pytest.mark.slow
 @pytest.mark.data
 def test_blink_count_benchmark_on_a_video():
-    require_data("video/talking_blinks_720p.mp4")
+    data = require_data("video/talking_blinks_720p.mp4").parent.parent
     figures = run_benchmark(
-        "benchmarks.blink_count", "talking_blinks_720p.mp4", "--eye-px", "--max-frames", "60"
+        "benchmarks.blink_count",
+        "talking_blinks_720p.mp4",
+        "--data",
+        str(data),
+        "--eye-px",
+        "--max-frames",
+        "60",
+        progress="talking_blinks_720p",
     )
     (result,) = figures["results"]
     assert result["frames"] == 60 and len(result["people"]) == 1
@@ -196,3 +212,18 @@ def test_verification_reads_view_1_and_cuts_it_into_folds(tmp_path):
     # The threshold sits between the classes, midway to the next distance.
     distances = np.array([0.3, 0.4, 0.7, 0.8])
     assert best_threshold(distances, np.array([True, True, False, False])) == pytest.approx(0.55)
+
+
+def test_mqtt_alert_path_benchmark_runs_against_a_real_broker(mqtt_broker):
+    host, port = mqtt_broker
+    figures = run_benchmark(
+        "benchmarks.mqtt_alert_path",
+        "--alerts",
+        "5",
+        "--broker",
+        f"{host}:{port}",
+        progress="hung_broker",
+    )
+    runs = {r["run"]: r for r in figures["runs"]}
+    assert set(runs) == {"mqtt_off", "live_broker", "refusing_port", "hung_broker"}
+    assert runs["live_broker"]["reached_broker"] == 2 * 5 and runs["mqtt_off"]["median_vs_off"] == 1

@@ -28,6 +28,18 @@ def test_genuine_and_impostor_scores_leave_the_photo_out():
     assert k2.impostor.min() == pytest.approx((1.0 + np.hypot(1, 0.3)) / 2)  # Ben 1 vs Ann
 
 
+def test_scoring_reports_each_photo_to_its_progress():
+    seen: list[int] = []
+
+    def progress(rows):
+        for row in rows:
+            seen.append(row)
+            yield row
+
+    assert gallery_scores(ROWS, IDS, k=1, progress=progress).samples == 4
+    assert seen == [0, 1, 2, 3]
+
+
 def test_the_curve_and_the_suggested_threshold():
     scores = gallery_scores(ROWS, IDS, k=1)
     result = calibrate(scores, target_far=1e-4, current_threshold=0.35, gallery_identities=2)

@@ -192,6 +192,36 @@ def mark_ended(conn: Conn, sighting_id: int) -> None:
     )
 
 
+def recent(conn: Conn, *, seconds: float, limit: int = 1000) -> list[Row]:
+    """Sightings last seen within `seconds` (newest first), for the MQTT bridge's poll."""
+    return conn.execute(
+        f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.last_seen >= now() - make_interval(secs => %s)"
+        " ORDER BY s.last_seen DESC, s.id DESC LIMIT %s",
+        (seconds, limit),
+    ).fetchall()
+
+
+def latest_per_camera(conn: Conn, camera_ids: list[str] | None = None) -> dict[str, Row]:
+    """Each camera's (or each of `camera_ids`') most recently seen sighting; cameras without
+    one are left out. It walks the last-seen index back until each camera's newest: cheap for
+    cameras seen lately, a scan of the index for one never seen (the MQTT bridge asks at
+    start, then only when a camera's last sighting was deleted)."""
+    where, params = ("", ()) if camera_ids is None else (" WHERE c.id = ANY(%s)", (camera_ids,))
+    rows = conn.execute(
+        f"SELECT c.id AS at_camera, l.* FROM cameras c CROSS JOIN LATERAL ("
+        f"SELECT {SIGHTING_COLUMNS}{_FROM} WHERE s.camera_id = c.id"
+        f" ORDER BY s.last_seen DESC, s.id DESC LIMIT 1) l{where}",
+        params,
+    ).fetchall()
+    return {row.pop("at_camera"): row for row in rows}
+
+
+def existing(conn: Conn, sighting_ids: list[int]) -> set[int]:
+    """Which of these sightings still exist (not erased, not purged)."""
+    rows = conn.execute("SELECT id FROM sightings WHERE id = ANY(%s)", (sighting_ids,))
+    return {row["id"] for row in rows.fetchall()}
+
+
 # -- unknown groups ---------------------------------------------------------------------------
 def assign_group(
     conn: Conn, sighting_id: int, embedding: np.ndarray, *, max_distance: float

@@ -42,6 +42,7 @@ from services.liveness.training.common import (
     split_of,
     write_metrics,
 )
+from watchpost.progress import bar, track
 from watchpost.settings import default_data_dir
 
 ARCHIVE = "eyes/cew_dataset_B_Eye_Images.zip"
@@ -53,9 +54,8 @@ def load_patches(archive: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(patches uint8 (n, 24, 24), labels 1=closed, source-image group of each)."""
     images, labels, groups = [], [], []
     with zipfile.ZipFile(archive) as bundle:
-        for name in sorted(bundle.namelist()):
-            if not name.lower().endswith(".jpg"):
-                continue
+        names = [n for n in sorted(bundle.namelist()) if n.lower().endswith(".jpg")]
+        for name in track(names, "eye images"):
             folder, file = name.split("/")[-2:]
             with Image.open(io.BytesIO(bundle.read(name))) as image:
                 patch = image.convert("L").resize((PATCH, PATCH))
@@ -133,10 +133,20 @@ def mirrored_scores(model, x: np.ndarray) -> np.ndarray:
     return (scores[: len(x)] + scores[len(x) :]) / 2
 
 
-def train_member(train: tuple, validation: tuple | None, *, seed: int, epochs: int):
+def train_member(train: tuple, validation: tuple | None, *, seed: int, epochs: int, progress=None):
     """One CNN trained for a fixed number of epochs (the validation split, if any, is only
-    watched, never used to stop or to choose); returns (model, history)."""
+    watched, never used to stop or to choose); returns (model, history). `progress`: a
+    (rich Progress, task) advanced once per epoch."""
     from tensorflow import keras
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            bar, task = progress
+            loss = (logs or {}).get("loss")
+            described = f"seed {seed} epoch {epoch + 1}/{epochs}"
+            if loss is not None:
+                described += f" loss {loss:.3f}"
+            bar.update(task, advance=1, description=described)
 
     seed_everything(seed)
     keras.utils.set_random_seed(seed)
@@ -161,6 +171,7 @@ def train_member(train: tuple, validation: tuple | None, *, seed: int, epochs: i
         epochs=epochs,
         validation_data=(standardise(validation[0]), validation[1]) if validation else None,
         verbose=2,
+        callbacks=[EpochBar()] if progress is not None else [],
     )
     return model, history.history
 
@@ -186,13 +197,15 @@ def fold_of(group: str, folds: int) -> int:
     return int(hashlib.sha1(f"cv:{source_photo(group)}".encode()).hexdigest()[:8], 16) % folds
 
 
-def cross_validate(x, labels, groups, *, folds: int, seed: int, epochs: int) -> dict:
+def cross_validate(x, labels, groups, *, folds: int, seed: int, epochs: int, progress=None) -> dict:
     """K-fold accuracy on train+validation (never the test split), folds by source photograph."""
     fold = np.array([fold_of(g, folds) for g in groups])
     per_fold, all_labels, all_scores = [], [], []
     for k in range(folds):
         held = fold == k
-        model, _ = train_member((x[~held], labels[~held]), None, seed=seed, epochs=epochs)
+        model, _ = train_member(
+            (x[~held], labels[~held]), None, seed=seed, epochs=epochs, progress=progress
+        )
         scores = mirrored_scores(model, x[held])
         per_fold.append(binary_metrics(labels[held], scores)["accuracy"])
         all_labels.append(labels[held])
@@ -232,9 +245,19 @@ def main() -> None:
     x = patches[..., None]
     sets = {s: (x[split == s], labels[split == s]) for s in ("train", "validation", "test")}
     print({s: (len(v[1]), int(v[1].sum())) for s, v in sets.items()}, "(samples, closed)")
+    # One bar over every epoch of the run: the members, then the cross-validation folds.
+    progress = bar()
+    progress.start()
+    task = progress.add_task("training", total=args.epochs * (len(args.seeds) + max(0, args.folds)))
     started = time.time()
     trained = [
-        train_member(sets["train"], sets["validation"], seed=seed, epochs=args.epochs)
+        train_member(
+            sets["train"],
+            sets["validation"],
+            seed=seed,
+            epochs=args.epochs,
+            progress=(progress, task),
+        )
         for seed in args.seeds
     ]
     seconds = time.time() - started
@@ -281,9 +304,11 @@ def main() -> None:
             folds=args.folds,
             seed=args.seeds[0],
             epochs=args.epochs,
+            progress=(progress, task),
         )
         write_metrics(MODELS / "eye_state.metrics.json", metrics)
         print(metrics["cross_validation"])
+    progress.stop()
 
 
 if __name__ == "__main__":
