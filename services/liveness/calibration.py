@@ -6,9 +6,10 @@ are real: tracks judged live on a blink (a blink is proof against a still print)
 cue flagged. Each such track gives one number, its mean passive score, kept per camera in Redis
 (`Keys.passive_calibration`, the newest `window` tracks; Redis runs with an append-only file, so
 it survives restarts). Once a camera has `min_presentations` of them, its passive threshold is
-the (1 - `target_bpcer`) quantile of those scores (`fit_threshold`): about `target_bpcer` of
-that camera's real people score at or above it. Below that count the model's global threshold
-holds. Attack labels are never needed.
+fitted on those scores: an order statistic chosen so that a new real person of that camera
+reaches it with chance at most `target_bpcer` (`fit_threshold`; it needs at least
+1 / target - 1 tracks, 19 at 5%). Below that count the model's global threshold holds. Attack
+labels are never needed.
 
 Measured leave-one-source-out with `python -m services.liveness.training.site_calibration`.
 
@@ -20,6 +21,7 @@ times unnoticed could raise its threshold. `window` bounds how long that lasts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,17 +30,34 @@ import redis
 from watchpost.keys import Keys
 
 
-def fit_threshold(real_scores: list[float], target_bpcer: float) -> float:
-    """The (1 - target_bpcer) quantile (linear interpolation) of real presentations' passive
-    scores: the threshold at which about `target_bpcer` of them would be called an attack."""
-    if not real_scores:
-        raise ValueError("no real presentation scores to calibrate from")
+def needed_presentations(target_bpcer: float) -> int:
+    """The fewest real presentations from which `fit_threshold` can bound BPCER at the target:
+    with n scores, the strictest threshold it can set (just above the highest) lets a new real
+    presentation reach it with chance 1 / (n + 1)."""
     if not 0 < target_bpcer < 1:
         raise ValueError(f"target BPCER must be between 0 and 1, got {target_bpcer}")
-    scores = np.asarray(real_scores, dtype=np.float64)
+    return math.ceil(1 / target_bpcer - 1e-9) - 1
+
+
+def fit_threshold(real_scores: list[float], target_bpcer: float) -> float:
+    """The threshold just above the k-th lowest of n real presentations' passive scores, with
+    k = ceil((n + 1) * (1 - target_bpcer)): a new real presentation from the same camera is
+    equally likely to rank anywhere among the n + 1, so it reaches the threshold (is called an
+    attack) with chance (n + 1 - k) / (n + 1) <= target_bpcer. (The plain (1 - target) quantile
+    of n scores is not: from 20 scores at 5% it lets about 9% through, measured.)"""
+    if not real_scores:
+        raise ValueError("no real presentation scores to calibrate from")
+    needed = needed_presentations(target_bpcer)
+    scores = np.sort(np.asarray(real_scores, dtype=np.float64))
     if not np.isfinite(scores).all() or (scores < 0).any() or (scores > 1).any():
         raise ValueError("passive scores must be probabilities in [0, 1]")
-    return float(np.quantile(scores, 1 - target_bpcer))
+    if scores.size < needed:
+        raise ValueError(
+            f"{scores.size} real presentations cannot bound BPCER at {target_bpcer:g}: "
+            f"at least {needed} are needed"
+        )
+    k = math.ceil((scores.size + 1) * (1 - target_bpcer) - 1e-9)
+    return float(np.nextafter(scores[k - 1], np.inf))
 
 
 @dataclass(frozen=True)
@@ -61,11 +80,12 @@ class SiteCalibration:
         min_presentations: int,
         window: int,
     ) -> None:
-        if min_presentations < 1 or window < min_presentations:
+        needed = needed_presentations(target_bpcer)
+        if min_presentations < needed or window < min_presentations:
             raise ValueError(
-                f"need 1 <= min_presentations ({min_presentations}) <= window ({window})"
+                f"need {needed} <= min_presentations ({min_presentations}) <= window ({window}) "
+                f"for a target BPCER of {target_bpcer:g}"
             )
-        fit_threshold([0.5], target_bpcer)  # validates the target
         self.redis = redis_client
         self.keys = keys
         self.global_threshold = global_threshold

@@ -21,7 +21,9 @@ only, for a target BPCER; attack labels are never used. This script measures whe
   real presentations are used; its attacks are dropped, and the test part never overlaps it;
 * methods on the test part:
   - `global`: the model's threshold (minimax of an inner LOSO on the five training folds);
-  - `quantile@b`: the (1 - b) quantile of the calibration reals' scores: a BPCER target b;
+  - `quantile@b`: the service's rule, `calibration.fit_threshold`: the order statistic of the
+    calibration reals' scores that a new real presentation reaches with chance at most b (it
+    needs 1 / b - 1 of them: 19 at 5%, 9 at 10%; with fewer the site keeps the global one);
   - `shift`: the threshold moved with the site's real scores, sigmoid(median logit of the
     calibration reals + delta), delta chosen on the five training folds only (each training
     site shifted by the median logit of its own inner out-of-fold real scores, delta = minimax
@@ -46,6 +48,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from services.liveness.calibration import fit_threshold, needed_presentations
 from services.liveness.training import loso
 from services.liveness.training.pad_data import FOLDS, load_samples
 from services.liveness.training.passive import (
@@ -70,12 +73,12 @@ def sigmoid(z: float) -> float:
     return float(1 / (1 + np.exp(-z)))
 
 
-def site_threshold(real_scores, target_bpcer: float) -> float:
-    """The (1 - target) quantile of a site's real presentation scores (linear interpolation):
-    about `target_bpcer` of its real presentations score at or above it. The service's rule
-    (`services.liveness.calibration`) is this function."""
-    from services.liveness.calibration import fit_threshold
-
+def site_threshold(real_scores, target_bpcer: float, global_threshold: float) -> float:
+    """The service's rule (`services.liveness.calibration.fit_threshold`): at most
+    `target_bpcer` of the site's real presentations reach it; the global threshold when the
+    calibration part has fewer presentations than that rule needs (as the service's minimum)."""
+    if len(real_scores) < needed_presentations(target_bpcer):
+        return global_threshold
     return fit_threshold(list(real_scores), target_bpcer)
 
 
@@ -184,7 +187,8 @@ def evaluate(sites, global_threshold, delta, targets, sizes, repeats, seed=0) ->
                     elif method == "shift":
                         threshold = sigmoid(float(np.median(logit(calibration))) + delta)
                     else:
-                        threshold = site_threshold(calibration, float(method.split("@")[1]))
+                        target = float(method.split("@")[1])
+                        threshold = site_threshold(calibration, target, global_threshold)
                     pooled[method][0].append(scores >= threshold)
                     pooled[method][1].append(labels)
                 if calibration is None:
