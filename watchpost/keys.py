@@ -65,6 +65,11 @@ class Keys:
         """Set while alerts of one kind are held back on a camera (see AlertPolicy)."""
         return f"{self.prefix}:cooldown:{key}"
 
+    def passive_calibration(self, camera_id: str) -> str:
+        """A camera's recent real presentations' passive scores (newest first), from which
+        liveness fits the camera's own passive threshold (services/liveness/calibration.py)."""
+        return f"{self.prefix}:liveness:calibration:{camera_id}"
+
     @property
     def gallery_version(self) -> str:
         """Incremented whenever enrolled faces change; recognition reloads when it moves."""

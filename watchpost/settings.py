@@ -412,6 +412,31 @@ class LivenessSettings(CommonSettings):
         lt=1,
         description="P(attack) threshold of the passive check; default: the one in its model file.",
     )
+    liveness_site_calibration: bool = Field(
+        False,
+        description="Fit each camera's own passive threshold from the passive scores of its "
+        "tracks judged live on a blink. Off by default: measured leave-one-source-out it "
+        "trades attacks let through for fewer real people flagged and did not lower ACER "
+        "(docs/liveness.md, per-camera calibration).",
+    )
+    liveness_site_target_bpcer: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Share of a camera's real people its calibrated passive threshold may call "
+        "an attack: the threshold is the (1 - this) quantile of their scores.",
+    )
+    liveness_site_min_presentations: int = Field(
+        20,
+        ge=2,
+        description="Real tracks a camera must have recorded before its own passive threshold "
+        "replaces the model's global one.",
+    )
+    liveness_site_window: int = Field(
+        500,
+        ge=2,
+        description="A camera's calibration keeps its newest this many real tracks.",
+    )
     liveness_max_frames: int = Field(120, ge=1, le=600, description="Frames per burst request.")
     liveness_max_upload_bytes: int = Field(5_000_000, ge=1024, description="Largest burst frame.")
 

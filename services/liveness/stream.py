@@ -9,6 +9,7 @@ order; see docs/architecture.md (scale-out).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -18,9 +19,10 @@ import redis
 from prometheus_client import Counter, Histogram
 
 from services.liveness.blink import BlinkDetector
+from services.liveness.calibration import SiteCalibration
 from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
-from services.liveness.verdict import TrackEvidence, decide
+from services.liveness.verdict import Judgement, LivenessPolicy, TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
 from watchpost.keys import VERDICTS_MAXLEN, Keys
 from watchpost.messages import Frame, LivenessVerdict
@@ -45,6 +47,22 @@ class LivenessTracker:
         self.keys = Keys(settings.stream_prefix)
         self.reader = EvidenceReader(settings)
         self.policy = self.reader.policy
+        # Each camera's own passive threshold, fitted on its tracks judged live on a blink; off
+        # when the passive check is, or when the threshold is pinned by a setting.
+        self.calibration: SiteCalibration | None = None
+        if (
+            settings.liveness_site_calibration
+            and self.reader.passive is not None
+            and settings.liveness_spoof_threshold is None
+        ):
+            self.calibration = SiteCalibration(
+                redis_client,
+                self.keys,
+                global_threshold=self.policy.spoof_threshold,
+                target_bpcer=settings.liveness_site_target_bpcer,
+                min_presentations=settings.liveness_site_min_presentations,
+                window=settings.liveness_site_window,
+            )
         self.tracks: dict[tuple[str, str], TrackEvidence] = {}
         # Recent grey frames per camera (source time, pixels) for the motion cue.
         self.history: dict[str, deque[tuple[float, np.ndarray]]] = {}
@@ -70,7 +88,38 @@ class LivenessTracker:
             for evidence, reading in zip(tracks, self.reader.read_eyes(grey, boxes), strict=True):
                 evidence.observe(frame.source_time, reading.ear, reading.problem, reading.p_closed)
         for face, evidence in zip(frame.faces, tracks, strict=True):
-            self._publish_if_changed(frame, face.track_id, evidence)
+            judgement = self._publish_if_changed(frame, face.track_id, evidence)
+            self._calibrate(frame.camera_id, evidence, judgement)
+
+    def policy_for(self, camera_id: str) -> LivenessPolicy:
+        """The policy with the camera's own passive threshold once it has one."""
+        if self.calibration is None:
+            return self.policy
+        site = self.calibration.threshold(camera_id)
+        if not site.calibrated:
+            return self.policy
+        return dataclasses.replace(
+            self.policy,
+            spoof_threshold=site.threshold,
+            passive_site_presentations=site.presentations,
+        )
+
+    def _calibrate(self, camera_id: str, evidence: TrackEvidence, judgement: Judgement) -> None:
+        """A track judged live on a blink, with no attack cue flagged and enough passive
+        readings, is one real presentation of this camera: its mean passive score goes (once)
+        into the camera's calibration."""
+        if (
+            self.calibration is None
+            or evidence.calibration_recorded
+            or judgement.state != "live"
+            or any(c.flagged for c in judgement.cues)
+            or len(evidence.passive) < self.policy.min_passive
+        ):
+            return
+        score = evidence.mean_passive
+        assert score is not None
+        self.calibration.record(camera_id, score)
+        evidence.calibration_recorded = True
 
     def _observe_passive(
         self, frame: Frame, pictures: dict[str, bytes], tracks: list[TrackEvidence]
@@ -126,11 +175,14 @@ class LivenessTracker:
         evidence.touched = time.monotonic()
         return evidence
 
-    def _publish_if_changed(self, frame: Frame, track_id: str, evidence: TrackEvidence) -> None:
-        state, reason, cues = decide(evidence, self.policy)
+    def _publish_if_changed(
+        self, frame: Frame, track_id: str, evidence: TrackEvidence
+    ) -> Judgement:
+        judgement = decide(evidence, self.policy_for(frame.camera_id))
+        state, reason, cues = judgement
         signature = (state, evidence.detector.blinks, tuple(c.flagged for c in cues))
         if signature == evidence.published:
-            return
+            return judgement
         verdict = LivenessVerdict(
             camera_id=frame.camera_id,
             track_id=track_id,
@@ -148,3 +200,4 @@ class LivenessTracker:
         publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
         evidence.published = signature
         VERDICTS.labels(state).inc()
+        return judgement

@@ -18,6 +18,12 @@ Groups (each a fixed-length block, in this order in `features`):
   LBP_SIZE crop: the micro-texture of paper and screen pixels.
 * lbp_scales (120): the same histograms on the SIZE crop and on a 32-px copy (finer and coarser
   texture).
+* context (27): on the LBP_SIZE copy, the crop's border ring (RING px wide, mostly background
+  beside the face) against its centre (the middle half, the face): riu2 LBP(8, 1) histograms of
+  Y and S (20), log variance of the Laplacian of Y (1), mean and standard deviation of Y, Cr,
+  Cb (6), each ring minus centre. A camera's blur, noise and cast touch both alike; a screen
+  or a print puts its own texture on both, where a live face stands in front of a different
+  scene.
 """
 
 from __future__ import annotations
@@ -29,7 +35,15 @@ SIZE = 128
 LBP_SIZE = 64
 BANDS = 11
 MIN_SIDE = 16  # a face crop smaller than this has no texture left to judge
-GROUPS = {"spectrum": BANDS, "colour": 24, "quality": 5, "lbp": 60, "lbp_scales": 120}
+GROUPS = {
+    "spectrum": BANDS,
+    "colour": 24,
+    "quality": 5,
+    "lbp": 60,
+    "lbp_scales": 120,
+    "context": 27,
+}
+RING = LBP_SIZE // 6  # width of the border ring of the context group, px of the LBP_SIZE copy
 
 
 def check_crop(crop: np.ndarray) -> None:
@@ -134,17 +148,54 @@ _RIU2 = np.array(
 _OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
-def lbp(six_small: np.ndarray) -> np.ndarray:
-    """10-bin riu2 LBP(8, 1) histograms of each of the 6 channels of a small (n, n, 6) image."""
-    h, w = six_small.shape[:2]
-    centre = six_small[1:-1, 1:-1]
+def _riu2_codes(channels: np.ndarray) -> np.ndarray:
+    """riu2 LBP(8, 1) labels (0..9) of every inner pixel of an (h, w, c) image: (h-2, w-2, c)."""
+    h, w = channels.shape[:2]
+    centre = channels[1:-1, 1:-1]
     codes = np.zeros(centre.shape, dtype=np.uint8)
     for bit, (dy, dx) in enumerate(_OFFSETS):
-        neighbour = six_small[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx]
+        neighbour = channels[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx]
         codes |= (neighbour >= centre).astype(np.uint8) << bit
-    labels = _RIU2[codes] + 10 * np.arange(6, dtype=np.uint8)
+    return _RIU2[codes]
+
+
+def lbp(six_small: np.ndarray) -> np.ndarray:
+    """10-bin riu2 LBP(8, 1) histograms of each of the 6 channels of a small (n, n, 6) image."""
+    codes = _riu2_codes(six_small)
+    labels = codes + 10 * np.arange(six_small.shape[2], dtype=np.uint8)
     hist = np.bincount(labels.ravel(), minlength=60).astype(np.float32)
-    return hist / centre[..., 0].size
+    return hist / codes[..., 0].size
+
+
+def _ring_and_centre(size: int) -> tuple[np.ndarray, np.ndarray]:
+    inner = np.zeros((size, size), dtype=bool)
+    quarter = size // 4
+    inner[quarter : size - quarter, quarter : size - quarter] = True
+    ring = np.ones((size, size), dtype=bool)
+    ring[RING : size - RING, RING : size - RING] = False
+    return ring, inner
+
+
+_RING, _CENTRE = _ring_and_centre(LBP_SIZE)
+
+
+def context(six_small: np.ndarray) -> np.ndarray:
+    """The border ring minus the centre (see the module docstring) of the LBP_SIZE copy."""
+    ring, centre = _RING[1:-1, 1:-1], _CENTRE[1:-1, 1:-1]
+    codes = _riu2_codes(np.ascontiguousarray(six_small[..., [0, 4]]))
+    parts = []
+    for channel in range(2):
+        labels = codes[..., channel]
+        hist_ring = np.bincount(labels[ring], minlength=10) / ring.sum()
+        hist_centre = np.bincount(labels[centre], minlength=10) / centre.sum()
+        parts.append(hist_ring - hist_centre)
+    laplacian = cv2.Laplacian(six_small[..., 0].astype(np.float32), cv2.CV_32F)
+    parts.append([np.log(laplacian[_RING].var() + 1.0) - np.log(laplacian[_CENTRE].var() + 1.0)])
+    ycc = six_small[..., :3].astype(np.float32) / 255.0
+    outer, inner = ycc[_RING], ycc[_CENTRE]
+    parts.append(outer.mean(axis=0) - inner.mean(axis=0))
+    parts.append(outer.std(axis=0) - inner.std(axis=0))
+    return np.concatenate(parts)
 
 
 def features(
@@ -178,6 +229,8 @@ def features(
     if "lbp_scales" in wanted:
         six_tiny = cv2.resize(six_small, (32, 32), interpolation=cv2.INTER_AREA)
         parts += [lbp(six), lbp(six_tiny)]
+    if "context" in wanted:
+        parts.append(context(six_small))
     return np.concatenate(parts).astype(np.float64)
 
 

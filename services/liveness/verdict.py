@@ -27,6 +27,9 @@ class LivenessPolicy:
     edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
     edges_min_frames: int = 10
     min_live_seconds: float = 1.5  # in view at least this long before "live": cues need time
+    # Real tracks of this camera its passive threshold was fitted on (0: the model's global
+    # threshold; services/liveness/calibration.py).
+    passive_site_presentations: int = 0
 
 
 # Frames of a track farther apart than this (dropped by a stalled reader, skipped as stale, a
@@ -52,6 +55,7 @@ class TrackEvidence:
     passive: deque = field(default_factory=lambda: deque(maxlen=100))
     cues: TrackCues = field(default_factory=TrackCues)
     spoof_reason: str | None = None  # latched: an attack seen once stays an attack
+    calibration_recorded: bool = False  # its passive score went into the camera's calibration
     published: tuple | None = None
     touched: float = field(default=0.0, repr=False)  # monotonic time of the last frame, for expiry
 
@@ -134,6 +138,11 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
     """
     cues = attack_cues(evidence, policy)
     evidence_note = f"; cues: {describe(cues)}" if cues else ""
+    if evidence.passive and policy.passive_site_presentations:
+        evidence_note += (
+            f"; passive threshold fitted on this camera's "
+            f"{policy.passive_site_presentations} real tracks"
+        )
     flagged = [c for c in cues if c.flagged]
     if evidence.spoof_reason is None:
         deciding = [c for c in flagged if c.decides]

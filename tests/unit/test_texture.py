@@ -49,3 +49,20 @@ def test_bad_crops_are_refused():
         texture.features(np.zeros((64, 64, 3), np.float64))
     with pytest.raises(ValueError, match="unknown feature groups"):
         texture.features(np.zeros((64, 64, 3), np.uint8), groups=["moire"])
+
+
+def test_context_compares_the_border_ring_with_the_centre(crop):
+    """One texture all over (a screen's pixels on face and background alike) gives a context
+    near zero; a textured face in front of a flat wall does not: its ring has fewer edges
+    (lower Laplacian variance) and more flat-pixel LBP codes than its centre."""
+    same = texture.features(crop, groups=["context"])
+    assert same.shape == (texture.GROUPS["context"],)
+    assert np.abs(same).max() < 0.15
+
+    wall = np.full((150, 130, 3), 120, np.uint8)
+    wall[38:112, 33:97] = crop[38:112, 33:97]  # the middle half textured, the border flat
+    framed = texture.features(wall, groups=["context"])
+    y_hist, laplacian = framed[:10], framed[20]
+    assert laplacian < -3  # log variance: the ring is far smoother than the centre
+    assert y_hist.max() > 0.3  # one code (flat neighbourhoods) dominates the ring
+    assert np.isclose(y_hist.sum(), 0, atol=1e-6)  # two histograms of shares: differences sum to 0

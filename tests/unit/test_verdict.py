@@ -110,3 +110,23 @@ def test_edges_never_decide_alone_but_two_flagged_cues_do():
     assert state == "spoof" and "passive and edges" in reason
     # ...even when the person blinks: two independent cues agreeing is an attack.
     assert decide(evidence(BLINKING, passive=[0.9] * 10, edges=[0.8] * 12), POLICY).state == "spoof"
+
+
+def test_a_camera_threshold_is_judged_against_and_said_in_the_reason():
+    """The same passive readings (0.6, a real person on a camera whose real people score high)
+    flag against the model's global threshold but not against the camera's own one, and the
+    reason says where the threshold came from."""
+    from dataclasses import replace
+
+    readings = [0.6] * 6
+    _, reason, cues = decide(
+        evidence(BLINKING, passive=readings), replace(POLICY, spoof_threshold=0.43)
+    )
+    (passive,) = cues
+    assert passive.flagged and passive.threshold == 0.43
+    assert "fitted on this camera" not in reason
+    site = replace(POLICY, spoof_threshold=0.72, passive_site_presentations=40)
+    _, reason, cues = decide(evidence(BLINKING, passive=readings), site)
+    (passive,) = cues
+    assert not passive.flagged and passive.threshold == 0.72
+    assert reason.endswith("passive threshold fitted on this camera's 40 real tracks")
