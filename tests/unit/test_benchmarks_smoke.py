@@ -165,6 +165,13 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
     )
     assert figures["reference"]["frames"] == 45 and figures["watchpost"]["frames_with_faces"] > 0
     assert figures["identities_reference"] == ["Speaker"]
+    # People are compared by sightings too: the speaker's track is on record by name.
+    assert figures["identities_sightings"] == ["Speaker"]
+    assert figures["same_people_by_sightings"] is True
+    speaker = next(p for p in figures["people"] if p["name"] == "Speaker")
+    assert speaker["reference_faces"] > 0 and speaker["sightings"] >= 1
+    assert 1 <= speaker["votes"] <= speaker["checks"]
+    assert all(s["ended"] for s in figures["watchpost"]["sightings"])
     assert set(figures["watchpost"]["cpu_share_of_one_core"]) == {
         "recognition",
         "liveness",
