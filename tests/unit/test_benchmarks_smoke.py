@@ -203,3 +203,14 @@ def test_verification_reads_view_1_and_cuts_it_into_folds(tmp_path):
     # The threshold sits between the classes, midway to the next distance.
     distances = np.array([0.3, 0.4, 0.7, 0.8])
     assert best_threshold(distances, np.array([True, True, False, False])) == pytest.approx(0.55)
+
+
+def test_verification_embeds_the_face_nearest_the_centre_where_there_are_several():
+    # LFW centres the labelled person; a neighbour's face can be as large or larger (HOG boxes
+    # come in a few sizes), so "largest first" embedded the wrong person in some pairs.
+    from benchmarks.faces import nearest_centre
+
+    neighbour, person, corner = (155, -13, 245, 86), (106, 76, 195, 166), (16, 7, 106, 96)
+    assert nearest_centre([neighbour, person, corner], 250, 250) == person
+    assert nearest_centre([(163, 44, 270, 152), (79, 80, 187, 187)], 250, 250) == (79, 80, 187, 187)
+    assert nearest_centre([corner], 250, 250) == corner
