@@ -1,6 +1,7 @@
 """The whole pipeline against the naive loop, on the same clip, in the same run.
 
-    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--realtime] [--track-timeout 5]
+    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--realtime]
+        [--track-timeout 5]
 
 ENROL_DIR holds `<name>/*.jpg`. The reference is the loop every tutorial writes: for each frame,
 HOG detection with one upsampling step on the full frame, a 128-d encoding of every face, the
