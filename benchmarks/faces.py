@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from watchpost.vision.faces import detect_faces, detect_faces_cnn, embed_face
+from watchpost.vision.faces import Box, detect_faces, detect_faces_cnn, embed_face
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -27,9 +27,19 @@ class Embedded:
     detector: str  # "hog", "cnn" or "missed"
 
 
+def nearest_centre(boxes: list[Box], width: int, height: int) -> Box:
+    """The box whose centre is nearest the image's centre."""
+    return min(boxes, key=lambda b: ((b[0] + b[2]) - width) ** 2 + ((b[1] + b[3]) - height) ** 2)
+
+
 @cache
-def embed_photo(path: Path, *, jitter: int = 0, cnn_fallback: bool = True) -> Embedded:
-    """The embedding of the largest face, and which detector found it."""
+def embed_photo(
+    path: Path, *, jitter: int = 0, cnn_fallback: bool = True, face: str = "largest"
+) -> Embedded:
+    """The embedding of one face, and which detector found it. `face` says which one when
+    several are found: "largest" (as enrolment's `largest=true` does), or "centre", nearest the
+    image's centre: a benchmark's choice for photos framed on one person (LFW), not the
+    product's."""
     rgb = load_rgb(path)
     boxes = detect_faces(rgb, upsample=1)
     detector = "hog"
@@ -37,7 +47,8 @@ def embed_photo(path: Path, *, jitter: int = 0, cnn_fallback: bool = True) -> Em
         boxes, detector = detect_faces_cnn(rgb, upsample=1), "cnn"
     if not boxes:
         return Embedded(None, "missed")
-    return Embedded(embed_face(rgb, boxes[0], jitter=jitter), detector)
+    box = nearest_centre(boxes, rgb.shape[1], rgb.shape[0]) if face == "centre" else boxes[0]
+    return Embedded(embed_face(rgb, box, jitter=jitter), detector)
 
 
 def embed_largest(path: Path, *, jitter: int = 0) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The whole pipeline against the naive loop, on the same clip, in the same run.
 
     .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--realtime]
+        [--track-timeout 5]
 
 ENROL_DIR holds `<name>/*.jpg`. The reference is the loop every tutorial writes: for each frame,
 HOG detection with one upsampling step on the full frame, a 128-d encoding of every face, the
@@ -10,8 +11,14 @@ then each camera is added through the API with capture unpaced, so frames go in 
 services take them. Reported: frames per second end to end (frames with faces published by
 capture and read by both consumers), latency from the capture of the frame that completed an
 alert's evidence to the alert on the websocket
-(p50, p95), CPU (share of one core) and peak memory per service, the identities both name, and the
-speed ratio. Last line: one JSON object.
+(p50, p95), CPU (share of one core) and peak memory per service, and the speed ratio.
+
+Who was seen is compared twice: by alerts (access granted, strangers) and by sightings, the
+record every recognised track leaves (`GET /api/v1/sightings`) whether or not it raised an alert.
+Per person: frames the reference named them in, and Watchpost's sightings of them (tracks) with
+their checks and agreeing votes; unknown faces likewise. `same_people_by_sightings` says whether
+the sightings name exactly the people the reference named. Progress bars show the reference
+loop's frames and the frames both consumers have read. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -26,16 +33,36 @@ import threading
 import time
 import uuid
 from argparse import Namespace
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from websockets.sync.client import connect
 
 from benchmarks.report import print_json
 from watchpost.cli import Stack
 from watchpost.vision.faces import detect_faces, embed_face
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
+def frame_count(video: Path) -> int:
+    capture = cv2.VideoCapture(str(video))
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()
 
 
 def reference_loop(video: Path, known: dict[str, list[np.ndarray]], max_frames: int | None) -> dict:
@@ -44,18 +71,23 @@ def reference_loop(video: Path, known: dict[str, list[np.ndarray]], max_frames: 
     capture = cv2.VideoCapture(str(video))
     seen: dict[str, int] = {}
     frames = 0
+    total = frame_count(video)
+    total = min(total, max_frames) if max_frames is not None else total
     started = time.perf_counter()
-    while max_frames is None or frames < max_frames:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        for box in detect_faces(rgb, upsample=1):
-            distances = np.linalg.norm(matrix - embed_face(rgb, box), axis=1)
-            best = int(np.argmin(distances))
-            name = names[best] if distances[best] <= 0.6 else "unknown"
-            seen[name] = seen.get(name, 0) + 1
-        frames += 1
+    with progress() as bar:
+        task = bar.add_task("reference loop, frames", total=total or None)
+        while max_frames is None or frames < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            for box in detect_faces(rgb, upsample=1):
+                distances = np.linalg.norm(matrix - embed_face(rgb, box), axis=1)
+                best = int(np.argmin(distances))
+                name = names[best] if distances[best] <= 0.6 else "unknown"
+                seen[name] = seen.get(name, 0) + 1
+            frames += 1
+            bar.advance(task)
     seconds = time.perf_counter() - started
     return {"fps": frames / seconds, "frames": frames, "faces_by_identity": seen}
 
@@ -129,7 +161,66 @@ def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
     return {k: round(1000 * float(np.median(v)), 1) if v else None for k, v in parts.items()}
 
 
-def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, realtime: bool) -> dict:
+def list_all_sightings(api: httpx.Client) -> list[dict]:
+    rows: list[dict] = []
+    while True:
+        params = {"limit": 500, **({"before_id": rows[-1]["id"]} if rows else {})}
+        page = api.get("/api/v1/sightings", params=params)
+        page.raise_for_status()
+        rows += page.json()
+        if len(page.json()) < 500:
+            return rows
+
+
+def final_sightings(api: httpx.Client, *, deadline: float) -> list[dict]:
+    """Every sighting on record, once all have ended (their checks and times are final) or at
+    `deadline`, whichever comes first; each says whether it had ended."""
+    while True:
+        rows = list_all_sightings(api)
+        if all(r["ended"] for r in rows) or time.time() >= deadline:
+            break
+        time.sleep(0.5)
+    return [
+        {
+            "name": r["display_name"],
+            "camera": r["camera_id"],
+            "track": r["track_id"],
+            "checks": r["checks"],
+            "votes": r["votes"],
+            "best_distance": r["best_distance"],
+            "liveness": r["liveness"],
+            "ended": r["ended"],
+            "seconds": (
+                datetime.fromisoformat(r["last_seen"]) - datetime.fromisoformat(r["first_seen"])
+            ).total_seconds(),
+        }
+        for r in sorted(rows, key=lambda r: r["id"])
+    ]
+
+
+def by_sightings(reference: dict, sightings: list[dict]) -> dict:
+    """Per person (None: unknown faces): the reference's frames naming them, and Watchpost's
+    sightings (tracks) of them with their checks and agreeing votes."""
+    people: dict[str, dict] = {}
+    for name, faces in reference["faces_by_identity"].items():
+        key = None if name == "unknown" else name
+        people.setdefault(str(key), {"name": key})["reference_faces"] = faces
+    for row in sightings:
+        entry = people.setdefault(str(row["name"]), {"name": row["name"]})
+        entry["sightings"] = entry.get("sightings", 0) + 1
+        entry["checks"] = entry.get("checks", 0) + row["checks"]
+        entry["votes"] = entry.get("votes", 0) + row["votes"]
+        entry["cameras"] = sorted({*entry.get("cameras", []), row["camera"]})
+    for entry in people.values():
+        for field in ("reference_faces", "sightings", "checks", "votes"):
+            entry.setdefault(field, 0)
+        entry.setdefault("cameras", [])
+    return dict(sorted(people.items(), key=lambda kv: (kv[1]["name"] is None, kv[0])))
+
+
+def run_watchpost(
+    video: Path, photos: dict[str, list[Path]], cameras: int, realtime: bool, track_timeout: float
+) -> dict:
     offset = free_port_block()
     ports = {
         "dashboard": 8000,
@@ -154,6 +245,9 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
             # ... on the benchmark's video, which must then be within the allow-list.
             "WATCHPOST_CAMERA_SOURCE_DIRS": json.dumps([str(video.resolve().parent)]),
             "WATCHPOST_LOG_LEVEL": "WARNING",
+            # Tracks end this long after their last frame (60 s shipped), so the sightings read
+            # at the end are final; a track in view gets news on every frame it is in.
+            "WATCHPOST_AGGREGATOR_TRACK_TIMEOUT_SECONDS": str(track_timeout),
         }
     )
     stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset))
@@ -183,20 +277,20 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
                 "/api/v1/cameras",
                 json={"id": f"bench-{index}", "name": f"bench {index}", "source": str(video)},
             )
-        while True:  # until every camera ended and both consumers have read every frame
-            status = httpx.get(f"{url['capture']}/status", headers=auth).json()
-            published = sum(c["frames_published"] for c in status)
-            ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
-            if (
-                ended
-                and min(
+        with progress() as bar:
+            task = bar.add_task("Watchpost, frames read by both consumers", total=None)
+            while True:  # until every camera ended and both consumers have read every frame
+                status = httpx.get(f"{url['capture']}/status", headers=auth).json()
+                published = sum(c["frames_published"] for c in status)
+                ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
+                read = min(
                     processed(url["recognition"], "recognition"),
                     processed(url["liveness"], "liveness"),
                 )
-                >= published
-            ):
-                break
-            time.sleep(0.05)
+                bar.update(task, total=max(published, 1), completed=min(read, published))
+                if ended and read >= published:
+                    break
+                time.sleep(0.05)
         wall = time.time() - started
         time.sleep(1.0)  # the last verdicts reach the aggregator and the websocket
         usage = {n: process_usage(p.pid) for n, p in stack.children.items()}
@@ -210,6 +304,7 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
         ]
         since_snapshot = [received - alert["captured_at"] for received, alert in alerts]
         stages = latency_stages(api, alerts)
+        seen = final_sightings(api, deadline=time.time() + track_timeout + 10)
         ws.close()
     finally:
         stack.stop()
@@ -227,6 +322,7 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
             {"kind": a["kind"], "name": a.get("display_name"), "camera": a["camera_id"]}
             for _, a in alerts
         ],
+        "sightings": seen,
         "cpu_share_of_one_core": {n: (u[0] - usage_before[n]) / wall for n, u in usage.items()},
         "peak_memory_mb": {n: u[1] for n, u in usage.items()},
     }
@@ -243,12 +339,20 @@ def main() -> None:
         action="store_true",
         help="play the clip at its frame rate (latency) instead of unpaced (throughput)",
     )
+    parser.add_argument(
+        "--track-timeout",
+        type=float,
+        default=5.0,
+        help="seconds without news before a track (and its sighting) ends (shipped: 60)",
+    )
     args = parser.parse_args()
     photos = enrolment_photos(args.enrol)
     reference = reference_loop(args.video, known_encodings(photos), args.max_frames)
-    ours = run_watchpost(args.video, photos, args.cameras, args.realtime)
+    ours = run_watchpost(args.video, photos, args.cameras, args.realtime, args.track_timeout)
     named_by_reference = sorted(n for n in reference["faces_by_identity"] if n != "unknown")
     named_by_watchpost = sorted({a["name"] for a in ours["alerts"] if a["name"]})
+    named_by_sightings = sorted({s["name"] for s in ours["sightings"] if s["name"]})
+    people = by_sightings(reference, ours["sightings"])
     # A stranger alert where the reference knew every face is a disagreement too.
     strangers = sum(a["kind"] == "unknown_person" for a in ours["alerts"])
     reference_strangers = reference["faces_by_identity"].get("unknown", 0)
@@ -264,13 +368,24 @@ def main() -> None:
         "stranger_alerts": strangers,
         "same_people": named_by_reference == named_by_watchpost
         and (strangers == 0 or reference_strangers > 0),
+        "identities_sightings": named_by_sightings,
+        "unknown_sightings": sum(s["name"] is None for s in ours["sightings"]),
+        "same_people_by_sightings": named_by_reference == named_by_sightings,
+        "people": list(people.values()),
     }
     print(
         f"reference loop {reference['fps']:.1f} fps; Watchpost {ours['fps']:.1f} fps with "
         f"{args.cameras} camera(s) ({figures['speedup']:.1f}x); alert latency p50 "
         f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; "
-        f"same people: {figures['same_people']}"
+        f"same people: {figures['same_people']} by alerts, "
+        f"{figures['same_people_by_sightings']} by sightings"
     )
+    for person in people.values():
+        print(
+            f"  {person['name'] or 'unknown'}: reference {person['reference_faces']} faces; "
+            f"Watchpost {person['sightings']} sighting(s), {person['votes']}/{person['checks']} "
+            f"checks agreeing, cameras {', '.join(person['cameras']) or '-'}"
+        )
     print_json(figures)
 
 

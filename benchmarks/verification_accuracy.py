@@ -8,11 +8,16 @@ matched then n mismatched lines, cut here into `--folds` folds in file order, ea
 of matched and mismatched pairs). IMAGES holds IMAGES/<name>/<name>_<i:04d>.<jpg|png|…>.
 
 Faces are found by the project's detection (HOG, then the MMOD CNN on HOG's misses) and aligned
-on 5 landmarks as recognition does. A face neither detector finds is counted and reported, never
+on 5 landmarks as recognition does. Where an image holds several faces, the one nearest the
+image's centre is embedded (`--face centre`, the default): LFW's images are centred on the
+labelled person, so this is the benchmark's reading of LFW, not a choice the product makes (an
+enrolment upload with `largest=true` takes the largest face).
+A face neither detector finds is counted and reported, never
 replaced by a central box: its pairs count as errors in `accuracy_mean` (and are left out of
 `accuracy_found_mean`). Accuracy is the mean over the folds, each scored at the threshold best on
 the other folds (cross-validation inside the file), with its standard error. Reference in the same
-run: accuracy at dlib's fixed threshold 0.6 and dlib's published 99.38% on LFW. Last line: JSON.
+run: accuracy at dlib's fixed threshold 0.6 and dlib's published LFW figures (99.13% without
+jitter, 99.38% with 100 jitters). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from benchmarks.faces import Embedded, embed_photo
 
-PUBLISHED_LFW_ACCURACY = 0.9938  # dlib_face_recognition_resnet_model_v1, as its author reports
+# dlib_face_recognition_resnet_model_v1 on LFW View 2, as its author reports (dlib's
+# python_examples/face_recognition.py): 99.38% with 100 jitters per descriptor, 99.3% with 10,
+# 99.13% without jitter.
+PUBLISHED_LFW_ACCURACY = 0.9938
+PUBLISHED_LFW_ACCURACY_BY_JITTER = {0: 0.9913, 10: 0.993, 100: 0.9938}
 
 Pair = tuple[str, int, str, int, bool]
 
@@ -82,23 +91,26 @@ def roc(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.concatenate([[0], fpr, [1]]), np.concatenate([[0], tpr, [1]])
 
 
-def embed_cached(path: Path, *, jitter: int, cnn: bool, cache: Path | None) -> Embedded:
-    """`embed_photo`, kept in `cache` (one .npy per image and jitter) across runs."""
+def embed_cached(
+    path: Path, *, jitter: int, cnn: bool, cache: Path | None, face: str = "centre"
+) -> Embedded:
+    """`embed_photo`, kept in `cache` across runs (one .npz per image, jitter and face)."""
     if cache is None:
-        return embed_photo(path, jitter=jitter, cnn_fallback=cnn)
-    stored = cache / f"{path.parent.name}-{path.stem}-j{jitter}-{'cnn' if cnn else 'hog'}.npz"
+        return embed_photo(path, jitter=jitter, cnn_fallback=cnn, face=face)
+    detectors = "cnn" if cnn else "hog"
+    stored = cache / f"{path.parent.name}-{path.stem}-j{jitter}-{detectors}-{face}.npz"
     if stored.exists():
         with np.load(stored) as saved:
             vector = saved["embedding"]
             return Embedded(vector if vector.size else None, str(saved["detector"]))
-    found = embed_photo(path, jitter=jitter, cnn_fallback=cnn)
+    found = embed_photo(path, jitter=jitter, cnn_fallback=cnn, face=face)
     vector = found.embedding if found.embedding is not None else np.zeros(0, np.float32)
     np.savez(stored, embedding=vector, detector=found.detector)
     return found
 
 
 def embed_images(
-    paths: list[Path], *, jitter: int, cnn: bool, cache: Path | None, label: str
+    paths: list[Path], *, jitter: int, cnn: bool, cache: Path | None, label: str, face: str
 ) -> dict[Path, Embedded]:
     columns = (
         TextColumn("{task.description}"),
@@ -110,7 +122,7 @@ def embed_images(
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(label, total=len(paths))
         for path in paths:
-            found[path] = embed_cached(path, jitter=jitter, cnn=cnn, cache=cache)
+            found[path] = embed_cached(path, jitter=jitter, cnn=cnn, cache=cache, face=face)
             bar.advance(task)
     return found
 
@@ -129,6 +141,13 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, help="folder keeping embeddings across runs")
     parser.add_argument("--no-cnn", action="store_true", help="HOG only, no MMOD fallback")
+    parser.add_argument(
+        "--face",
+        choices=("centre", "largest"),
+        default="centre",
+        help="which face of an image with several: nearest the centre (LFW centres the labelled "
+        "person; the benchmark's choice, not the product's) or the largest",
+    )
     parser.add_argument("--roc", type=Path, default=Path("verification_roc.png"))
     parser.add_argument("--distances", type=Path, help="save every pair's distance (.npz)")
     args = parser.parse_args()
@@ -140,13 +159,23 @@ def main() -> None:
     started = time.perf_counter()
     cnn = not args.no_cnn
     found = embed_images(
-        sorted(set(paths.values())), jitter=args.jitter, cnn=cnn, cache=args.cache, label="images"
+        sorted(set(paths.values())),
+        jitter=args.jitter,
+        cnn=cnn,
+        cache=args.cache,
+        label="images",
+        face=args.face,
     )
     enrolled = found
     if args.enrol_jitter is not None:
         firsts = sorted({paths[(a, i)] for a, i, *_ in pairs})
         enrolled = embed_images(
-            firsts, jitter=args.enrol_jitter, cnn=cnn, cache=args.cache, label="enrolled"
+            firsts,
+            jitter=args.enrol_jitter,
+            cnn=cnn,
+            cache=args.cache,
+            label="enrolled",
+            face=args.face,
         )
     embed_seconds = time.perf_counter() - started
     missed = sorted(str(p) for p, e in found.items() if e.embedding is None)
@@ -183,6 +212,8 @@ def main() -> None:
         "threshold_std": float(np.std(thresholds)),
         "accuracy_at_0.6": float(np.mean((distances <= 0.6) == same)),
         "published_lfw_accuracy": PUBLISHED_LFW_ACCURACY,
+        "published_lfw_accuracy_no_jitter": PUBLISHED_LFW_ACCURACY_BY_JITTER[0],
+        "face": args.face,
         "auc": auc,
         "images_embedded": len(found),
         "found_by_hog": sum(e.detector == "hog" for e in found.values()),
@@ -202,7 +233,8 @@ def main() -> None:
         f"{figures['threshold_mean']:.3f} ± {figures['threshold_std']:.3f} chosen by "
         f"cross-validation; at 0.6: {figures['accuracy_at_0.6']:.4f}; faces missed: "
         f"{len(missed)} images, {figures['pairs_missed']} pairs (HOG {figures['found_by_hog']}, "
-        f"CNN fallback {figures['found_by_cnn']}); published on LFW: {PUBLISHED_LFW_ACCURACY}; "
+        f"CNN fallback {figures['found_by_cnn']}); published on LFW: "
+        f"{PUBLISHED_LFW_ACCURACY_BY_JITTER[0]} without jitter, {PUBLISHED_LFW_ACCURACY} with 100; "
         f"AUC {auc:.4f}; ROC in {args.roc}"
     )
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))

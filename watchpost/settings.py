@@ -8,6 +8,7 @@ containers and the tests, and a compose file can be checked against these classe
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from pathlib import Path
@@ -25,7 +26,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_data_dir() -> Path:
-    """The shared real-data folder beside the project (see ../shared/data/README.md)."""
+    """The real-data folder: `WATCHPOST_DATA_DIR` when set (as the settings' `data_dir` reads
+    it), else the shared folder beside the project (see ../shared/data/README.md). Benchmarks and
+    training scripts default to it, so they find the data from a git worktree too."""
+    if configured := os.environ.get("WATCHPOST_DATA_DIR"):
+        return Path(configured).resolve()
     return (PROJECT_ROOT.parent / "shared" / "data").resolve()
 
 

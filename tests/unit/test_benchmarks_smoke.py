@@ -181,6 +181,13 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
     )
     assert figures["reference"]["frames"] == 45 and figures["watchpost"]["frames_with_faces"] > 0
     assert figures["identities_reference"] == ["Speaker"]
+    # People are compared by sightings too: the speaker's track is on record by name.
+    assert figures["identities_sightings"] == ["Speaker"]
+    assert figures["same_people_by_sightings"] is True
+    speaker = next(p for p in figures["people"] if p["name"] == "Speaker")
+    assert speaker["reference_faces"] > 0 and speaker["sightings"] >= 1
+    assert 1 <= speaker["votes"] <= speaker["checks"]
+    assert all(s["ended"] for s in figures["watchpost"]["sightings"])
     assert set(figures["watchpost"]["cpu_share_of_one_core"]) == {
         "recognition",
         "liveness",
@@ -227,3 +234,14 @@ def test_mqtt_alert_path_benchmark_runs_against_a_real_broker(mqtt_broker):
     runs = {r["run"]: r for r in figures["runs"]}
     assert set(runs) == {"mqtt_off", "live_broker", "refusing_port", "hung_broker"}
     assert runs["live_broker"]["reached_broker"] == 2 * 5 and runs["mqtt_off"]["median_vs_off"] == 1
+
+
+def test_verification_embeds_the_face_nearest_the_centre_where_there_are_several():
+    # LFW centres the labelled person; a neighbour's face can be as large or larger (HOG boxes
+    # come in a few sizes), so "largest first" embedded the wrong person in some pairs.
+    from benchmarks.faces import nearest_centre
+
+    neighbour, person, corner = (155, -13, 245, 86), (106, 76, 195, 166), (16, 7, 106, 96)
+    assert nearest_centre([neighbour, person, corner], 250, 250) == person
+    assert nearest_centre([(163, 44, 270, 152), (79, 80, 187, 187)], 250, 250) == (79, 80, 187, 187)
+    assert nearest_centre([corner], 250, 250) == corner
