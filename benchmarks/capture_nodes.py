@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import track
 
 from benchmarks.report import print_json
-from watchpost.settings import CaptureSettings, default_data_dir
+from watchpost.settings import CaptureSettings
 
 DEFAULT_CLIP = "video/two_people_1080p.mp4"
 
@@ -107,10 +107,12 @@ def _after_barrier(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip", type=Path, default=default_data_dir() / DEFAULT_CLIP)
+    parser.add_argument("--clip", type=Path, default=CaptureSettings().data_dir / DEFAULT_CLIP)
     parser.add_argument("--cameras", type=int, default=4)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
+    if not args.clip.is_file():
+        parser.error(f"no video at {args.clip} (set WATCHPOST_DATA_DIR or name one with --clip)")
     redis_url = os.environ.get("WATCHPOST_REDIS_URL", "redis://127.0.0.1:6379/0")
     frames = frames_in(args.clip) * args.cameras
     counts = sorted(set([1, *args.processes]))  # one process is the reference
