@@ -9,6 +9,7 @@ import importlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -96,20 +97,41 @@ class Stack:
         tokens = service_tokens_for_run()
         from watchpost.progress import bar
 
+        # More capture nodes share the cameras through leases (services/capture/leases.py): each
+        # runs its fair share in a process of its own, so cameras use every core.
+        node = env.get("WATCHPOST_CONSUMER_NAME") or socket.gethostname()
+        children = [
+            (n, n, ports[n], dict(env, WATCHPOST_HTTP_PORT=str(ports[n]), **tokens[n]))
+            for n in SERVICES
+        ]
+        for n in range(2, self.args.capture_processes + 1):
+            port = ports["capture"] + 10 * (n - 1)
+            children.append(
+                (
+                    f"capture-{n}",
+                    "capture",
+                    port,
+                    dict(
+                        env,
+                        WATCHPOST_HTTP_PORT=str(port),
+                        WATCHPOST_CONSUMER_NAME=f"{node}-capture-{n}",
+                    ),
+                )
+            )
         # Loading the models takes a while (liveness's TensorFlow most): show which one waits.
         with bar(transient=True, disable=not sys.stdout.isatty()) as progress:
-            task = progress.add_task("services", total=len(SERVICES))
-            for name in SERVICES:
+            task = progress.add_task("services", total=len(children))
+            for name, service, port, child_env in children:
                 progress.update(task, description=f"starting {name}")
-                child_env = dict(env, WATCHPOST_HTTP_PORT=str(ports[name]), **tokens[name])
-                self.children[name] = subprocess.Popen(
-                    [sys.executable, "-m", "watchpost.cli", "serve", name],
-                    env=child_env,
-                    cwd=PROJECT_ROOT,
-                )
-                self._wait_ready(name, ports[name])
+                self._spawn(name, service, port, child_env)
                 progress.advance(task)
         return f"http://127.0.0.1:{ports['dashboard']}/"
+
+    def _spawn(self, name: str, service: str, port: int, env: dict[str, str]) -> None:
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "watchpost.cli", "serve", service], env=env, cwd=PROJECT_ROOT
+        )
+        self._wait_ready(name, port)
 
     def make_key(self, role: str, name: str) -> str:
         """An API key in the running stack's database (for benchmarks and tests)."""
@@ -439,6 +461,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     up_parser.add_argument(
         "--port-offset", type=int, default=0, help="add this to every service's port"
+    )
+    up_parser.add_argument(
+        "--capture-processes",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="capture nodes sharing the cameras, one process each (default 1; up to the cores)",
     )
     serve_parser = commands.add_parser("serve", help="run one service (what a container runs)")
     serve_parser.add_argument("name", choices=sorted(SERVICE_SETTINGS))

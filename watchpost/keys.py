@@ -43,6 +43,15 @@ class Keys:
         """Incremented whenever cameras change; capture reconciles its loops when it moves."""
         return f"{self.prefix}:cameras:version"
 
+    @property
+    def capture_nodes(self) -> str:
+        """Sorted set of capture nodes by their last heartbeat (services/capture/leases.py)."""
+        return f"{self.prefix}:capture:nodes"
+
+    def camera_lease(self, camera_id: str) -> str:
+        """The capture node that runs a camera, while it renews the lease."""
+        return f"{self.prefix}:capture:lease:{camera_id}"
+
     def live_frame(self, camera_id: str) -> str:
         """The latest annotated JPEG of a camera, for the live view (expires when it stops)."""
         return f"{self.prefix}:live:{camera_id}"

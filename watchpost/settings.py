@@ -265,6 +265,13 @@ class CaptureSettings(CommonSettings):
     capture_cameras_check_seconds: float = Field(
         2.0, gt=0, description="How often capture looks for added, changed or removed cameras."
     )
+    capture_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A capture node holds each camera it runs on a lease this long, renewed "
+        "every camera check; a node that dies hands its cameras to the others after it. Keep it "
+        "several times capture_cameras_check_seconds.",
+    )
     capture_crop_every: int = Field(
         3,
         ge=0,
@@ -285,6 +292,15 @@ class CaptureSettings(CommonSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _lease_outlives_checks(self) -> CaptureSettings:
+        if self.capture_lease_seconds < 2 * self.capture_cameras_check_seconds:
+            raise ValueError(
+                "capture_lease_seconds must be at least twice capture_cameras_check_seconds, or "
+                "a node loses its cameras between two checks"
+            )
+        return self
 
 
 class RecognitionSettings(CommonSettings):

@@ -1,8 +1,12 @@
-"""Run one capture loop per enabled camera, and follow camera changes without a restart.
+"""Run one capture loop per enabled camera this node holds, and follow camera changes without a
+restart.
 
 The cameras table is the truth; the dashboard bumps `wp:cameras:version` after every change, and
 the supervisor reconciles on the next check: new or re-enabled cameras start, disabled or removed
-ones stop (finishing the frame in hand), a changed source restarts its loop. The camera named in
+ones stop (finishing the frame in hand), a changed source restarts its loop. Several capture
+processes (on one machine or many) share the cameras through leases in Redis
+(`services/capture/leases.py`): each runs its fair share, and takes over the cameras of one that
+stops or dies. The camera named in
 the settings is registered at start (the demo video too, while no camera is configured at all),
 so `watchpost up` and a single-camera container need no API call. A video file that has played
 to its end stays ended (unless `capture_loop`); a loop that died of an error is restarted.
@@ -10,6 +14,7 @@ to its end stays ended (unless `capture_loop`); a loop that died of an error is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from typing import cast
 import psycopg
 import redis
 
+from services.capture.leases import CameraLeases, plan
 from services.capture.loop import CaptureLoop
 from watchpost.db import Pool, cameras
 from watchpost.keys import Keys
@@ -54,7 +60,11 @@ class CaptureSupervisor:
         self.default_source = default_source
         self.keys = Keys(settings.stream_prefix)
         self.running: dict[str, _Running] = {}
+        self.leases = CameraLeases(
+            redis_client, self.keys, settings.consumer_name, settings.capture_lease_seconds
+        )
         self._version: bytes | None = b"never"
+        self._desired: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
         self._register_default()
@@ -65,28 +75,47 @@ class CaptureSupervisor:
                     running.loop.retry_status()
                 stop.wait(self.settings.capture_cameras_check_seconds)
         finally:
-            for camera_id in list(self.running):
-                self._stop(camera_id)
+            self._stop(*self.running)
+            with contextlib.suppress(redis.RedisError):  # else our beat ages out in a lease time
+                self.leases.leave()
 
     def reconcile(self, *, force: bool = False) -> None:
+        """One check: re-read the cameras when they changed, beat, renew the leases this node
+        holds, restart what crashed or changed, give back beyond the fair share, take up to it."""
         try:
             # Our clients never decode responses: the value is bytes (or None).
             version = cast(bytes | None, self.redis.get(self.keys.cameras_version))
-            crashed = [c for c, r in self.running.items() if r.crashed]
-            if version == self._version and not crashed and not force:
-                return
-            with self.pool.connection() as conn:
-                desired = cameras.enabled_cameras(conn)
+            if version != self._version or force:
+                with self.pool.connection() as conn:
+                    self._desired = cameras.enabled_cameras(conn)
+                self._version = version
+            nodes = self.leases.heartbeat()
+            held = self.leases.renew(self.running)
         except (redis.RedisError, psycopg.Error) as exc:
             log.warning("cameras not reconciled (%s); keeping the running ones", exc)
             return
-        self._version = version
+        desired = self._desired
         for camera_id, running in list(self.running.items()):
-            if desired.get(camera_id) != running.loop.source or running.crashed:
-                self._stop(camera_id)
-        for camera_id, source in desired.items():
-            if camera_id not in self.running:
-                self._start(camera_id, source)
+            if camera_id not in held:
+                log.warning("camera %s: its lease went to another node; stopping", camera_id)
+                self._stop(camera_id, release=False)
+            elif camera_id in desired and (
+                desired[camera_id] != running.loop.source or running.crashed
+            ):
+                self._stop(camera_id, release=False)  # restarted below, on the lease we hold
+                self._start(camera_id, desired[camera_id])
+        todo = plan(self.leases.node, desired, set(self.running), nodes)
+        self._stop(*todo.release)
+        if not todo.room:
+            return
+        try:
+            holders = self.leases.holders(todo.candidates)
+            free = [c for c in todo.candidates if holders[c] is None]
+            for camera_id in free[: todo.room]:
+                if self.leases.take(camera_id):  # another node may have been quicker
+                    self._start(camera_id, desired[camera_id])
+        except redis.RedisError as exc:
+            log.warning("cameras not taken (%s); trying again on the next check", exc)
 
     def statuses(self) -> list[dict]:
         return [
@@ -96,6 +125,7 @@ class CaptureSupervisor:
                 "status": r.loop.status,
                 "last_error": r.loop.last_error,
                 "frames_published": r.loop.frames_published,
+                "node": self.leases.node,
             }
             for c, r in sorted(self.running.items())
         ]
@@ -133,10 +163,17 @@ class CaptureSupervisor:
         thread.start()
         log.info("camera %s started: %s", camera_id, redact(source))
 
-    def _stop(self, camera_id: str) -> None:
-        """Stop a loop and wait for it to finish its frame and report its status."""
-        running = self.running[camera_id]
-        running.stop.set()
-        running.thread.join(30)
-        del self.running[camera_id]
-        log.info("camera %s stopped", camera_id)
+    def _stop(self, *camera_ids: str, release: bool = True) -> None:
+        """Stop loops (all at once) and wait for each to finish its frame and report its status;
+        then give their leases back (unless restarted here, or another node holds them already)."""
+        stopping = [(c, self.running.pop(c)) for c in camera_ids]
+        for _, running in stopping:
+            running.stop.set()
+        for camera_id, running in stopping:
+            running.thread.join(30)
+            if release:
+                try:
+                    self.leases.release(camera_id)
+                except redis.RedisError as exc:
+                    log.warning("camera %s: lease not given back (%s); it expires", camera_id, exc)
+            log.info("camera %s stopped", camera_id)

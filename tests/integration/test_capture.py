@@ -12,6 +12,7 @@ from services.capture.loop import CaptureLoop
 from services.capture.source import SourceError
 from tests.conftest import require_data
 from tests.support.mjpeg_camera import MjpegCamera
+from tests.support.waiting import eventually
 from watchpost.db import cameras
 from watchpost.keys import Keys
 from watchpost.messages import Frame, decode
@@ -173,35 +174,24 @@ def test_the_supervisor_follows_camera_changes_without_a_restart(
         with pool.connection() as conn:
             cameras.create_camera(conn, camera_id="lobby", name="Lobby", source=str(video))
         redis_client.incr(Keys(prefix).cameras_version)
-        assert _eventually(
+        assert eventually(
             lambda: any(f.camera_id == "lobby" for f in published(redis_client, prefix))
         )
-        assert _eventually(lambda: redis_client.exists(Keys(prefix).live_frame("lobby")))
+        assert eventually(lambda: redis_client.exists(Keys(prefix).live_frame("lobby")))
         with pool.connection() as conn:
             cameras.update_camera(conn, "lobby", enabled=False)
         redis_client.incr(Keys(prefix).cameras_version)
-        assert _eventually(lambda: "lobby" not in supervisor.running)
+        assert eventually(lambda: "lobby" not in supervisor.running)
 
         def status() -> str:
             with pool.connection() as conn:
                 return cameras.get_camera(conn, "lobby")["status"]
 
-        assert _eventually(lambda: status() == "stopped"), status()
+        assert eventually(lambda: status() == "stopped"), status()
     finally:
         stop.set()
         thread.join(30)
     assert not thread.is_alive() and supervisor.running == {}
-
-
-def _eventually(predicate, timeout: float = 20.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_a_file_that_ended_is_not_played_again(env_settings, redis_client, pool, prefix):
@@ -218,14 +208,14 @@ def test_a_file_that_ended_is_not_played_again(env_settings, redis_client, pool,
     thread = threading.Thread(target=supervisor.run, args=(stop,))
     thread.start()
     try:
-        assert _eventually(
+        assert eventually(
             lambda: (
                 "demo" in supervisor.running and supervisor.running["demo"].loop.status == "ended"
             )
         )
         played = supervisor.running["demo"].loop.frames_published
         redis_client.incr(Keys(prefix).cameras_version)  # a reconcile must not restart it
-        assert _eventually(
+        assert eventually(
             lambda: supervisor._version == redis_client.get(Keys(prefix).cameras_version)
         )
         import time
