@@ -55,7 +55,13 @@ def test_every_api_route_refuses_a_caller_without_credentials(env_settings):
             if template == "/api/v1/session" and method in ("post", "delete"):
                 continue  # signing in and out
             path = template.format(
-                identity_id=1, face_id=1, alert_id=1, camera_id="door", sighting_id=1, group_id=1
+                identity_id=1,
+                face_id=1,
+                alert_id=1,
+                camera_id="door",
+                sighting_id=1,
+                group_id=1,
+                key_id="k",
             )
             response = client.request(method, path)
             assert response.status_code == 401, (method, path, response.status_code)
