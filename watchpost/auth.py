@@ -32,6 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from watchpost.db import access
 from watchpost.db.pool import Conn, Pool, Row
+from watchpost.keys import Keys
 
 
 class Role(enum.IntEnum):
@@ -156,7 +157,7 @@ class FailureThrottle:
         self.per_minute = per_minute
 
     def _counter(self, address: str) -> str:
-        return f"{self.prefix}:authfail:{address}"
+        return Keys(self.prefix).auth_failures(address)
 
     def guard(self, address: str) -> None:
         counter = self._counter(address)
@@ -198,7 +199,7 @@ class Sessions:
         self.ttl = max(1, int(ttl_seconds))
 
     def _key(self, token: str) -> str:
-        return f"{self.prefix}:session:{hashlib.sha256(token.encode()).hexdigest()}"
+        return Keys(self.prefix).session(token)
 
     def start(self, principal: Principal) -> str:
         token = secrets.token_urlsafe(32)

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 from pathlib import Path
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -637,7 +637,7 @@ class DashboardSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_webhooks(self) -> DashboardSettings:
-        kinds = {*get_args(AlertKind), "*"}
+        kinds = {*AlertKind, "*"}
         unknown = set(self.dashboard_webhooks) - kinds
         if unknown:
             raise ValueError(f"dashboard_webhooks: unknown alert kinds {sorted(unknown)}")

@@ -26,7 +26,7 @@ from services.aggregator.policy import (
 from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
 from watchpost.images import crop_jpeg, draw_box
-from watchpost.keys import ALERTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import Delivery, publish
@@ -84,7 +84,7 @@ class AlertAggregator:
             settings, redis_client=redis_client, pool=pool, publish_alert=self._published
         )
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[RecognitionVerdict | LivenessVerdict]) -> None:
         verdict = delivery.message
         track = self._track(verdict.camera_id, verdict.track_id)
         fresh = delivery.entry_id not in track.counted
@@ -152,7 +152,7 @@ class AlertAggregator:
 
     def _published(self, row: dict, created: bool) -> None:
         """Announce a stored alert (again, after a redelivery: consumers de-duplicate)."""
-        publish(self.redis, self.keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+        publish(self.redis, self.keys.alerts, alerts.event_from_row(row))
         if created:
             ALERTS.labels(row["kind"]).inc()
             log.info(
@@ -235,7 +235,7 @@ class AlertAggregator:
         event = alerts.event_from_row(row)
         # Published even when the row existed (a redelivery after a crash between the write and
         # the publish); consumers de-duplicate on alert_id.
-        publish(self.redis, self.keys.alerts, event, maxlen=ALERTS_MAXLEN)
+        publish(self.redis, self.keys.alerts, event)
         seconds = self.settings.aggregator_cooldowns.get(decision.kind, 0)
         if seconds > 0:  # set only once the alert is stored: a crash before it loses nothing
             self.redis.set(cooldown, row["id"], ex=max(1, round(seconds)))

@@ -15,9 +15,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import Pool, cameras
+from watchpost.geometry import Box
 from watchpost.images import face_square
 from watchpost.keys import Keys
-from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
+from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 from watchpost.streams import publish
@@ -201,7 +202,7 @@ class CaptureLoop:
                 frame,
                 image=jpeg.tobytes(),
                 attachments=pictures,
-                maxlen=self.settings.capture_stream_maxlen,
+                maxlen=self.settings.capture_stream_maxlen,  # the deployment's own bound
             )
         except redis.RedisError as exc:
             # Frames are perishable: drop this one and keep the camera going.

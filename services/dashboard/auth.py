@@ -190,7 +190,7 @@ def throttle(request: Request, bucket: str, who: str, per_minute: int) -> None:
     try:
         rate_limit(
             request.app.state.resources.redis,
-            f"{keys.prefix}:ratelimit:{bucket}:{who}",
+            keys.rate_limit(bucket, who),
             limit=per_minute,
             window_seconds=60,
         )

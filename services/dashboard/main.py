@@ -18,11 +18,11 @@ from services.dashboard import api, auth, legacy, live
 from services.dashboard.auth import AuthState, require
 from services.dashboard.broadcast import AlertBroadcaster
 from services.dashboard.headers import SecurityHeaders
-from services.dashboard.webhooks import NOTIFIER_GROUP, WebhookNotifier
+from services.dashboard.webhooks import WebhookNotifier
 from watchpost.auth import Role
 from watchpost.consumers import stream_worker
 from watchpost.db import access
-from watchpost.keys import Keys
+from watchpost.keys import Group, Keys
 from watchpost.messages import AlertEvent
 from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_app
 from watchpost.settings import DashboardSettings
@@ -63,14 +63,15 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             )
         return loops
 
-    def notifier(resources: Resources[DashboardSettings], stop: threading.Event) -> StreamWorker:
+    def notifier(
+        resources: Resources[DashboardSettings], stop: threading.Event
+    ) -> StreamWorker[AlertEvent]:
         sender = WebhookNotifier(settings, redis_client=resources.redis, stop=stop)
         return stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).alerts,
-            group=NOTIFIER_GROUP,
-            expected=AlertEvent,
+            Keys(settings.stream_prefix).alerts,
+            group=Group.NOTIFIER,
             handle=sender.handle,
             start_id="$",  # a newly configured webhook is not sent the alert history
         )
@@ -134,7 +135,7 @@ def stream_retention(resources: Resources[DashboardSettings], stop: threading.Ev
     streams' length caps allow (days of a quiet camera)."""
     settings = resources.settings
     keys = Keys(settings.stream_prefix)
-    streams = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
+    streams: list[str] = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
     while not stop.is_set():
         try:
             trimmed = trim_older_than(resources.redis, streams, settings.retention_stream_seconds)

@@ -14,10 +14,11 @@ from services.liveness.burst import LivenessReport, burst_liveness
 from services.liveness.stream import LivenessTracker
 from watchpost.consumers import stream_worker
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import LIVENESS_GROUP, Keys
+from watchpost.keys import Group, Keys
 from watchpost.messages import Frame
 from watchpost.service import BackgroundLoop, Resources, ServiceGate, UploadRoute, service_app
 from watchpost.settings import LivenessSettings
+from watchpost.streams import Delivery
 from watchpost.vision.models import LOCK as MODEL_LOCK
 
 
@@ -29,16 +30,15 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
         tracker.reader.warm_up()  # before the service reports ready
         app.state.reader = tracker.reader
 
-        def handle(delivery) -> None:
+        def handle(delivery: Delivery[Frame]) -> None:
             with MODEL_LOCK:
                 tracker.handle(delivery)
 
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).frames,
-            group=LIVENESS_GROUP,
-            expected=Frame,
+            Keys(settings.stream_prefix).frames,
+            group=Group.LIVENESS,
             handle=handle,
             housekeeping=tracker.expire,
         )

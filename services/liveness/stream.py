@@ -22,7 +22,7 @@ from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
 from services.liveness.verdict import TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
-from watchpost.keys import VERDICTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
 from watchpost.streams import Delivery, publish
@@ -49,14 +49,13 @@ class LivenessTracker:
         # Recent grey frames per camera (source time, pixels) for the motion cue.
         self.history: dict[str, deque[tuple[float, np.ndarray]]] = {}
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
-        assert isinstance(frame, Frame)
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
         with FRAME_SECONDS.time():
-            rgb = decode_jpeg(delivery.image)
+            rgb = decode_jpeg(delivery.picture)
             grey = to_grey(rgb)
             boxes = [face.box.as_tuple() for face in frame.faces]
             tracks = [self._evidence(frame, face.track_id) for face in frame.faces]
@@ -145,6 +144,6 @@ class LivenessTracker:
             cues=cues,
             captured_at=frame.captured_at,
         )
-        publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
+        publish(self.redis, self.keys.verdicts, verdict)
         evidence.published = signature
         VERDICTS.labels(state).inc()

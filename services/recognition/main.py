@@ -20,9 +20,10 @@ from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
 from watchpost.db import access, identities
+from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import RECOGNITION_GROUP, Keys
-from watchpost.messages import Box, Frame
+from watchpost.keys import Group, Keys
+from watchpost.messages import Frame
 from watchpost.service import (
     BackgroundLoop,
     Resources,
@@ -33,6 +34,7 @@ from watchpost.service import (
     service_headers,
 )
 from watchpost.settings import RecognitionSettings
+from watchpost.streams import Delivery
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
 from watchpost.vision.models import warm_up
@@ -84,16 +86,15 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         app.state.gallery = holder
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 
-        def handle(delivery) -> None:
+        def handle(delivery: Delivery[Frame]) -> None:
             with MODEL_LOCK:
                 recognizer.handle(delivery)
 
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).frames,
-            group=RECOGNITION_GROUP,
-            expected=Frame,
+            Keys(settings.stream_prefix).frames,
+            group=Group.RECOGNITION,
             handle=handle,
             housekeeping=lambda: holder.refresh(),
         )

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from services.recognition.gallery import Gallery
 from watchpost.db import identities
 from watchpost.images import decode_jpeg, sharpness
-from watchpost.keys import RECOGNITION_GROUP, VERDICTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import Frame, RecognitionVerdict
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
@@ -96,11 +96,8 @@ class FrameRecognizer:
         self.gallery = gallery
         self._tracks: OrderedDict[tuple[str, str], _TrackChecks] = OrderedDict()
 
-    group = RECOGNITION_GROUP
-
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
-        assert isinstance(frame, Frame)
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
@@ -112,7 +109,7 @@ class FrameRecognizer:
         if not due:
             return
         gallery = self.gallery.refresh()
-        rgb = decode_jpeg(delivery.image)
+        rgb = decode_jpeg(delivery.picture)
         for face in due:
             with EMBED_SECONDS.time():
                 embedding, yaw = embed_face_with_pose(rgb, face.box.as_tuple())
@@ -138,8 +135,7 @@ class FrameRecognizer:
                 self.redis,
                 self.keys.verdicts,
                 verdict,
-                image=delivery.image,
-                maxlen=VERDICTS_MAXLEN,
+                image=delivery.picture,
             )
             VERDICTS.labels("known" if match.identity_id else "unknown").inc()
             self._checked(

@@ -10,9 +10,10 @@ import pytest
 from services.aggregator.stream import AlertAggregator
 from watchpost.consumers import stream_worker
 from watchpost.db import alerts, identities
+from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
-from watchpost.keys import AGGREGATOR_GROUP, Keys
-from watchpost.messages import AlertEvent, Box, LivenessVerdict, RecognitionVerdict, Verdict, decode
+from watchpost.keys import Group, Keys
+from watchpost.messages import AlertEvent, LivenessVerdict, RecognitionVerdict, decode
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import publish
 
@@ -57,14 +58,13 @@ def run(env_settings, redis_client, pool, verdicts, **overrides) -> None:
     keys = Keys(settings.stream_prefix)
     for verdict in verdicts:
         image = FRAME if isinstance(verdict, RecognitionVerdict) else None
-        publish(redis_client, keys.verdicts, verdict, image=image, maxlen=1000)
+        publish(redis_client, keys.verdicts, verdict, image=image)
     aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
     stream_worker(
         settings,
         redis_client,
-        stream=keys.verdicts,
-        group=AGGREGATOR_GROUP,
-        expected=Verdict,
+        keys.verdicts,
+        group=Group.AGGREGATOR,
         handle=aggregator.handle,
     ).run(threading.Event(), burst=True)
 

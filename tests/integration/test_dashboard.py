@@ -16,7 +16,7 @@ from tests.conftest import SERVICE_TOKEN_SETTINGS, key_headers, require_data
 from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
-from watchpost.keys import ALERTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import AlertEvent
 from watchpost.settings import DashboardSettings, RecognitionSettings
 from watchpost.streams import publish
@@ -179,7 +179,7 @@ def store_alert(pool, redis_client, prefix, track: str) -> int:
         captured_at=1_700_000_000.0,
         created_at=row["created_at"].timestamp(),
     )
-    publish(redis_client, Keys(prefix).alerts, event, maxlen=ALERTS_MAXLEN)
+    publish(redis_client, Keys(prefix).alerts, event)
     return row["id"]
 
 

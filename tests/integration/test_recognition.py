@@ -14,8 +14,8 @@ from tests.support.frames import frame_of, load_rgb
 from watchpost.consumers import stream_worker
 from watchpost.db import identities
 from watchpost.images import encode_jpeg
-from watchpost.keys import RECOGNITION_GROUP, Keys
-from watchpost.messages import Frame, RecognitionVerdict, decode
+from watchpost.keys import Group, Keys
+from watchpost.messages import RecognitionVerdict, decode
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces, embed_face
@@ -52,16 +52,15 @@ def run_recognition(
     settings = env_settings(RecognitionSettings, **overrides)
     keys = Keys(settings.stream_prefix)
     for frame, jpeg in frames:
-        publish(redis_client, keys.frames, frame, image=jpeg, maxlen=1000)
+        publish(redis_client, keys.frames, frame, image=jpeg)
     recognizer = FrameRecognizer(
         settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
     )
     stream_worker(
         settings,
         redis_client,
-        stream=keys.frames,
-        group=RECOGNITION_GROUP,
-        expected=Frame,
+        keys.frames,
+        group=Group.RECOGNITION,
         handle=recognizer.handle,
     ).run(threading.Event(), burst=True)
     return [decode(f, RecognitionVerdict)[0] for _, f in redis_client.xrange(keys.verdicts)]

@@ -32,9 +32,10 @@ from tests.conftest import SERVICE_TOKENS, key_headers, require_data
 from tests.support.servers import serving
 from watchpost.auth import KeyVerifier
 from watchpost.db import access, alerts, cameras, identities
+from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
-from watchpost.keys import ALERTS_MAXLEN, DEAD_LETTER_MAXLEN, VERDICTS_MAXLEN, Keys
-from watchpost.messages import Box, RecognitionVerdict
+from watchpost.keys import DEAD_LETTER_MAXLEN, Keys
+from watchpost.messages import RecognitionVerdict
 from watchpost.service import uvicorn_options
 from watchpost.settings import (
     PROJECT_ROOT,
@@ -411,11 +412,10 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
             keys.verdicts,
             verdict(identity, name, track),
             image=b"\xff\xd8frame",
-            maxlen=VERDICTS_MAXLEN,
         )
         redis_client.set(keys.track_label("door", track), json.dumps({"name": name}), ex=60)
     for row in (granted, mismatch, other):
-        publish(redis_client, keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+        publish(redis_client, keys.alerts, alerts.event_from_row(row))
     dead = verdict(ann["id"], "Ann Smith", "t9").model_dump_json().encode()
     redis_client.xadd(keys.dead_letter, {b"data": dead}, maxlen=DEAD_LETTER_MAXLEN)
     redis_client.set(keys.live_frame("door"), b"\xff\xd8Ann drawn", ex=5)

@@ -14,9 +14,10 @@ from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
 from watchpost.consumers import stream_worker
 from watchpost.db import access, alerts, identities, sightings
+from watchpost.geometry import Box
 from watchpost.images import decode_upload, encode_jpeg
-from watchpost.keys import AGGREGATOR_GROUP, Keys
-from watchpost.messages import Box, LivenessVerdict, RecognitionVerdict, Verdict
+from watchpost.keys import Group, Keys
+from watchpost.messages import LivenessVerdict, RecognitionVerdict, Verdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import publish
 
@@ -92,14 +93,13 @@ def run(
     settings = env_settings(AggregatorSettings, **overrides)
     keys = Keys(settings.stream_prefix)
     for verdict, image in verdicts:
-        publish(redis_client, keys.verdicts, verdict, image=image, maxlen=1000)
+        publish(redis_client, keys.verdicts, verdict, image=image)
     aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
     stream_worker(
         settings,
         redis_client,
-        stream=keys.verdicts,
-        group=AGGREGATOR_GROUP,
-        expected=Verdict,
+        keys.verdicts,
+        group=Group.AGGREGATOR,
         handle=aggregator.handle,
     ).run(threading.Event(), burst=True)
     if end:

@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from watchpost.geometry import Box
 from watchpost.images import encode_jpeg, face_square
-from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
+from watchpost.keys import Stream
+from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
+
+TEST_FRAMES_MAXLEN = 100_000
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -51,10 +55,11 @@ def frame_of(
 
 
 def publish_frame(
-    client, stream: str, rgb: np.ndarray, *, crop_every: int = 3, maxlen: int = 100_000, **kw
+    client, stream: Stream[Frame], rgb: np.ndarray, *, crop_every: int = 3, **kw
 ) -> Frame:
     """`frame_of` published as capture would: with a camera-resolution crop of each face every
-    `crop_every`-th frame (by `seq`)."""
+    `crop_every`-th frame (by `seq`). Tests publish whole videos before a worker reads them, so
+    the stream keeps every frame (capture's own bound is a setting too)."""
     frame, jpeg = frame_of(rgb, **kw)
     pictures: dict[str, bytes] = {}
     crops = []
@@ -70,5 +75,5 @@ def publish_frame(
             crops.append(crop)
             pictures[crop.attachment] = encode_jpeg(rgb[top:bottom, left:right], quality=95)
     frame = frame.model_copy(update={"crops": crops})
-    publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=maxlen)
+    publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=TEST_FRAMES_MAXLEN)
     return frame

@@ -1,13 +1,18 @@
 import json
+from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
+from pydantic import ValidationError
 
+from watchpost.geometry import Box
 from watchpost.messages import (
     AlertEvent,
-    Box,
+    AttackCue,
     FaceCrop,
     Frame,
     LivenessVerdict,
+    Message,
     MessageError,
     RecognitionVerdict,
     TrackedFace,
@@ -157,3 +162,65 @@ def test_a_crop_must_belong_to_one_of_the_frames_faces():
         frame(crops=[crop("someone-else")])
     with pytest.raises(ValueError, match="at most one crop per track"):
         frame(crops=[crop(), crop()])
+
+
+# Versions: additive changes keep the version and older consumers ignore what they do not know;
+# a bump needs an upgrade step; a version newer than the consumer's is refused with a reason.
+
+
+def test_fields_a_consumer_does_not_know_are_ignored_even_nested():
+    verdict = LivenessVerdict(
+        camera_id="door", track_id="t1", state="live", reason="", blinks=1, frames_seen=3,
+        frames_with_eyes=3, cues=[AttackCue(name="motion", score=0.1, threshold=0.5, samples=2,
+                                            flagged=False, decides=True)],
+    )  # fmt: skip
+    fields = encode(verdict)
+    payload = json.loads(fields[b"data"])
+    payload["added_by_a_newer_producer"] = {"any": "thing"}
+    payload["cues"][0]["also_new"] = 1.5
+    fields[b"data"] = json.dumps(payload).encode()
+    assert decode(fields, Verdict)[0] == verdict
+
+
+def test_our_own_code_still_cannot_build_a_message_with_a_misspelt_field():
+    with pytest.raises(ValidationError, match="extra"):
+        AlertEvent.model_validate({**alert_payload(), "kindd": "x"})
+
+
+def alert_payload() -> dict:
+    return {
+        "alert_id": 1, "kind": "unknown_person", "camera_id": "door", "track_id": "t1",
+        "captured_at": 1.0, "created_at": 2.0,
+    }  # fmt: skip
+
+
+class VersionProbe(Message):
+    """A message whose version 1 called `seconds` `secs`: version 2 renamed it."""
+
+    schema_version: ClassVar[int] = 2
+    upgrades: ClassVar[dict[int, Callable[[dict], dict]]] = {
+        1: lambda old: {"seconds": old.pop("secs"), **old}
+    }
+    seconds: float
+
+
+def probe_fields(version: int, data: dict) -> dict[bytes, bytes]:
+    return {
+        b"type": b"VersionProbe",
+        b"v": str(version).encode(),
+        b"data": json.dumps(data).encode(),
+    }
+
+
+def test_an_older_version_is_upgraded_step_by_step():
+    assert decode(probe_fields(1, {"secs": 2.5}), VersionProbe)[0] == VersionProbe(seconds=2.5)
+    assert decode(probe_fields(2, {"seconds": 3.0}), VersionProbe)[0].seconds == 3.0
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [(3, "newer than this consumer reads"), (0, "no upgrade from it")],
+)
+def test_a_version_without_a_path_is_refused_with_a_reason(version, reason):
+    with pytest.raises(MessageError, match=reason):
+        decode(probe_fields(version, {"seconds": 1.0}), VersionProbe)

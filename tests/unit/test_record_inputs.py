@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from watchpost.messages import Box, RecognitionVerdict, Verdict, decode, encode
+from watchpost.geometry import Box
+from watchpost.messages import RecognitionVerdict, Verdict, decode, encode
 from watchpost.settings import AggregatorSettings, DashboardSettings
 
 
