@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from argparse import Namespace
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -114,6 +115,11 @@ def _free(port: int) -> bool:
     return True
 
 
+def unix(iso: str) -> float:
+    """Unix seconds of an ISO time as the API and the websocket send it."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
 def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
     """Median ms per stage, from the alerts' stored timestamps: capture of the deciding frame
     -> its verdict published (queueing + recognition or liveness), -> alert stored (aggregator),
@@ -124,8 +130,8 @@ def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
         if details.get("evidence_at") is None or details.get("verdict_at") is None:
             continue
         parts["to_verdict"].append(details["verdict_at"] - details["evidence_at"])
-        parts["to_stored"].append(alert["created_at"] - details["verdict_at"])
-        parts["to_websocket"].append(received - alert["created_at"])
+        parts["to_stored"].append(unix(alert["created_at"]) - details["verdict_at"])
+        parts["to_websocket"].append(received - unix(alert["created_at"]))
     return {k: round(1000 * float(np.median(v)), 1) if v else None for k, v in parts.items()}
 
 
@@ -204,11 +210,12 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
         # (for access granted, the frame after the blink) to the alert on the websocket. The
         # time from the snapshot's frame also counts the wait for evidence (a blink, a second
         # look at a stranger), which no speed-up removes.
+        # Alerts arrive in their public shape: ISO times, the evidence time in `details`.
         latencies = [
-            received - (alert.get("evidence_at") or alert["captured_at"])
+            received - (alert["details"].get("evidence_at") or unix(alert["captured_at"]))
             for received, alert in alerts
         ]
-        since_snapshot = [received - alert["captured_at"] for received, alert in alerts]
+        since_snapshot = [received - unix(alert["captured_at"]) for received, alert in alerts]
         stages = latency_stages(api, alerts)
         ws.close()
     finally:

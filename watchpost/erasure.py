@@ -37,7 +37,10 @@ def forget_person(
 
     def about_them(fields: dict[bytes, bytes]) -> bool:
         data = _data(fields)
-        return data.get("identity_id") == identity_id or data.get("alert_id") in alert_ids
+        return (
+            data.get("identity_id") == identity_id
+            or (data.get("id") or data.get("alert_id")) in alert_ids
+        )  # v2, v1
 
     removed = {
         "verdicts": delete_entries(client, keys.verdicts, about_them),

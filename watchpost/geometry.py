@@ -47,3 +47,31 @@ class Box(WireModel):
 
     def as_tuple(self) -> BoxTuple:
         return (self.left, self.top, self.right, self.bottom)
+
+
+# The passive attack check sees a square around the face grown by this share of the face's size on
+# every side: enough of the background for a phone's bezel or a paper edge, little enough that the
+# face dominates. Training (services/liveness/training/) and inference cut it with `face_square`.
+CROP_CONTEXT = 0.25
+
+
+def face_square(box: BoxTuple, width: int, height: int, context: float = CROP_CONTEXT) -> BoxTuple:
+    """The square centred on `box`, its side the box's larger side grown by `context` on each
+    side, clipped to a `width` x `height` image (so near an edge it is no longer square)."""
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top) * (1 + 2 * context)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    return (
+        max(0, round(cx - side / 2)),
+        max(0, round(cy - side / 2)),
+        min(width, round(cx + side / 2)),
+        min(height, round(cy + side / 2)),
+    )
+
+
+def grown(box: BoxTuple, margin: float, width: int, height: int) -> BoxTuple:
+    """The box grown by `margin` of its size on every side, clipped to a `width` x `height`
+    image."""
+    left, top, right, bottom = box
+    dx, dy = int((right - left) * margin), int((bottom - top) * margin)
+    return (max(0, left - dx), max(0, top - dy), min(width, right + dx), min(height, bottom + dy))

@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
-from watchpost.geometry import Box
+from watchpost.geometry import Box, BoxTuple, face_square
 from watchpost.wire import TOLERANT, WireModel
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -84,11 +85,19 @@ class TrackedFace(WireModel):
 class FaceCrop(WireModel):
     """A square around one tracked face cut from the camera's own frame, before the frame was
     scaled for the bus (JPEG in the entry's field `att:crop:<track_id>`): the passive attack
-    check sees the face as the camera saw it. See `watchpost.images.face_square`."""
+    check sees the face as the camera saw it. See `watchpost.geometry.face_square`."""
 
     track_id: Id
     square: Box = Field(description="Where the crop was cut, in camera pixels.")
     camera_width: int = Field(gt=0, description="Width of the camera frame it was cut from.")
+
+    @classmethod
+    def around(
+        cls, track_id: str, box: BoxTuple, camera_width: int, camera_height: int
+    ) -> FaceCrop:
+        """The crop of a face at `box` (camera pixels): its `face_square`."""
+        square = face_square(box, camera_width, camera_height)
+        return cls(track_id=track_id, square=Box.of(square), camera_width=camera_width)
 
     @property
     def attachment(self) -> str:
@@ -212,25 +221,60 @@ class LivenessVerdict(Message):
 Verdict = Annotated[RecognitionVerdict | LivenessVerdict, Field(discriminator="kind")]
 
 
-class AlertEvent(Message):
-    """An alert that is stored in PostgreSQL; published for the dashboard and notifiers."""
+def _alert_v1_to_v2(old: Payload) -> Payload:
+    """Version 1 called the id `alert_id`, sent times as Unix seconds and `evidence_at` at the
+    top level; version 2 is the public alert the REST API answers."""
+    new = dict(old)
+    new["id"] = new.pop("alert_id", None)
+    for name in ("captured_at", "created_at"):
+        if isinstance(new.get(name), int | float):
+            new[name] = datetime.fromtimestamp(new[name], UTC).isoformat()
+    evidence_at = new.pop("evidence_at", None)
+    new["details"] = {"evidence_at": evidence_at} if evidence_at is not None else {}
+    return new
 
-    alert_id: int
+
+class AlertEvent(Message):
+    """An alert stored in PostgreSQL, in its one public shape: published on the alerts stream
+    (for the dashboard's websocket and webhooks), sent to the page, and answered by the REST API
+    (`AlertPublic` there). See `watchpost.db.alerts.alert_from_row`."""
+
+    schema_version: ClassVar[int] = 2
+    upgrades: ClassVar[dict[int, Callable[[Payload], Payload]]] = {1: _alert_v1_to_v2}
+
+    id: int
     kind: AlertKind
     camera_id: Id
     track_id: Id
     identity_id: int | None = None
     display_name: str | None = None
+    claimed_login: str | None = None
     distance: float | None = None
     liveness: LivenessState = "undecided"
     reason: str = ""
-    captured_at: float
-    created_at: float
-    evidence_at: float | None = Field(
-        None,
-        description="Unix time the frame whose verdict completed the evidence was read (the "
-        "pipeline's latency is measured from it; captured_at is the snapshot's frame).",
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The evidence: for a pipeline alert `evidence_at`, the Unix time the frame "
+        "whose verdict completed the evidence was read (the pipeline's latency is measured from "
+        "it; captured_at is the snapshot's frame).",
     )
+    captured_at: datetime
+    created_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    has_snapshot: bool = False
+    snapshot_url: str | None = None
+    has_face: bool = False
+    face_url: str | None = None
+
+    @property
+    def alert_id(self) -> int:
+        return self.id
+
+    @property
+    def evidence_at(self) -> float | None:
+        value = self.details.get("evidence_at")
+        return float(value) if isinstance(value, int | float) else None
 
 
 ATTACHMENT_PREFIX = b"att:"

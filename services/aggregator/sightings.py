@@ -18,7 +18,7 @@ from services.aggregator.policy import TrackEvidence, vote_identity
 from watchpost.db import alerts, sightings
 from watchpost.images import ImageError, crop_jpeg, decode_jpeg, draw_box, sharpness
 from watchpost.keys import Keys
-from watchpost.messages import LivenessVerdict, RecognitionVerdict
+from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ class SightingRecorder:
         with self.pool.connection() as conn:
             alert, created = alerts.upsert_alert(
                 conn,
-                kind="impossible_travel",
+                kind=AlertKind.IMPOSSIBLE_TRAVEL,
                 camera_id=row["camera_id"],
                 track_id=row["track_id"],
                 captured_at=shot.captured_at,
@@ -282,6 +282,6 @@ class SightingRecorder:
                 face_jpeg=crop_jpeg(state.best_frame, box),
             )
         self.publish_alert(alert, created)
-        seconds = self.settings.aggregator_cooldowns.get("impossible_travel", 0)
+        seconds = self.settings.aggregator_cooldowns.get(AlertKind.IMPOSSIBLE_TRAVEL, 0)
         if seconds > 0:
             self.redis.set(cooldown, alert["id"], ex=max(1, round(seconds)))

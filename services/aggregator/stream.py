@@ -27,7 +27,7 @@ from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
 from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import Keys
-from watchpost.messages import LivenessVerdict, RecognitionVerdict
+from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import Delivery, publish
 
@@ -38,11 +38,11 @@ SUPPRESSED = Counter(
     "watchpost_alerts_suppressed_total", "Alerts held back by a cool-down", ["kind"]
 )
 COLOURS = {
-    "unknown_person": "#d97706",
-    "spoof_attempt": "#dc2626",
-    "identity_mismatch": "#9333ea",
-    "access_granted": "#16a34a",
-    "impossible_travel": "#0891b2",
+    AlertKind.UNKNOWN_PERSON: "#d97706",
+    AlertKind.SPOOF_ATTEMPT: "#dc2626",
+    AlertKind.IDENTITY_MISMATCH: "#9333ea",
+    AlertKind.ACCESS_GRANTED: "#16a34a",
+    AlertKind.IMPOSSIBLE_TRAVEL: "#0891b2",
 }
 
 
@@ -187,7 +187,7 @@ class AlertAggregator:
         assert shot is not None and track.snapshot_jpeg is not None
         # Who the alert names is the track's vote, not whichever verdict had the best frame.
         vote = vote_identity(track.evidence.recognitions)
-        known = decision.kind != "unknown_person" and vote is not None
+        known = decision.kind != AlertKind.UNKNOWN_PERSON and vote is not None
         identity = vote.identity_id if known else None
         distance = vote.best_distance if known else shot.distance
         if decision.identity_id is not None:  # an access grant names its evidence's winner

@@ -67,15 +67,6 @@ NOT_FOUND: Responses = {404: {"model": Problem}}
 JPEG: Responses = {200: {"content": {"image/jpeg": {}}}}
 
 
-def alert_public(row: dict) -> AlertPublic:
-    alert = AlertPublic.model_validate(row)
-    if alert.has_snapshot:
-        alert.snapshot_url = f"/api/v1/alerts/{alert.id}/snapshot"
-    if alert.has_face:
-        alert.face_url = f"/api/v1/alerts/{alert.id}/face"
-    return alert
-
-
 def sighting_public(row: dict) -> SightingPublic:
     sighting = SightingPublic.model_validate(row)
     if sighting.has_snapshot:
@@ -424,7 +415,7 @@ def list_alerts(
         before_id=before_id,
         limit=limit,
     )
-    return [alert_public(r) for r in rows]
+    return [alerts.alert_from_row(r) for r in rows]
 
 
 @router.get("/alerts/stats", response_model=list[AlertCount], tags=["alerts"])
@@ -452,7 +443,7 @@ def acknowledge_alert(
     if row is None:
         raise HTTPException(404, detail=f"alert {alert_id} not found")
     audit(conn, request, who, "alert_acknowledge", "alert", alert_id, note=body.note)
-    return alert_public(row)
+    return alerts.alert_from_row(row)
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertPublic, tags=["alerts"], responses=NOT_FOUND)
@@ -460,7 +451,7 @@ def get_alert(alert_id: int, conn: ConnDep) -> AlertPublic:
     row = alerts.get_alert(conn, alert_id)
     if row is None:
         raise HTTPException(404, detail=f"alert {alert_id} not found")
-    return alert_public(row)
+    return alerts.alert_from_row(row)
 
 
 @router.get(

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.dashboard.api import alert_public
 from services.dashboard.auth import Operator, audit, require
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.schemas import AlertPublic, Name, Problem
@@ -112,4 +111,4 @@ def legacy_alert(
     conn.commit()
     if created:
         publish(redis_client, keys.alerts, alerts.event_from_row(row))
-    return alert_public(row)
+    return alerts.alert_from_row(row)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from watchpost.geometry import BoxTuple as Box
 from watchpost.messages import AttackCue
-
-Box = tuple[int, int, int, int]
 
 MIN_FACE_MOTION_PX = 1.5  # in pixels of a face 100 px wide: smaller moves say nothing
 MIN_POINTS = 6

@@ -19,9 +19,8 @@ from services.liveness.eyes import (
 )
 from services.liveness.passive_model import PassiveModel
 from services.liveness.verdict import LivenessPolicy
+from watchpost.geometry import BoxTuple as Box
 from watchpost.settings import LivenessSettings
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)

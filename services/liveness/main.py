@@ -10,9 +10,10 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from services.liveness.blink import BlinkDetector
-from services.liveness.burst import LivenessReport, burst_liveness
+from services.liveness.burst import burst_liveness
 from services.liveness.stream import LivenessTracker
 from watchpost.consumers import stream_worker
+from watchpost.contracts import LivenessReport
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import Group, Keys
 from watchpost.messages import Frame

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.recognition import calibration
@@ -19,6 +19,7 @@ from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
+from watchpost.contracts import FaceOut, FacesOut, LivenessReport, VerifyOut
 from watchpost.db import access, identities
 from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
@@ -38,37 +39,6 @@ from watchpost.streams import Delivery
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
 from watchpost.vision.models import warm_up
-
-
-class FaceOut(BaseModel):
-    box: Box
-    embedding: list[float]
-    identity_id: int | None = None
-    display_name: str | None = None
-    distance: float | None = None
-
-
-class VerifyOut(BaseModel):
-    login_name: str
-    identity_id: int
-    display_name: str
-    match: bool = Field(description="The median distance over the frames is within the threshold")
-    distance: float = Field(
-        description="Median over frames of the identity's score (mean distance of its k nearest "
-        "samples)"
-    )
-    best_distance: float
-    threshold: float
-    frames: int
-    frames_with_face: int
-    liveness: dict | None = Field(None, description="The liveness service's report on the frames")
-    liveness_note: str | None = None
-
-
-class FacesOut(BaseModel):
-    width: int
-    height: int
-    faces: list[FaceOut]
 
 
 def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
@@ -136,7 +106,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                     rgb, box, jitter=0 if identify else settings.recognition_enrol_jitter
                 )
                 face = FaceOut(
-                    box=Box(left=box[0], top=box[1], right=box[2], bottom=box[3]),
+                    box=Box.of(box),
                     embedding=[float(x) for x in embedding],
                 )
                 if identify:
@@ -295,12 +265,14 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                 target_id=result.identity_id,
                 details={
                     "match": result.match,
-                    "liveness": (result.liveness or {}).get("state"),
+                    "liveness": result.liveness.state if result.liveness else None,
                 },
                 client=request.client.host if request.client else None,
             )
 
-    async def _ask_liveness(uploads, fps: float) -> tuple[dict | None, str | None]:
+    async def _ask_liveness(
+        uploads: list[tuple[str, bytes]], fps: float
+    ) -> tuple[LivenessReport | None, str | None]:
         if len(uploads) < 2:
             return None, "one image: liveness needs a burst of frames"
         if not settings.recognition_liveness_url:
@@ -318,6 +290,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             return None, f"liveness service unreachable: {exc}"
         if response.status_code != 200:
             return None, f"liveness service answered {response.status_code}"
-        return response.json(), None
+        try:
+            return LivenessReport.model_validate_json(response.content), None
+        except ValidationError as exc:
+            return None, f"liveness service sent an unreadable report: {exc.error_count()} errors"
 
     return app

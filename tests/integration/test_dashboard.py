@@ -17,7 +17,6 @@ from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
 from watchpost.keys import Keys
-from watchpost.messages import AlertEvent
 from watchpost.settings import DashboardSettings, RecognitionSettings
 from watchpost.streams import publish
 
@@ -171,15 +170,7 @@ def store_alert(pool, redis_client, prefix, track: str) -> int:
             captured_at=1_700_000_000.0,
             snapshot_jpeg=b"\xff\xd8snap",
         )
-    event = AlertEvent(
-        alert_id=row["id"],
-        kind="unknown_person",
-        camera_id="door",
-        track_id=track,
-        captured_at=1_700_000_000.0,
-        created_at=row["created_at"].timestamp(),
-    )
-    publish(redis_client, Keys(prefix).alerts, event)
+    publish(redis_client, Keys(prefix).alerts, alerts.alert_from_row(row))
     return row["id"]
 
 
@@ -208,6 +199,11 @@ def test_websocket_pushes_new_alerts_and_replays_missed_ones(client, pool, redis
         assert not message["replay"] and message["alert"]["id"] == live
         assert message["alert"]["kind"] == "unknown_person"
         assert message["alert"]["snapshot_url"] == f"/api/v1/alerts/{live}/snapshot"
+    # One alert shape: live, replayed and the REST answer are the same object (ISO times).
+    for frame, alert_id in ((message, live), (replayed, missed)):
+        rest = client.get(f"/api/v1/alerts/{alert_id}").json()
+        assert frame["alert"] == rest
+        assert isinstance(rest["created_at"], str) and "face_url" in rest
 
 
 def test_websocket_refuses_clients_beyond_the_limit(env_settings, recognition_url, admin_key):

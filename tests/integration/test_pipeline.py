@@ -32,7 +32,7 @@ def test_video_to_alert(env_settings, redis_client, pool):
     # the evidence was captured (what pipeline latency is measured from), after the snapshot's.
     (row,) = rows
     event = alerts.event_from_row(row)
-    assert event.evidence_at is not None and event.evidence_at >= event.captured_at
+    assert event.evidence_at is not None and event.evidence_at >= event.captured_at.timestamp()
 
 
 def enrol_from_video(pool, video: Path, name: str, at_frame: int = 40) -> int:

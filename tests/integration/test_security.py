@@ -433,7 +433,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         for stream in (keys.verdicts, keys.alerts, keys.dead_letter)
     )
     assert b"Ann Smith" not in everything and b"Bob Jones" in everything
-    assert [json.loads(f[b"data"])["alert_id"] for _, f in redis_client.xrange(keys.alerts)] == [
+    assert [json.loads(f[b"data"])["id"] for _, f in redis_client.xrange(keys.alerts)] == [
         other["id"]
     ]
     assert redis_client.xlen(keys.verdicts) == 1 and redis_client.xlen(keys.dead_letter) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -15,12 +16,12 @@ from watchpost.worker import StreamWorker
 
 def alert(n: int) -> AlertEvent:
     return AlertEvent(
-        alert_id=n,
+        id=n,
         kind="unknown_person",
         camera_id="cam",
         track_id=f"t-{n}",
-        captured_at=1.0,
-        created_at=2.0,
+        captured_at=datetime.fromtimestamp(1.0, UTC),
+        created_at=datetime.fromtimestamp(2.0, UTC),
     )
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from watchpost.geometry import Box
-from watchpost.images import encode_jpeg, face_square
+from watchpost.images import encode_jpeg
 from watchpost.keys import Stream
 from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.streams import publish
@@ -36,7 +36,7 @@ def frame_of(
     faces = [
         TrackedFace(
             track_id=f"{track_prefix}-{i}",
-            box=Box(left=b[0], top=b[1], right=b[2], bottom=b[3]),
+            box=Box.of(b),
             detected=True,
         )
         for i, b in enumerate(boxes)
@@ -66,12 +66,8 @@ def publish_frame(
     if crop_every and frame.seq % crop_every == 0:
         h, w = rgb.shape[:2]
         for face in frame.faces:
-            left, top, right, bottom = face_square(face.box.as_tuple(), w, h)
-            crop = FaceCrop(
-                track_id=face.track_id,
-                square=Box(left=left, top=top, right=right, bottom=bottom),
-                camera_width=w,
-            )
+            crop = FaceCrop.around(face.track_id, face.box.as_tuple(), w, h)
+            left, top, right, bottom = crop.square.as_tuple()
             crops.append(crop)
             pictures[crop.attachment] = encode_jpeg(rgb[top:bottom, left:right], quality=95)
     frame = frame.model_copy(update={"crops": crops})

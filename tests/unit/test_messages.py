@@ -1,5 +1,6 @@
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 from watchpost.geometry import Box
 from watchpost.messages import (
     AlertEvent,
+    AlertKind,
     AttackCue,
     FaceCrop,
     Frame,
@@ -21,6 +23,8 @@ from watchpost.messages import (
     decode,
     encode,
 )
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def frame(**overrides) -> Frame:
@@ -111,7 +115,7 @@ def test_image_rules_are_enforced_when_encoding():
     with pytest.raises(MessageError, match="needs an image"):
         encode(frame())
     event = AlertEvent(
-        alert_id=1, kind="unknown_person", camera_id="c", track_id="t", captured_at=1, created_at=2
+        id=1, kind="unknown_person", camera_id="c", track_id="t", captured_at=NOW, created_at=NOW
     )
     with pytest.raises(MessageError, match="carries no image"):
         encode(event, image=b"x")
@@ -189,8 +193,8 @@ def test_our_own_code_still_cannot_build_a_message_with_a_misspelt_field():
 
 def alert_payload() -> dict:
     return {
-        "alert_id": 1, "kind": "unknown_person", "camera_id": "door", "track_id": "t1",
-        "captured_at": 1.0, "created_at": 2.0,
+        "id": 1, "kind": "unknown_person", "camera_id": "door", "track_id": "t1",
+        "captured_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:01Z",
     }  # fmt: skip
 
 
@@ -224,3 +228,18 @@ def test_an_older_version_is_upgraded_step_by_step():
 def test_a_version_without_a_path_is_refused_with_a_reason(version, reason):
     with pytest.raises(MessageError, match=reason):
         decode(probe_fields(version, {"seconds": 1.0}), VersionProbe)
+
+
+def test_a_version_1_alert_event_reads_as_the_public_alert():
+    v1 = {
+        "alert_id": 7, "kind": "spoof_attempt", "camera_id": "door", "track_id": "t1",
+        "identity_id": None, "display_name": None, "distance": None, "liveness": "spoof",
+        "reason": "no blink", "captured_at": 1_767_225_600.0, "created_at": 1_767_225_601.5,
+        "evidence_at": 1_767_225_600.5,
+    }  # fmt: skip
+    fields = {b"type": b"AlertEvent", b"v": b"1", b"data": json.dumps(v1).encode()}
+    event, _ = decode(fields, AlertEvent)
+    assert event.id == event.alert_id == 7 and event.kind == AlertKind.SPOOF_ATTEMPT
+    assert event.created_at == datetime(2026, 1, 1, 0, 0, 1, 500_000, tzinfo=UTC)
+    assert event.evidence_at == 1_767_225_600.5 and event.face_url is None
+    assert json.loads(encode(event)[b"v"]) == 2
