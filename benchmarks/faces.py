@@ -11,14 +11,9 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from watchpost.images import load_rgb as load_rgb  # re-exported for the callers
 from watchpost.vision.faces import detect_faces, detect_faces_cnn, embed_face
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 @dataclass(frozen=True)

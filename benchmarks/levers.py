@@ -94,7 +94,9 @@ def jpeg_quality(frames: list[np.ndarray]) -> list[dict]:
         drift, ear_drift = [], []
         for (frame, box), (embedding, ear) in zip(faces, clean, strict=True):
             jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)[1]
-            decoded = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            bgr_decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+            assert bgr_decoded is not None  # OpenCV's own JPEG
+            decoded = cv2.cvtColor(bgr_decoded, cv2.COLOR_BGR2RGB)
             drift.append(float(np.linalg.norm(embed_face(decoded, box) - embedding)))
             if ear is not None:
                 after = face_ear(landmarks_68(to_grey(decoded), box))

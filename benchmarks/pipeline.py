@@ -36,6 +36,7 @@ from websockets.sync.client import connect
 
 from benchmarks.report import print_json
 from watchpost.cli import Stack
+from watchpost.images import load_rgb
 from watchpost.vision.faces import detect_faces, embed_face
 
 
@@ -70,10 +71,10 @@ def enrolment_photos(folder: Path) -> dict[str, list[Path]]:
 
 
 def known_encodings(photos: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
-    known = {}
+    known: dict[str, list[np.ndarray]] = {}
     for name, paths in photos.items():
         for path in paths:
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            rgb = load_rgb(path)
             boxes = detect_faces(rgb, upsample=1)
             if boxes:
                 known.setdefault(name, []).append(embed_face(rgb, boxes[0]))
@@ -178,10 +179,12 @@ def run_watchpost(video: Path, photos: dict[str, list[Path]], cameras: int, real
             f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws",
             additional_headers=auth,
         )
-        threading.Thread(
-            target=lambda: [alerts.append((time.time(), json.loads(m)["alert"])) for m in ws],
-            daemon=True,
-        ).start()
+
+        def receive() -> None:
+            for message in ws:
+                alerts.append((time.time(), json.loads(message)["alert"]))
+
+        threading.Thread(target=receive, daemon=True).start()
         usage_before = {n: process_usage(p.pid)[0] for n, p in stack.children.items()}
         started = time.time()
         for index in range(cameras):

@@ -14,8 +14,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from watchpost.db.pool import Conn, Row
+    from watchpost.embedded import EmbeddedPostgres, EmbeddedRedis
 
 from watchpost.settings import (
     PROJECT_ROOT,
@@ -60,8 +66,8 @@ class Stack:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.children: dict[str, subprocess.Popen] = {}
-        self.embedded: list = []
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.embedded: list[EmbeddedRedis | EmbeddedPostgres] = []
         self.database_url: str | None = None
 
     def start(self) -> str:
@@ -71,9 +77,9 @@ class Stack:
         home = Path(self.args.home).resolve()
         redis_url, database_url = settings.redis_url, settings.database_url
         if not redis_url:
-            server = EmbeddedRedis(home / "redis")
-            self.embedded.append(server)
-            redis_url = server.start()
+            redis_server = EmbeddedRedis(home / "redis")
+            self.embedded.append(redis_server)
+            redis_url = redis_server.start()
             print(f"embedded Redis: {redis_url}")
         if not database_url:
             server = EmbeddedPostgres(home / "postgres")
@@ -107,6 +113,8 @@ class Stack:
         from watchpost.auth import create_key
         from watchpost.db import open_pool
 
+        if self.database_url is None:
+            raise RuntimeError("the stack is not started")
         with open_pool(self.database_url, min_size=1, max_size=1) as pool, pool.connection() as c:
             return create_key(c, name=name, role=role)[0]
 
@@ -181,7 +189,7 @@ def first_admin_key(database_url: str) -> None:
     )
 
 
-def database_for_cli(home: str) -> tuple[str, list]:
+def database_for_cli(home: str) -> tuple[str, list[EmbeddedPostgres]]:
     """WATCHPOST_DATABASE_URL, else the embedded server `watchpost up` uses (started here)."""
     url = CommonSettings().database_url
     if url:
@@ -192,7 +200,7 @@ def database_for_cli(home: str) -> tuple[str, list]:
     return server.start(), [server]
 
 
-def audit_key_change(conn, action: str, row: dict, **details) -> None:
+def audit_key_change(conn: Conn, action: str, row: Row, **details: object) -> None:
     """Key changes from the CLI are audited as the operating-system user who made them."""
     from watchpost.db import access
 
@@ -225,12 +233,12 @@ def keys_command(args: argparse.Namespace) -> int:
                 )
                 print(key)
             elif args.action == "revoke":
-                row = access.revoke_key(conn, args.key_id)
-                if row is None:
+                revoked = access.revoke_key(conn, args.key_id)
+                if revoked is None:
                     print(f"no live key {args.key_id!r}", file=sys.stderr)
                     return 1
-                audit_key_change(conn, "key_revoke", row)
-                print(f"revoked {row['key_id']} ({row['name']}, {row['role']})")
+                audit_key_change(conn, "key_revoke", revoked)
+                print(f"revoked {revoked['key_id']} ({revoked['name']}, {revoked['role']})")
             else:
                 for row in access.list_keys(conn, include_revoked=args.all):
                     state = "revoked" if row["revoked_at"] else "live"
@@ -290,10 +298,9 @@ def write_private(path: Path, text: str) -> None:
 
 
 def up(args: argparse.Namespace) -> int:
-    from services.capture.main import resolve_source
     from watchpost.settings import CaptureSettings
 
-    source = args.camera or resolve_source(CaptureSettings())
+    source = args.camera or CaptureSettings().resolved_source()
     if "://" not in source and not source.isdigit() and not Path(source).is_file():
         print(
             f"watchpost up: no video at {source}. Name a camera with --camera (a file, a webcam "
@@ -304,7 +311,7 @@ def up(args: argparse.Namespace) -> int:
         return 2
     stack = Stack(args)
 
-    def on_term(signum, frame):
+    def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
@@ -354,7 +361,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     """The enrolled gallery's false-accept / false-reject curve, as JSON and an SVG plot."""
     import json
 
-    from services.recognition import calibration
+    from watchpost import calibration
     from watchpost.db import apply_migrations, identities, open_pool
     from watchpost.settings import RecognitionSettings
 

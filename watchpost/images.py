@@ -7,6 +7,7 @@ decodes anything, and raises `ImageError` with a reason a user can act on.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -63,6 +64,12 @@ def decode_jpeg(data: bytes, *, grey: bool = False) -> np.ndarray:
             return np.asarray(image.convert("L" if grey else "RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageError(f"undecodable frame: {exc}") from None
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """A trusted image file (the data set, enrolment photos) as RGB uint8."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def to_grey(rgb: np.ndarray) -> np.ndarray:

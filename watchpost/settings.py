@@ -218,6 +218,9 @@ class CommonSettings(BaseSettings):
         return self.database_url
 
 
+DEMO_VIDEO = "video/talking_blinks_720p.mp4"  # under data_dir: what `watchpost up` plays
+
+
 class CaptureSettings(CommonSettings):
     service_name: ClassVar[str] = "capture"
     default_port: ClassVar[int] = 8002
@@ -275,6 +278,12 @@ class CaptureSettings(CommonSettings):
         le=1024,
         description="Crops larger than this are shrunk to it (the passive check reads 128 px).",
     )
+
+    def resolved_source(self) -> str:
+        """The configured source, else the demo video from the data folder."""
+        if self.capture_source:
+            return self.capture_source
+        return str(self.data_dir / DEMO_VIDEO)
 
     @field_validator("capture_source")
     @classmethod

@@ -15,7 +15,9 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     settings = settings or AggregatorSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
-        aggregator = AlertAggregator(settings, redis_client=resources.redis, pool=resources.pool)
+        aggregator = AlertAggregator(
+            settings, redis_client=resources.redis, pool=resources.require_pool()
+        )
         worker = stream_worker(
             settings,
             resources.redis,

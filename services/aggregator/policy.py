@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from watchpost.messages import AlertKind, LivenessState
 
@@ -134,7 +135,7 @@ def grant_vote(recognitions: list[Recognition], policy: AlertPolicy) -> GrantVot
     )
 
 
-def grants(vote: GrantVote | None, policy: AlertPolicy) -> bool:
+def grants(vote: GrantVote | None, policy: AlertPolicy) -> TypeGuard[GrantVote]:
     return (
         vote is not None
         and vote.identity_id is not None

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import psycopg
 import redis
 from prometheus_client import Counter
-from psycopg_pool import ConnectionPool
 
 from services.aggregator.policy import (
     AlertDecision,
@@ -25,6 +24,7 @@ from services.aggregator.policy import (
 )
 from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
+from watchpost.db.pool import Pool
 from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import Keys
 from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
@@ -70,7 +70,7 @@ class _Track:
 
 class AlertAggregator:
     def __init__(
-        self, settings: AggregatorSettings, *, redis_client: redis.Redis, pool: ConnectionPool
+        self, settings: AggregatorSettings, *, redis_client: redis.Redis, pool: Pool
     ) -> None:
         self.settings = settings
         self.redis = redis_client
@@ -187,9 +187,9 @@ class AlertAggregator:
         assert shot is not None and track.snapshot_jpeg is not None
         # Who the alert names is the track's vote, not whichever verdict had the best frame.
         vote = vote_identity(track.evidence.recognitions)
-        known = decision.kind != AlertKind.UNKNOWN_PERSON and vote is not None
-        identity = vote.identity_id if known else None
-        distance = vote.best_distance if known else shot.distance
+        known = vote if decision.kind != AlertKind.UNKNOWN_PERSON else None
+        identity = known.identity_id if known else None
+        distance = known.best_distance if known else shot.distance
         if decision.identity_id is not None:  # an access grant names its evidence's winner
             identity, distance = decision.identity_id, decision.distance
         cooldown = self.keys.cooldown(cooldown_key(decision.kind, shot.camera_id, identity))
@@ -202,7 +202,8 @@ class AlertAggregator:
                 shot.track_id,
             )
             return
-        name = (decision.display_name or vote.display_name) if identity else None
+        voted_name = vote.display_name if vote else None
+        name = (decision.display_name or voted_name) if identity else None
         label = f"{decision.kind}: {name}" if name else decision.kind
         snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
         with self.pool.connection() as conn:

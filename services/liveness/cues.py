@@ -51,7 +51,12 @@ def _flow(
     before: np.ndarray, after: np.ndarray, points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
-        before, after, points, None, winSize=(15, 15), maxLevel=2
+        before,
+        after,
+        points,
+        None,  # type: ignore[call-overload]  # OpenCV allocates the output; its stubs say no
+        winSize=(15, 15),
+        maxLevel=2,
     )
     ok = status.ravel() == 1
     if ok.sum() < MIN_POINTS:

@@ -13,10 +13,10 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from services.recognition import calibration
 from services.recognition.burst import BurstFace, splice_problem
 from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
+from watchpost import calibration
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
 from watchpost.contracts import FaceOut, FacesOut, LivenessReport, VerifyOut
@@ -46,7 +46,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         holder = GalleryHolder(
-            resources.pool,
+            resources.require_pool(),
             resources.redis,
             Keys(settings.stream_prefix),
             k=settings.recognition_score_k,
@@ -66,7 +66,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             Keys(settings.stream_prefix).frames,
             group=Group.RECOGNITION,
             handle=handle,
-            housekeeping=lambda: holder.refresh(),
+            housekeeping=holder.reload,
         )
         return [BackgroundLoop("recognition", worker.run)]
 
@@ -212,9 +212,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                 raise HTTPException(422, detail=f"{name}: {exc}") from None
         with app.state.resources.pool.connection() as conn:
             identity = identities.find_by_login(conn, login_name)
-            enrolled = identities.identity_embeddings(conn, identity["id"]) if identity else None
-        if identity is None:
-            raise HTTPException(404, detail=f"no identity has the login name {login_name!r}")
+            if identity is None:
+                raise HTTPException(404, detail=f"no identity has the login name {login_name!r}")
+            enrolled = identities.identity_embeddings(conn, identity["id"])
         if len(enrolled) == 0:
             raise HTTPException(409, detail=f"{login_name!r} has no enrolled face to compare with")
 

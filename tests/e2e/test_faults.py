@@ -128,7 +128,7 @@ def stack(tmp_path, migrated_url, prefix, make_key, stack_env):
         pytest.fail("the fault tests proxy PostgreSQL over TCP; give them a TCP server")
     redis_server = RedisServer(tmp_path / "redis")
     redis_server.start()
-    proxy = TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 5432)))
+    proxy = TcpProxy(str(target.get("host", "127.0.0.1")), int(str(target.get("port", 5432))))
     proxied = make_conninfo(migrated_url, host="127.0.0.1", port=str(proxy.port))
     ports = service_ports()
     env = environment(

@@ -215,9 +215,9 @@ def test_watchpost_up_runs_everything_on_embedded_servers_and_stops_cleanly(tmp_
         text=True,
     )
     lines: list[str] = []
-    threading.Thread(
-        target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True
-    ).start()
+    output = process.stdout
+    assert output is not None
+    threading.Thread(target=lambda: lines.extend(iter(output.readline, "")), daemon=True).start()
     try:
         deadline = time.monotonic() + 180
         while not any("Dashboard: http://" in line for line in lines):

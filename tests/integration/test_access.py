@@ -21,6 +21,7 @@ from tests.integration.test_dashboard import store_alert
 from watchpost.auth import KeyVerifier
 from watchpost.db import access, alerts, identities
 from watchpost.images import encode_jpeg
+from watchpost.messages import AlertKind
 from watchpost.settings import (
     PROJECT_ROOT,
     DashboardSettings,
@@ -287,7 +288,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
         )
         named, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t1",
             captured_at=1_700_000_000.0,
@@ -299,7 +300,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
         )
         claimed, _ = alerts.upsert_alert(
             conn,
-            kind="identity_mismatch",
+            kind=AlertKind.IDENTITY_MISMATCH,
             camera_id="kiosk",
             track_id="t2",
             captured_at=1_700_000_000.0,
@@ -307,7 +308,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
             snapshot_jpeg=b"\xff\xd8other",
         )
         stranger, _ = alerts.upsert_alert(
-            conn, kind="unknown_person", camera_id="door", track_id="t3", captured_at=1.0
+            conn, kind=AlertKind.UNKNOWN_PERSON, camera_id="door", track_id="t3", captured_at=1.0
         )
     with dashboard() as client:
         response = client.delete(f"/api/v1/identities/{ann['id']}", headers=key_headers(admin_key))
@@ -342,7 +343,7 @@ def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
         for track, age_days in (("old", 400), ("middle", 40), ("new", 1)):
             row, _ = alerts.upsert_alert(
                 conn,
-                kind="unknown_person",
+                kind=AlertKind.UNKNOWN_PERSON,
                 camera_id="door",
                 track_id=track,
                 captured_at=1.0,

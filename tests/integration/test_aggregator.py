@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.aggregator.stream import AlertAggregator
+from tests.support.values import present
 from watchpost.consumers import stream_worker
 from watchpost.db import alerts, identities
 from watchpost.geometry import Box
@@ -102,7 +104,7 @@ def test_unknown_known_and_spoof_tracks(env_settings, redis_client, pool, prefix
     assert granted["liveness"] == "live" and granted["distance"] == np.float32(0.41)
     with pool.connection() as conn:
         snapshot = alerts.get_snapshot(conn, granted["id"])
-    assert snapshot[:2] == b"\xff\xd8" and snapshot != FRAME  # a JPEG with the box drawn
+    assert present(snapshot)[:2] == b"\xff\xd8" and snapshot != FRAME  # a JPEG with the box drawn
     events = [decode(f, AlertEvent)[0] for _, f in redis_client.xrange(Keys(prefix).alerts)]
     assert [e.alert_id for e in events] == [r["id"] for r in rows]
 
@@ -166,7 +168,7 @@ def test_cooldowns_hold_back_repeats_on_one_camera(env_settings, redis_client, p
 
 
 def test_no_cooldown_configured_means_every_track_alerts(env_settings, redis_client, pool):
-    settings = {"aggregator_cooldowns": {}}
+    settings: dict[str, Any] = {"aggregator_cooldowns": {}}
     run(env_settings, redis_client, pool, [recognition("s1"), recognition("s2")], **settings)
     assert [r["track_id"] for r in stored(pool)] == ["s1", "s2"]
 

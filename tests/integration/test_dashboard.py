@@ -17,6 +17,7 @@ from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
 from watchpost.keys import Keys
+from watchpost.messages import AlertKind
 from watchpost.settings import DashboardSettings, RecognitionSettings
 from watchpost.streams import publish
 
@@ -164,7 +165,7 @@ def store_alert(pool, redis_client, prefix, track: str) -> int:
     with pool.connection() as conn:
         row, _ = alerts.upsert_alert(
             conn,
-            kind="unknown_person",
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="door",
             track_id=track,
             captured_at=1_700_000_000.0,
@@ -235,8 +236,8 @@ def test_ops_endpoints(client):
 def resized_jpeg(path, width: int, blur: float = 0.0) -> bytes:
     from PIL import ImageFilter
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
         image = image.resize((width, round(image.height * width / image.width)))
         if blur:
             image = image.filter(ImageFilter.GaussianBlur(blur))
@@ -338,7 +339,7 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
     with pool.connection() as conn:
         with_face, _ = alerts.upsert_alert(
             conn,
-            kind="unknown_person",
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="door",
             track_id="u1",
             captured_at=1.0,
@@ -346,7 +347,7 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
             face_jpeg=face,
         )
         without, _ = alerts.upsert_alert(
-            conn, kind="unknown_person", camera_id="door", track_id="u2", captured_at=1.0
+            conn, kind=AlertKind.UNKNOWN_PERSON, camera_id="door", track_id="u2", captured_at=1.0
         )
     assert (
         client.get(f"/api/v1/alerts/{with_face['id']}").json()["face_url"]

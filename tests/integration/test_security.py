@@ -30,12 +30,13 @@ from services.dashboard.main import create_app as dashboard_app
 from services.recognition.main import create_app as recognition_app
 from tests.conftest import SERVICE_TOKENS, key_headers, require_data
 from tests.support.servers import serving
+from tests.support.values import present
 from watchpost.auth import KeyVerifier
 from watchpost.db import access, alerts, cameras, identities
 from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
 from watchpost.keys import DEAD_LETTER_MAXLEN, Keys
-from watchpost.messages import RecognitionVerdict
+from watchpost.messages import AlertKind, RecognitionVerdict
 from watchpost.service import uvicorn_options
 from watchpost.settings import (
     PROJECT_ROOT,
@@ -377,7 +378,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         bob = identities.create_identity(conn, display_name="Bob Jones")
         granted, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t1",
             captured_at=1.0,
@@ -387,7 +388,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         )
         mismatch, _ = alerts.upsert_alert(
             conn,
-            kind="identity_mismatch",
+            kind=AlertKind.IDENTITY_MISMATCH,
             camera_id="kiosk",
             track_id="t2",
             captured_at=1.0,
@@ -398,7 +399,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         )
         other, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t3",
             captured_at=1.0,
@@ -453,7 +454,7 @@ def test_an_alert_decided_about_someone_just_erased_is_stored_unnamed(pool):
         access.erase_identity(conn, ann["id"])
         row, created = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="late",
             captured_at=1.0,
@@ -501,7 +502,7 @@ def test_capture_keeps_credentials_out_of_errors_and_logs(env_settings, redis_cl
     with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as failed:
         loop.run(threading.Event(), burst=True)
     with pool.connection() as conn:
-        row = cameras.get_camera(conn, "door")
+        row = present(cameras.get_camera(conn, "door"))
     assert row["status"] == "error" and "http://***@127.0.0.1:9" in row["last_error"]
     assert "hunter2" not in row["last_error"] and "hunter2" not in str(failed.value)
     assert "hunter2" not in caplog.text
@@ -564,7 +565,7 @@ def test_failures_are_counted_from_the_first_not_per_clock_minute(
     guesser, or a slow machine, have twice the allowance; it also made the test above flaky)."""
     throttle = watchpost.auth.FailureThrottle(redis_client, prefix, per_minute=3)
     now = [0.0]
-    monkeypatch.setattr(watchpost.auth.time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])
     for at in (1_700_000_098.0, 1_700_000_099.0, 1_700_000_101.0):  # a clock minute ends at :100
         now[0] = at
         throttle.guard("203.0.113.9")
@@ -710,7 +711,7 @@ def test_capture_refuses_a_source_outside_the_allow_list(env_settings, redis_cli
     )
     with pytest.raises(SourceError, match="source not allowed"):
         loop.run(threading.Event(), burst=True)
-    assert loop.status == "error" and "WATCHPOST_CAMERA_SOURCE_DIRS" in loop.last_error
+    assert loop.status == "error" and "WATCHPOST_CAMERA_SOURCE_DIRS" in present(loop.last_error)
 
 
 # -- 11. legacy alerts name their sender; `watchpost secrets` writes privately ---------------
@@ -724,7 +725,7 @@ def test_legacy_alerts_record_their_sender_and_are_audited(dashboard, make_key, 
     assert posted.status_code == again.status_code == 201
     alert_id = posted.json()["id"]
     with pool.connection() as conn:
-        row = alerts.get_alert(conn, alert_id)
+        row = present(alerts.get_alert(conn, alert_id))
         entries = [e for e in access.list_audit(conn) if e["action"] == "legacy_alert"]
     key_id = sender.split("_")[1]
     assert row["details"]["sender"] == f"old door client ({key_id})"

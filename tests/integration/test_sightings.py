@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import threading
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
+from tests.support.values import present
 from watchpost.consumers import stream_worker
 from watchpost.db import access, alerts, identities, sightings
 from watchpost.geometry import Box
 from watchpost.images import decode_upload, encode_jpeg
 from watchpost.keys import Group, Keys
-from watchpost.messages import LivenessVerdict, RecognitionVerdict, Verdict
+from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict, Verdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import publish
 
@@ -147,8 +149,8 @@ def test_a_recognised_track_leaves_one_sighting_with_its_times(env_settings, red
     with pool.connection() as conn:
         snapshot = sightings.get_snapshot(conn, known["id"])
         face = sightings.get_face(conn, known["id"])
-    assert snapshot[:2] == b"\xff\xd8" and snapshot != FRAME  # the box is drawn on it
-    assert face[:2] == b"\xff\xd8"
+    assert present(snapshot)[:2] == b"\xff\xd8" and snapshot != FRAME  # the box is drawn on it
+    assert present(face)[:2] == b"\xff\xd8"
     # A sighting is not an alarm: the alerts are the policy's (a grant, a stranger), no more.
     with pool.connection() as conn:
         kinds = [r["kind"] for r in alerts.list_alerts(conn, after_id=0)]
@@ -208,7 +210,7 @@ def test_erasing_a_person_deletes_their_sightings(env_settings, redis_client, po
     assert len(all_sightings(pool, identity_id=ann)) == 2
     with pool.connection() as conn:
         erased = access.erase_identity(conn, ann)
-    assert erased["sightings"] == 2
+    assert present(erased)["sightings"] == 2
     assert [r["track_id"] for r in all_sightings(pool)] == ["s1"]  # the stranger's stays
     # A verdict still in flight about the erased person does not bring the record back.
     run(env_settings, redis_client, pool, [seen("a3", T0 + 200, ann, "Ann")])
@@ -331,7 +333,7 @@ def test_the_same_person_at_two_cameras_at_once_raises_impossible_travel(
         ],
     )
     with pool.connection() as conn:
-        travel = alerts.list_alerts(conn, kind="impossible_travel")
+        travel = alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL)
     (alert,) = travel
     assert alert["identity_id"] == ann and alert["camera_id"] == "yard"
     assert "at once" in alert["reason"] and "Ann" not in alert["reason"]
@@ -341,7 +343,7 @@ def test_the_same_person_at_two_cameras_at_once_raises_impossible_travel(
 
 def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, redis_client, pool):
     ann = person(pool, "Ann")
-    walk = {"aggregator_travel_seconds": {"door,yard": 30}}
+    walk: dict[str, Any] = {"aggregator_travel_seconds": {"door,yard": 30}}
     run(
         env_settings,
         redis_client,
@@ -355,7 +357,7 @@ def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, 
         **walk,
     )
     with pool.connection() as conn:
-        assert alerts.list_alerts(conn, kind="impossible_travel") == []
+        assert alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL) == []
     run(
         env_settings,
         redis_client,
@@ -369,7 +371,7 @@ def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, 
         **walk,
     )
     with pool.connection() as conn:
-        (alert,) = alerts.list_alerts(conn, kind="impossible_travel")
+        (alert,) = alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL)
     assert alert["track_id"] == "y2" and alert["details"]["gap_seconds"] == pytest.approx(10)
     assert "at least 30 s" in alert["reason"]
 
@@ -392,7 +394,7 @@ def test_one_stray_match_or_cameras_seeing_one_place_raise_nothing(
         aggregator_travel_seconds={"door,lobby": -1},
     )
     with pool.connection() as conn:
-        assert alerts.list_alerts(conn, kind="impossible_travel") == []
+        assert alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL) == []
 
 
 # -- the dashboard API ----------------------------------------------------------------------------
@@ -595,7 +597,7 @@ def test_every_person_in_the_shared_videos_appears_as_a_sighting(
     with pool.connection() as conn:
         groups = sightings.list_groups(conn)
         for number, group in enumerate(groups):
-            crop = decode_jpeg(sightings.get_face(conn, group["best_sighting_id"]))
+            crop = decode_jpeg(present(sightings.get_face(conn, group["best_sighting_id"])))
             boxes = detect_faces(crop)
             assert boxes, f"no face found again in group {group['id']}'s best face"
             who = identities.create_identity(conn, display_name=f"Person {number}")["id"]

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from watchpost.keys import Group, Keys
-from watchpost.messages import AlertEvent, encode
+from watchpost.messages import AlertEvent, AlertKind, encode
 from watchpost.streams import GroupConsumer, ensure_group, publish
 from watchpost.worker import StreamWorker
 
@@ -17,7 +17,7 @@ from watchpost.worker import StreamWorker
 def alert(n: int) -> AlertEvent:
     return AlertEvent(
         id=n,
-        kind="unknown_person",
+        kind=AlertKind.UNKNOWN_PERSON,
         camera_id="cam",
         track_id=f"t-{n}",
         captured_at=datetime.fromtimestamp(1.0, UTC),

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
+from watchpost.images import load_rgb as load_rgb  # re-exported for the callers
 from watchpost.keys import Stream
 from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
 
 TEST_FRAMES_MAXLEN = 100_000
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def frame_of(

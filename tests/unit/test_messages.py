@@ -115,7 +115,12 @@ def test_image_rules_are_enforced_when_encoding():
     with pytest.raises(MessageError, match="needs an image"):
         encode(frame())
     event = AlertEvent(
-        id=1, kind="unknown_person", camera_id="c", track_id="t", captured_at=NOW, created_at=NOW
+        id=1,
+        kind=AlertKind.UNKNOWN_PERSON,
+        camera_id="c",
+        track_id="t",
+        captured_at=NOW,
+        created_at=NOW,
     )
     with pytest.raises(MessageError, match="carries no image"):
         encode(event, image=b"x")
