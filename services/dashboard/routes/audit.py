@@ -1,0 +1,32 @@
+"""The audit log (admin)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.dashboard.auth import VIEWER, Admin
+from services.dashboard.deps import ConnDep
+from services.dashboard.schemas import (
+    AuditEntry,
+)
+from watchpost.db import access
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+
+
+@router.get("/audit", response_model=list[AuditEntry], tags=["audit"])
+def audit_log(
+    conn: ConnDep,
+    who: Admin,
+    before_id: Annotated[int | None, Query(ge=1, description="Entries older than this id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AuditEntry]:
+    """Who enrolled, erased, acknowledged, changed cameras or signed in; newest first."""
+    return [
+        AuditEntry.model_validate(r)
+        for r in access.list_audit(conn, limit=limit, before_id=before_id)
+    ]
