@@ -174,7 +174,7 @@ def first_admin_key(database_url: str) -> None:
     """On a first start there is no way in: make an admin key and show it, once."""
     from watchpost.auth import Role, create_key
     from watchpost.db import open_pool
-    from watchpost.db.access import count_admin_keys
+    from watchpost.db.api_keys import count_admin_keys
 
     with open_pool(database_url, min_size=1, max_size=1) as pool, pool.connection() as conn:
         if count_admin_keys(conn):
@@ -202,9 +202,9 @@ def database_for_cli(home: str) -> tuple[str, list[EmbeddedPostgres]]:
 
 def audit_key_change(conn: Conn, action: str, row: Row, **details: object) -> None:
     """Key changes from the CLI are audited as the operating-system user who made them."""
-    from watchpost.db import access
+    from watchpost.db import audit_log
 
-    access.audit(
+    audit_log.audit(
         conn,
         actor=f"cli:{os.environ.get('USER', 'unknown')}",
         role="admin",
@@ -217,7 +217,7 @@ def audit_key_change(conn: Conn, action: str, row: Row, **details: object) -> No
 
 def keys_command(args: argparse.Namespace) -> int:
     from watchpost.auth import Role, create_key
-    from watchpost.db import access, apply_migrations, open_pool
+    from watchpost.db import api_keys, apply_migrations, open_pool
 
     url, servers = database_for_cli(args.home)
     try:
@@ -233,14 +233,14 @@ def keys_command(args: argparse.Namespace) -> int:
                 )
                 print(key)
             elif args.action == "revoke":
-                revoked = access.revoke_key(conn, args.key_id)
+                revoked = api_keys.revoke_key(conn, args.key_id)
                 if revoked is None:
                     print(f"no live key {args.key_id!r}", file=sys.stderr)
                     return 1
                 audit_key_change(conn, "key_revoke", revoked)
                 print(f"revoked {revoked['key_id']} ({revoked['name']}, {revoked['role']})")
             else:
-                for row in access.list_keys(conn, include_revoked=args.all):
+                for row in api_keys.list_keys(conn, include_revoked=args.all):
                     state = "revoked" if row["revoked_at"] else "live"
                     used = row["last_used_at"]
                     used = used.isoformat(timespec="seconds") if used else "never used"

@@ -22,7 +22,7 @@ from services.dashboard.routes import alerts, audit, cameras, identities, sighti
 from services.dashboard.webhooks import WebhookNotifier
 from watchpost.auth import Role
 from watchpost.consumers import stream_worker
-from watchpost.db import access
+from watchpost.db.retention import purge_expired
 from watchpost.keys import Group, Keys
 from watchpost.messages import AlertEvent
 from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_app
@@ -128,7 +128,7 @@ def retention(resources: Resources[DashboardSettings], stop: threading.Event) ->
     while not stop.is_set():
         try:
             with resources.require_pool().connection() as conn:
-                removed = access.purge_expired(
+                removed = purge_expired(
                     conn,
                     alert_days=settings.retention_alert_days,
                     snapshot_days=settings.retention_snapshot_days,

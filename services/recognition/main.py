@@ -20,7 +20,7 @@ from watchpost import calibration
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
 from watchpost.contracts import FaceOut, FacesOut, LivenessReport, VerifyOut
-from watchpost.db import access, identities
+from watchpost.db import audit_log, identities
 from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import Group, Keys
@@ -256,7 +256,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
     def audit_verify(who: Principal, request: Request, result: VerifyOut) -> None:
         """The audit log names the kiosk that verified whom, and the outcome."""
         with app.state.resources.pool.connection() as conn:
-            access.audit(
+            audit_log.audit(
                 conn,
                 actor=who.actor,
                 role=who.role.name,

@@ -13,7 +13,7 @@ from tests.conftest import RECOGNITION_HEADERS, key_headers, require_data
 from tests.support.frames import load_rgb
 from tests.support.servers import serving
 from tests.support.values import present
-from watchpost.db import access, identities
+from watchpost.db import audit_log, identities
 from watchpost.images import encode_jpeg
 from watchpost.settings import LivenessSettings, RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
@@ -126,7 +126,7 @@ def test_verify_a_claimed_login(recognition_client, pool):
     assert verify("obama", b"garbage").status_code == 422
     # The audit log names the kiosk that verified whom, and what came of it.
     with pool.connection() as conn:
-        verified = [e for e in access.list_audit(conn) if e["action"] == "verify"]
+        verified = [e for e in audit_log.list_audit(conn) if e["action"] == "verify"]
     assert [(e["actor"].split(" ")[0], e["details"]["match"]) for e in reversed(verified)] == [
         ("test-kiosk", True),
         ("test-kiosk", False),

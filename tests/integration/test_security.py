@@ -32,7 +32,7 @@ from tests.conftest import SERVICE_TOKENS, key_headers, require_data
 from tests.support.servers import serving
 from tests.support.values import present
 from watchpost.auth import KeyVerifier
-from watchpost.db import access, alerts, cameras, identities
+from watchpost.db import alerts, api_keys, audit_log, cameras, erasure, identities
 from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
 from watchpost.keys import DEAD_LETTER_MAXLEN, Keys
@@ -114,7 +114,7 @@ def test_a_kiosk_key_can_only_verify(dashboard, env_settings, make_key, pool):
         assert verify({"Authorization": f"Bearer {SERVICE_TOKENS['dashboard']}"}).status_code == 401
         assert verify(key_headers(kiosk)).status_code == 404  # let in: no such login
     with pool.connection() as conn:
-        keys = {k["key_id"]: k for k in access.list_keys(conn)}
+        keys = {k["key_id"]: k for k in api_keys.list_keys(conn)}
     assert keys[kiosk.split("_")[1]]["last_used_at"] is not None
 
 
@@ -305,7 +305,7 @@ def test_an_open_websocket_is_closed_when_its_sign_in_ends(dashboard, make_key, 
                 assert client.delete("/api/v1/session").status_code == 204
             elif ending == "revocation":
                 with pool.connection() as conn:
-                    access.revoke_key(conn, key.split("_")[1])
+                    api_keys.revoke_key(conn, key.split("_")[1])
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
     assert closed.value.code == 1008
@@ -428,7 +428,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         reasons = {
             r["id"]: r["reason"] for r in conn.execute("SELECT id, reason FROM alerts").fetchall()
         }
-        (entry,) = [e for e in access.list_audit(conn) if e["action"] == "identity_erase"]
+        (entry,) = [e for e in audit_log.list_audit(conn) if e["action"] == "identity_erase"]
     everything = b"".join(
         b"".join(v for _, f in redis_client.xrange(stream) for v in f.values())
         for stream in (keys.verdicts, keys.alerts, keys.dead_letter)
@@ -451,7 +451,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
 def test_an_alert_decided_about_someone_just_erased_is_stored_unnamed(pool):
     with pool.connection() as conn:
         ann = identities.create_identity(conn, display_name="Ann Smith")
-        access.erase_identity(conn, ann["id"])
+        erasure.erase_identity(conn, ann["id"])
         row, created = alerts.upsert_alert(
             conn,
             kind=AlertKind.ACCESS_GRANTED,
@@ -726,7 +726,7 @@ def test_legacy_alerts_record_their_sender_and_are_audited(dashboard, make_key, 
     alert_id = posted.json()["id"]
     with pool.connection() as conn:
         row = present(alerts.get_alert(conn, alert_id))
-        entries = [e for e in access.list_audit(conn) if e["action"] == "legacy_alert"]
+        entries = [e for e in audit_log.list_audit(conn) if e["action"] == "legacy_alert"]
     key_id = sender.split("_")[1]
     assert row["details"]["sender"] == f"old door client ({key_id})"
     assert "ada" not in row["reason"]  # the login is in claimed_login, which erasure clears

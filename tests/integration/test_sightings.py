@@ -15,7 +15,7 @@ from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
 from tests.support.values import present
 from watchpost.consumers import stream_worker
-from watchpost.db import access, alerts, identities, sightings
+from watchpost.db import alerts, erasure, identities, retention, sightings
 from watchpost.geometry import Box
 from watchpost.images import decode_upload, encode_jpeg
 from watchpost.keys import Group, Keys
@@ -209,7 +209,7 @@ def test_erasing_a_person_deletes_their_sightings(env_settings, redis_client, po
     )
     assert len(all_sightings(pool, identity_id=ann)) == 2
     with pool.connection() as conn:
-        erased = access.erase_identity(conn, ann)
+        erased = erasure.erase_identity(conn, ann)
     assert present(erased)["sightings"] == 2
     assert [r["track_id"] for r in all_sightings(pool)] == ["s1"]  # the stranger's stays
     # A verdict still in flight about the erased person does not bring the record back.
@@ -226,7 +226,7 @@ def test_retention_deletes_old_sightings_and_their_snapshots(env_settings, redis
                 " WHERE track_id = %s",
                 (days, track),
             )
-        removed = access.purge_expired(
+        removed = retention.purge_expired(
             conn, alert_days=0, snapshot_days=30, audit_days=0, sighting_days=90
         )
     assert (removed["sightings"], removed["sighting_snapshots"]) == (1, 1)

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from watchpost.db.access import without_names
+from watchpost.db.erasure import without_names
 from watchpost.db.pool import Conn, Row, one
 from watchpost.messages import AlertEvent, AlertKind
 

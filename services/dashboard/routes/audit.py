@@ -12,7 +12,7 @@ from services.dashboard.deps import ConnDep
 from services.dashboard.schemas import (
     AuditEntry,
 )
-from watchpost.db import access
+from watchpost.db import audit_log as audit_rows
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
@@ -28,5 +28,5 @@ def audit_log(
     """Who enrolled, erased, acknowledged, changed cameras or signed in; newest first."""
     return [
         AuditEntry.model_validate(r)
-        for r in access.list_audit(conn, limit=limit, before_id=before_id)
+        for r in audit_rows.list_audit(conn, limit=limit, before_id=before_id)
     ]

@@ -42,7 +42,7 @@ from services.dashboard.schemas import (
     IdentityUpdate,
     Problem,
 )
-from watchpost.db import access, identities, sightings
+from watchpost.db import erasure, identities, sightings
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.erasure import forget_person
 from watchpost.service import service_headers
@@ -145,7 +145,7 @@ def delete_identity(
     snapshots and face crops in past alerts (the alert records stay, unnamed); and what Redis
     holds about them (verdicts that matched them, the scrubbed alerts' events, track labels,
     live frames)."""
-    erased = access.erase_identity(conn, identity_id)
+    erased = erasure.erase_identity(conn, identity_id)
     if erased is None:
         raise HTTPException(404, detail=f"identity {identity_id} not found")
 
