@@ -335,11 +335,11 @@ def up(args: argparse.Namespace) -> int:
     return code
 
 
-def enroll(args: argparse.Namespace) -> int:
+def enrol(args: argparse.Namespace) -> int:
     import httpx
     from rich.console import Console
 
-    from watchpost.enroll import enroll_folder, print_summary
+    from watchpost.bulk_enrol import enrol_folder, print_summary
 
     console = Console()
     folder = Path(args.folder)
@@ -347,7 +347,7 @@ def enroll(args: argparse.Namespace) -> int:
         console.print(f"[red]not a folder: {folder}[/red]")
         return 2
     try:
-        summary = enroll_folder(
+        summary = enrol_folder(
             folder, url=args.url, key=args.key, largest=args.largest, console=console
         )
     except httpx.HTTPError as exc:
@@ -427,15 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run one service (what a container runs)")
     serve_parser.add_argument("name", choices=sorted(SERVICE_SETTINGS))
     commands.add_parser("migrate", help="apply database migrations and exit")
-    enroll_parser = commands.add_parser(
-        "enroll", help="enrol every <name>/*.jpg of a folder through the dashboard's API"
+    # `enroll` is the command older scripts call; `enrol` is the spelling of the API.
+    enrol_parser = commands.add_parser(
+        "enroll",
+        aliases=["enrol"],
+        help="enrol every <name>/*.jpg of a folder through the dashboard's API",
     )
-    enroll_parser.add_argument("folder", help="a folder with one sub-folder of photos per person")
-    enroll_parser.add_argument("--url", default="http://127.0.0.1:8000", help="the dashboard")
-    enroll_parser.add_argument(
+    enrol_parser.add_argument("folder", help="a folder with one sub-folder of photos per person")
+    enrol_parser.add_argument("--url", default="http://127.0.0.1:8000", help="the dashboard")
+    enrol_parser.add_argument(
         "--largest", action="store_true", help="in group photos, enrol the largest face"
     )
-    enroll_parser.add_argument(
+    enrol_parser.add_argument(
         "--key",
         default=os.environ.get("WATCHPOST_API_KEY"),
         required="WATCHPOST_API_KEY" not in os.environ,
@@ -492,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(args.name)
         return 0
-    if args.command == "enroll":
-        return enroll(args)
+    if args.command in ("enroll", "enrol"):
+        return enrol(args)
     if args.command == "keys":
         return keys_command(args)
     if args.command == "secrets":

@@ -152,7 +152,7 @@ class AlertAggregator:
 
     def _published(self, row: dict, created: bool) -> None:
         """Announce a stored alert (again, after a redelivery: consumers de-duplicate)."""
-        publish(self.redis, self.keys.alerts, alerts.event_from_row(row))
+        publish(self.redis, self.keys.alerts, alerts.alert_from_row(row))
         if created:
             ALERTS.labels(row["kind"]).inc()
             log.info(
@@ -233,7 +233,7 @@ class AlertAggregator:
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),
             )
-        event = alerts.event_from_row(row)
+        event = alerts.alert_from_row(row)
         # Published even when the row existed (a redelivery after a crash between the write and
         # the publish); consumers de-duplicate on alert_id.
         publish(self.redis, self.keys.alerts, event)

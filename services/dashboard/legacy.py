@@ -110,5 +110,5 @@ def legacy_alert(
         audit(conn, request, who, "legacy_alert", "alert", row["id"], kind=kind)
     conn.commit()
     if created:
-        publish(redis_client, keys.alerts, alerts.event_from_row(row))
+        publish(redis_client, keys.alerts, alerts.alert_from_row(row))
     return alerts.alert_from_row(row)

@@ -8,13 +8,11 @@ import numpy as np
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
-from services.liveness.stream import MOTION_LAG_S
+from services.liveness.timing import MOTION_LAG_S, PASSIVE_EVERY
 from services.liveness.verdict import TrackEvidence, decide
 from watchpost.contracts import LivenessReport
 from watchpost.images import cut_square, to_grey
 from watchpost.vision.faces import detect_faces
-
-PASSIVE_EVERY = 3  # as capture sends crops from a camera
 
 
 def burst_liveness(

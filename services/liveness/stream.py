@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
+from services.liveness.timing import HISTORY_FRAMES, MOTION_LAG_S, MOTION_MAX_LAG_S
 from services.liveness.verdict import TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
 from watchpost.keys import Keys
@@ -33,9 +34,6 @@ STALE_FRAMES = Counter("watchpost_liveness_stale_frames_total", "Frames skipped 
 VERDICTS = Counter("watchpost_liveness_verdicts_total", "Verdicts published", ["state"])
 FRAME_SECONDS = Histogram("watchpost_liveness_frame_seconds", "Evidence reading per frame")
 MAX_TRACKS = 2_000
-MOTION_LAG_S = 0.15  # the motion cue compares a frame with the camera's frame this much earlier
-MOTION_MAX_LAG_S = 0.5  # ...but not with one older than this (a gap in the stream)
-HISTORY_FRAMES = 32
 
 
 class LivenessTracker:

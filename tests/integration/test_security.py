@@ -416,7 +416,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         )
         redis_client.set(keys.track_label("door", track), json.dumps({"name": name}), ex=60)
     for row in (granted, mismatch, other):
-        publish(redis_client, keys.alerts, alerts.event_from_row(row))
+        publish(redis_client, keys.alerts, alerts.alert_from_row(row))
     dead = verdict(ann["id"], "Ann Smith", "t9").model_dump_json().encode()
     redis_client.xadd(keys.dead_letter, {b"data": dead}, maxlen=DEAD_LETTER_MAXLEN)
     redis_client.set(keys.live_frame("door"), b"\xff\xd8Ann drawn", ex=5)

@@ -168,7 +168,3 @@ def alert_from_row(row: Row) -> AlertEvent:
             "face_url": f"/api/v1/alerts/{alert.id}/face" if alert.has_face else None,
         }
     )
-
-
-# The stream message announcing a stored alert is the public alert itself.
-event_from_row = alert_from_row
