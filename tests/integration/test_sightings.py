@@ -4,7 +4,6 @@ model."""
 
 from __future__ import annotations
 
-import threading
 from functools import cache
 from typing import Any
 
@@ -14,14 +13,19 @@ import pytest
 from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
 from tests.support.values import present
-from watchpost.consumers import stream_worker
+from tests.support.verdicts import aggregate, liveness_verdict, person, recognition_verdict
 from watchpost.db import alerts, erasure, identities, retention, sightings
 from watchpost.geometry import Box
 from watchpost.images import decode_upload, encode_jpeg
-from watchpost.keys import Group, Keys
-from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict, Verdict
+from watchpost.keys import Keys
+from watchpost.messages import (
+    AlertKind,
+    LivenessState,
+    LivenessVerdict,
+    RecognitionVerdict,
+    Verdict,
+)
 from watchpost.settings import AggregatorSettings
-from watchpost.streams import publish
 
 T0 = 1_700_000_000.0
 FRAME = encode_jpeg(np.full((240, 320, 3), 120, np.uint8))
@@ -51,72 +55,37 @@ def seen(
     face: str | None = None,
 ) -> tuple[RecognitionVerdict, bytes]:
     frame, box, embedding = photo(face) if face else (FRAME, BOX, None)
-    verdict = RecognitionVerdict(
-        camera_id=camera,
-        track_id=track,
-        frame_seq=int(at - T0),
-        captured_at=at,
+    verdict = recognition_verdict(  # a sharp, frontal detector box
+        track,
         box=box,
+        captured_at=at,
         identity_id=identity_id,
-        display_name=name,
+        name=name,
         distance=0.4 if identity_id else 0.8,
-        threshold=0.6,
+        camera=camera,
+        frame_seq=int(at - T0),
         embedding=None if identity_id else embedding,
-        # A sharp, frontal detector box: evidence the access policy counts.
-        detected=True,
-        sharpness=200.0,
-        yaw=0.0,
     )
     return verdict, frame
 
 
-def live(track: str, at: float, camera="door", state="live") -> tuple[LivenessVerdict, None]:
-    return (
-        LivenessVerdict(
-            camera_id=camera,
-            track_id=track,
-            state=state,
-            reason=f"{state} because",
-            blinks=1,
-            frames_seen=30,
-            frames_with_eyes=30,
-            captured_at=at,
-        ),
-        None,
-    )
+def live(
+    track: str, at: float, camera="door", state: LivenessState = "live"
+) -> tuple[LivenessVerdict, None]:
+    return liveness_verdict(track, state, camera=camera, frames=30, captured_at=at), None
 
 
 def run(
     env_settings, redis_client, pool, verdicts, *, end: bool = True, **overrides
 ) -> AlertAggregator:
-    """Publish the verdicts, let one aggregator process them all, then end its tracks (unless
-    `end` is false: the aggregator stopped mid-track)."""
-    overrides.setdefault("aggregator_unknown_min_checks", 1)
-    settings = env_settings(AggregatorSettings, **overrides)
-    keys = Keys(settings.stream_prefix)
-    for verdict, image in verdicts:
-        publish(redis_client, keys.verdicts, verdict, image=image)
-    aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
-    stream_worker(
-        settings,
-        redis_client,
-        keys.verdicts,
-        group=Group.AGGREGATOR,
-        handle=aggregator.handle,
-    ).run(threading.Event(), burst=True)
-    if end:
-        aggregator.end_all()
-    return aggregator
+    """The verdicts through one aggregator, then its tracks ended (unless `end` is false: the
+    aggregator stopped mid-track)."""
+    return aggregate(env_settings, redis_client, pool, verdicts, end=end, **overrides)
 
 
 def all_sightings(pool, **filters) -> list[dict]:
     with pool.connection() as conn:
         return sorted(sightings.list_sightings(conn, limit=500, **filters), key=lambda r: r["id"])
-
-
-def person(pool, name: str) -> int:
-    with pool.connection() as conn:
-        return identities.create_identity(conn, display_name=name)["id"]
 
 
 # -- sightings ----------------------------------------------------------------------------------
