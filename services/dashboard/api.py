@@ -29,6 +29,14 @@ log = logging.getLogger(__name__)
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"model": Problem}}
 JPEG: Responses = {200: {"content": {"image/jpeg": {}}}}
+# Enrolling someone else's faces: the source is missing, a login is taken, a face is refused, or
+# recognition is unavailable.
+ENROL_ERRORS: Responses = {
+    **NOT_FOUND,
+    409: {"model": Problem},
+    422: {"model": Problem},
+    503: {"model": Problem},
+}
 
 
 def sighting_public(row: dict) -> SightingPublic:

@@ -16,11 +16,10 @@ from watchpost.consumers import stream_worker
 from watchpost.contracts import LivenessReport
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import Group, Keys
-from watchpost.messages import Frame
 from watchpost.service import BackgroundLoop, Resources, ServiceGate, UploadRoute, service_app
 from watchpost.settings import LivenessSettings
-from watchpost.streams import Delivery
 from watchpost.vision.models import LOCK as MODEL_LOCK
+from watchpost.vision.models import under_lock
 
 
 def create_app(settings: LivenessSettings | None = None) -> FastAPI:
@@ -31,16 +30,12 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
         tracker.reader.warm_up()  # before the service reports ready
         app.state.reader = tracker.reader
 
-        def handle(delivery: Delivery[Frame]) -> None:
-            with MODEL_LOCK:
-                tracker.handle(delivery)
-
         worker = stream_worker(
             settings,
             resources.redis,
             Keys(settings.stream_prefix).frames,
             group=Group.LIVENESS,
-            handle=handle,
+            handle=under_lock(tracker.handle),
             housekeeping=tracker.expire,
         )
         return [BackgroundLoop("liveness", worker.run)]

@@ -24,7 +24,6 @@ from watchpost.db import audit_log, identities
 from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
 from watchpost.keys import Group, Keys
-from watchpost.messages import Frame
 from watchpost.service import (
     BackgroundLoop,
     Resources,
@@ -35,10 +34,9 @@ from watchpost.service import (
     service_headers,
 )
 from watchpost.settings import RecognitionSettings
-from watchpost.streams import Delivery
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
-from watchpost.vision.models import warm_up
+from watchpost.vision.models import under_lock, warm_up
 
 
 def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
@@ -56,16 +54,12 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         app.state.gallery = holder
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 
-        def handle(delivery: Delivery[Frame]) -> None:
-            with MODEL_LOCK:
-                recognizer.handle(delivery)
-
         worker = stream_worker(
             settings,
             resources.redis,
             Keys(settings.stream_prefix).frames,
             group=Group.RECOGNITION,
-            handle=handle,
+            handle=under_lock(recognizer.handle),
             housekeeping=holder.reload,
         )
         return [BackgroundLoop("recognition", worker.run)]

@@ -10,6 +10,7 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from services.dashboard.api import (
+    ENROL_ERRORS,
     JPEG,
     NOT_FOUND,
     existing_identity,
@@ -34,7 +35,6 @@ from services.dashboard.schemas import (
     AlertPublic,
     FaceSamplePublic,
     IdentityPublic,
-    Problem,
 )
 from watchpost.db import alerts, identities
 from watchpost.messages import AlertKind
@@ -140,12 +140,7 @@ def get_alert_face(alert_id: int, conn: ConnDep) -> Response:
     status_code=201,
     response_model=AlertEnrolled,
     tags=["alerts", "faces"],
-    responses={
-        **NOT_FOUND,
-        409: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem},
-    },
+    responses=ENROL_ERRORS,
 )
 def enrol_from_alert(
     alert_id: int,

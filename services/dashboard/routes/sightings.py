@@ -10,6 +10,7 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from services.dashboard.api import (
+    ENROL_ERRORS,
     JPEG,
     NOT_FOUND,
     existing_identity,
@@ -35,7 +36,6 @@ from services.dashboard.schemas import (
     FaceSamplePublic,
     GroupNamed,
     IdentityPublic,
-    Problem,
     SightingPublic,
     UnknownGroupPublic,
 )
@@ -155,12 +155,7 @@ def get_unknown_group(group_id: int, conn: ConnDep) -> UnknownGroupPublic:
     status_code=201,
     response_model=GroupNamed,
     tags=["sightings", "faces"],
-    responses={
-        **NOT_FOUND,
-        409: {"model": Problem},
-        422: {"model": Problem},
-        503: {"model": Problem},
-    },
+    responses=ENROL_ERRORS,
 )
 def name_unknown_group(
     group_id: int,
