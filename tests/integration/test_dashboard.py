@@ -11,37 +11,27 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.dashboard.main import create_app as dashboard_app
-from services.recognition.main import create_app as recognition_app
-from tests.conftest import SERVICE_TOKEN_SETTINGS, key_headers, require_data
+from tests.conftest import key_headers, require_data
+from tests.support.dashboard import dashboard_client, recognition_server
 from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
 from watchpost.keys import Keys
 from watchpost.messages import AlertKind
-from watchpost.settings import DashboardSettings, RecognitionSettings
+from watchpost.settings import DashboardSettings
 from watchpost.streams import publish
 
 
 @pytest.fixture(scope="module")
 def recognition_url(redis_url, postgres_url):
-    # One recognition server for the module; it only embeds, so it needs no per-test state.
-    settings = RecognitionSettings(
-        redis_url=redis_url,
-        database_url=postgres_url,
-        stream_prefix="wpt-dash-recognition",
-        consumer_name="test",
-        **SERVICE_TOKEN_SETTINGS,
-    )
-    with serving(recognition_app(settings)) as url:
+    with recognition_server(redis_url, postgres_url, "wpt-dash-recognition") as url:
         yield url
 
 
 @pytest.fixture
 def client(env_settings, recognition_url, admin_key):
-    """A client of a running dashboard, holding an admin key (send `Authorization: ""` to call
-    without one)."""
-    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
-    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
+    """A client of a running dashboard, holding an admin key."""
+    with dashboard_client(env_settings, recognition_url, admin_key) as client:
         yield client
 
 

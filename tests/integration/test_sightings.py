@@ -369,32 +369,17 @@ def test_one_stray_match_or_cameras_seeing_one_place_raise_nothing(
 # -- the dashboard API ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recognition_url(redis_url, postgres_url):
-    from services.recognition.main import create_app as recognition_app
-    from tests.conftest import SERVICE_TOKEN_SETTINGS
-    from tests.support.servers import serving
-    from watchpost.settings import RecognitionSettings
+    from tests.support.dashboard import recognition_server
 
-    settings = RecognitionSettings(
-        redis_url=redis_url,
-        database_url=postgres_url,
-        stream_prefix="wpt-sightings-recognition",
-        consumer_name="test",
-        **SERVICE_TOKEN_SETTINGS,
-    )
-    with serving(recognition_app(settings)) as url:
+    with recognition_server(redis_url, postgres_url, "wpt-sightings-recognition") as url:
         yield url
 
 
 @pytest.fixture
 def client(env_settings, recognition_url, admin_key):
-    from fastapi.testclient import TestClient
+    from tests.support.dashboard import dashboard_client
 
-    from services.dashboard.main import create_app as dashboard_app
-    from tests.conftest import key_headers
-    from watchpost.settings import DashboardSettings
-
-    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
-    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
+    with dashboard_client(env_settings, recognition_url, admin_key) as client:
         yield client
 
 
