@@ -3,12 +3,12 @@ JPEG answers, and the checks enrolment routes run (services/dashboard/routes/ ho
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response
 
+from services.dashboard.auth import VIEWER
 from services.dashboard.enrolment import (
     CheckedFace,
     FaceRules,
@@ -24,7 +24,12 @@ from watchpost.db import Conn, Row, identities
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.settings import DashboardSettings
 
-log = logging.getLogger(__name__)
+
+def api_router() -> APIRouter:
+    """A router of /api/v1: every route needs at least a viewer (write routes ask for more)."""
+    return APIRouter(prefix="/api/v1", dependencies=VIEWER)
+
+
 # OpenAPI answers added to a route's own (FastAPI's `responses`).
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"model": Problem}}

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import HTTPException, Query, Request, Response
 
 from services.dashboard.api import (
     ENROL_ERRORS,
     JPEG,
     NOT_FOUND,
+    api_router,
     existing_identity,
     jpeg_response,
     rules,
     target_check,
     target_identity,
 )
-from services.dashboard.auth import VIEWER, Admin, Operator, audit, throttle
+from services.dashboard.auth import Admin, Operator, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     EnrolmentError,
@@ -40,8 +40,7 @@ from watchpost.db import alerts, identities
 from watchpost.messages import AlertKind
 from watchpost.service import service_headers
 
-log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+router = api_router()
 
 
 @router.get("/alerts", response_model=list[AlertPublic], tags=["alerts"])

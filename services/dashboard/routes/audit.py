@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from services.dashboard.auth import VIEWER, Admin
+from services.dashboard.api import api_router
+from services.dashboard.auth import Admin
 from services.dashboard.deps import ConnDep
 from services.dashboard.schemas import (
     AuditEntry,
 )
 from watchpost.db import audit_log as audit_rows
 
-log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+router = api_router()
 
 
 @router.get("/audit", response_model=list[AuditEntry], tags=["audit"])

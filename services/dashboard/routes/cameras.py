@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 
 from services.dashboard.api import (
     NOT_FOUND,
+    api_router,
 )
-from services.dashboard.auth import VIEWER, Admin, Viewer, audit
+from services.dashboard.auth import Admin, Viewer, audit
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.schemas import (
     CameraCreate,
@@ -22,8 +21,7 @@ from watchpost.db import cameras
 from watchpost.settings import DashboardSettings
 from watchpost.sources import SourceNotAllowed, redact
 
-log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+router = api_router()
 
 
 def cameras_changed(conn, redis_client, keys) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import psycopg
 import redis
-from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,12 +15,13 @@ from services.dashboard.api import (
     JPEG,
     LAST_SIGHTINGS,
     NOT_FOUND,
+    api_router,
     existing_identity,
     jpeg_response,
     rules,
     sighting_public,
 )
-from services.dashboard.auth import VIEWER, Admin, audit, throttle
+from services.dashboard.auth import Admin, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     CheckedFace,
@@ -48,7 +49,7 @@ from watchpost.erasure import forget_person
 from watchpost.service import service_headers
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+router = api_router()
 
 
 @router.post(

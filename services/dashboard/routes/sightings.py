@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import HTTPException, Query, Request, Response
 
 from services.dashboard.api import (
     ENROL_ERRORS,
     JPEG,
     NOT_FOUND,
+    api_router,
     existing_identity,
     group_public,
     jpeg_response,
@@ -21,7 +21,7 @@ from services.dashboard.api import (
     target_check,
     target_identity,
 )
-from services.dashboard.auth import VIEWER, Admin, audit, throttle
+from services.dashboard.auth import Admin, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     CheckedFace,
@@ -42,8 +42,7 @@ from services.dashboard.schemas import (
 from watchpost.db import identities, sightings
 from watchpost.service import service_headers
 
-log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1", dependencies=VIEWER)  # each write route asks for more
+router = api_router()
 
 
 @router.get("/sightings", response_model=list[SightingPublic], tags=["sightings"])
