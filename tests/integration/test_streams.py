@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from watchpost.keys import Group, Keys
-from watchpost.messages import AlertEvent, AlertKind, encode
-from watchpost.streams import GroupConsumer, ensure_group, publish
+from watchpost.geometry import Box
+from watchpost.keys import FRAMES_MAXLEN, Group, Keys
+from watchpost.messages import AlertEvent, AlertKind, Frame, MessageError, TrackedFace, encode
+from watchpost.streams import Delivery, GroupConsumer, ensure_group, publish
 from watchpost.worker import StreamWorker
 
 
@@ -144,3 +145,29 @@ def test_a_group_created_at_the_end_skips_the_history(redis_client, prefix):
     late = consumer(redis_client, keys, start_id="$")
     publish(redis_client, keys.alerts, alert(2))
     assert [d.message.alert_id for d in late.read(block_ms=100)] == [2]
+
+
+def test_publish_trims_to_the_streams_declared_bound(redis_client, prefix):
+    keys = Keys(prefix)
+    face = TrackedFace(track_id="t", box=Box(left=0, top=0, right=10, bottom=10), detected=True)
+    frame = Frame(
+        camera_id="cam", seq=0, captured_at=1.0, source_time=0.0, width=64, height=48, faces=[face]
+    )
+    for _ in range(3 * FRAMES_MAXLEN):
+        publish(redis_client, keys.frames, frame, image=b"\xff\xd8jpeg")
+    assert keys.frames.maxlen == FRAMES_MAXLEN
+    assert FRAMES_MAXLEN <= redis_client.xlen(keys.frames) < 2 * FRAMES_MAXLEN  # approximate
+
+
+def test_a_group_reads_only_the_streams_that_declare_it(redis_client, prefix):
+    keys = Keys(prefix)
+    with pytest.raises(ValueError, match="does not read"):
+        GroupConsumer(redis_client, keys.frames, group=Group.AGGREGATOR, consumer="c")
+    assert GroupConsumer(redis_client, keys.verdicts, group=Group.AGGREGATOR, consumer="c")
+
+
+def test_a_delivery_without_a_picture_says_so():
+    delivery = Delivery("s", b"1-0", alert(1), None)
+    with pytest.raises(MessageError, match="carries no image"):
+        _ = delivery.picture
+    assert Delivery("s", b"1-0", alert(1), b"\xff\xd8").picture == b"\xff\xd8"
