@@ -63,12 +63,12 @@ def main() -> None:
         per_eye.append([cuts[k] for k in FRAMINGS])
     n = len(per_eye)
     scores = {float(k): correlation(sums[k] / (2 * n), cew_mean) for k in FRAMINGS}
-    best = max(scores, key=scores.get)
+    best = max(scores, key=lambda k: scores[k])
     each = []
-    for cuts in per_eye:
+    for framed in per_eye:
         for side in (0, 1):
-            eye = [c[side] if side == 0 else c[side][:, ::-1] for c in cuts]
-            each.append(FRAMINGS[int(np.argmax([correlation(e, cew_mean) for e in eye]))])
+            eye_cuts = [c[side] if side == 0 else c[side][:, ::-1] for c in framed]
+            each.append(FRAMINGS[int(np.argmax([correlation(e, cew_mean) for e in eye_cuts]))])
     for k in FRAMINGS[::2]:
         print(f"framing {k:.2f} eye widths: correlation with CEW's mean open eye {scores[k]:.3f}")
     figures = {

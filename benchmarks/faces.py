@@ -11,14 +11,10 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from watchpost.vision.faces import Box, detect_faces, detect_faces_cnn, embed_face
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+from watchpost.geometry import BoxTuple
+from watchpost.images import load_rgb as load_rgb  # re-exported for the callers
+from watchpost.vision.faces import detect_faces, detect_faces_cnn, embed_face
 
 
 @dataclass(frozen=True)
@@ -27,7 +23,7 @@ class Embedded:
     detector: str  # "hog", "cnn" or "missed"
 
 
-def nearest_centre(boxes: list[Box], width: int, height: int) -> Box:
+def nearest_centre(boxes: list[BoxTuple], width: int, height: int) -> BoxTuple:
     """The box whose centre is nearest the image's centre."""
     return min(boxes, key=lambda b: ((b[0] + b[2]) - width) ** 2 + ((b[1] + b[3]) - height) ** 2)
 

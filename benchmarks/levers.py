@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -95,7 +97,9 @@ def jpeg_quality(frames: list[np.ndarray]) -> list[dict]:
         drift, ear_drift = [], []
         for (frame, box), (embedding, ear) in zip(faces, clean, strict=True):
             jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params)[1]
-            decoded = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            bgr_decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+            assert bgr_decoded is not None  # OpenCV's own JPEG
+            decoded = cv2.cvtColor(bgr_decoded, cv2.COLOR_BGR2RGB)
             drift.append(float(np.linalg.norm(embed_face(decoded, box) - embedding)))
             if ear is not None:
                 after = face_ear(landmarks_68(to_grey(decoded), box))
@@ -155,11 +159,12 @@ def main() -> None:
         landmarks_68(to_grey(by_width[640][0]), (0, 0, 80, 80))
         shipped_frames = by_width[SHIPPED.capture_max_width]
         result: dict = {}
-        for name, measure, frames in (
+        stages: list[tuple[str, Callable[[Any], Any], Any]] = [
             ("detection", detection, by_width),
             ("detect_interval", detect_interval, shipped_frames),
             ("jpeg", jpeg_quality, shipped_frames),
-        ):
+        ]
+        for name, measure, frames in stages:
             progress.update(task, advance=1)
             step(f"{video.name}: {name}")
             result[name] = measure(frames)

@@ -21,6 +21,7 @@ import socket
 import statistics
 import time
 import uuid
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -33,8 +34,8 @@ from benchmarks.report import print_json
 from services.dashboard.main import create_app
 from watchpost.auth import create_key
 from watchpost.db import alerts, apply_migrations, open_pool
-from watchpost.keys import ALERTS_MAXLEN, Keys
-from watchpost.messages import AlertEvent
+from watchpost.keys import Keys
+from watchpost.messages import AlertKind
 from watchpost.progress import bar
 from watchpost.settings import DashboardSettings
 from watchpost.streams import publish
@@ -49,7 +50,7 @@ def received(host: str, port: int, topic: str) -> tuple[mqtt.Client, list[bytes]
     got: list[bytes] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
-    client.on_message = lambda c, u, message: got.append(message.payload)
+    client.on_message = lambda c, u, message: got.append(bytes(message.payload))
     client.connect(host, port)
     client.loop_start()
     time.sleep(0.5)
@@ -99,20 +100,12 @@ def run(
                         with pool.connection() as conn:
                             row, _ = alerts.upsert_alert(
                                 conn,
-                                kind="unknown_person",
+                                kind=AlertKind.UNKNOWN_PERSON,
                                 camera_id="door",
                                 track_id=f"t{n}",
                                 captured_at=time.time(),
                             )
-                        event = AlertEvent(
-                            alert_id=row["id"],
-                            kind="unknown_person",
-                            camera_id="door",
-                            track_id=f"t{n}",
-                            captured_at=row["captured_at"].timestamp(),
-                            created_at=row["created_at"].timestamp(),
-                        )
-                        publish(client, Keys(prefix).alerts, event, maxlen=ALERTS_MAXLEN)
+                        publish(client, Keys(prefix).alerts, alerts.alert_from_row(row))
                         assert ws.receive_json()["alert"]["id"] == row["id"]
                         if n >= WARM_UP:
                             latencies.append((time.perf_counter() - started) * 1000)
@@ -161,7 +154,7 @@ def main() -> None:
                 timed[name] += latencies
                 if got is not None:
                     reached[name] = reached.get(name, 0) + got
-    results = []
+    results: list[dict[str, Any]] = []
     for name in order:
         latencies = sorted(timed[name])
         result = {

@@ -63,7 +63,9 @@ class Presentation:
             h, w = bgr.shape[:2]
             if max(h, w) > MAX_SIDE:
                 scale = MAX_SIDE / max(h, w)
-                bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), cv2.INTER_AREA)
+                size = (round(w * scale), round(h * scale))
+                # interpolation by name: the third positional argument is `dst`
+                bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
             out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         return out
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         order = list(models.items())
         for name, model in order if index % 2 == 0 else order[::-1]:
             times[name].append(per_face_ms(model, crops))
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "passive_cost",
         "crops": len(crops),
         "crop_side_median_px": int(np.median([min(c.shape[:2]) for c in crops])),

@@ -44,6 +44,7 @@ from websockets.sync.client import connect
 
 from benchmarks.report import print_json
 from watchpost.cli import Stack
+from watchpost.images import load_rgb
 from watchpost.vision.faces import detect_faces, embed_face
 
 
@@ -101,10 +102,10 @@ def enrolment_photos(folder: Path) -> dict[str, list[Path]]:
 
 
 def known_encodings(photos: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
-    known = {}
+    known: dict[str, list[np.ndarray]] = {}
     for name, paths in photos.items():
         for path in paths:
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            rgb = load_rgb(path)
             boxes = detect_faces(rgb, upsample=1)
             if boxes:
                 known.setdefault(name, []).append(embed_face(rgb, boxes[0]))
@@ -146,6 +147,11 @@ def _free(port: int) -> bool:
     return True
 
 
+def unix(iso: str) -> float:
+    """Unix seconds of an ISO time as the API and the websocket send it."""
+    return datetime.fromisoformat(iso).timestamp()
+
+
 def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
     """Median ms per stage, from the alerts' stored timestamps: capture of the deciding frame
     -> its verdict published (queueing + recognition or liveness), -> alert stored (aggregator),
@@ -156,8 +162,8 @@ def latency_stages(api: httpx.Client, alerts: list[tuple[float, dict]]) -> dict:
         if details.get("evidence_at") is None or details.get("verdict_at") is None:
             continue
         parts["to_verdict"].append(details["verdict_at"] - details["evidence_at"])
-        parts["to_stored"].append(alert["created_at"] - details["verdict_at"])
-        parts["to_websocket"].append(received - alert["created_at"])
+        parts["to_stored"].append(unix(alert["created_at"]) - details["verdict_at"])
+        parts["to_websocket"].append(received - unix(alert["created_at"]))
     return {k: round(1000 * float(np.median(v)), 1) if v else None for k, v in parts.items()}
 
 
@@ -266,10 +272,12 @@ def run_watchpost(
             f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws",
             additional_headers=auth,
         )
-        threading.Thread(
-            target=lambda: [alerts.append((time.time(), json.loads(m)["alert"])) for m in ws],
-            daemon=True,
-        ).start()
+
+        def receive() -> None:
+            for message in ws:
+                alerts.append((time.time(), json.loads(message)["alert"]))
+
+        threading.Thread(target=receive, daemon=True).start()
         usage_before = {n: process_usage(p.pid)[0] for n, p in stack.children.items()}
         started = time.time()
         for index in range(cameras):
@@ -298,11 +306,12 @@ def run_watchpost(
         # (for access granted, the frame after the blink) to the alert on the websocket. The
         # time from the snapshot's frame also counts the wait for evidence (a blink, a second
         # look at a stranger), which no speed-up removes.
+        # Alerts arrive in their public shape: ISO times, the evidence time in `details`.
         latencies = [
-            received - (alert.get("evidence_at") or alert["captured_at"])
+            received - (alert["details"].get("evidence_at") or unix(alert["captured_at"]))
             for received, alert in alerts
         ]
-        since_snapshot = [received - alert["captured_at"] for received, alert in alerts]
+        since_snapshot = [received - unix(alert["captured_at"]) for received, alert in alerts]
         stages = latency_stages(api, alerts)
         seen = final_sightings(api, deadline=time.time() + track_timeout + 10)
         ws.close()

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,7 +25,9 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Services authenticate to each other with these in tests (`watchpost up` makes them per run):
 # the dashboard's token for recognition, recognition's for liveness.
 SERVICE_TOKENS = {caller: f"test-{caller}-" + secrets.token_hex(16) for caller in SERVICE_LINKS}
-SERVICE_TOKEN_SETTINGS = {SERVICE_TOKEN_FIELDS[c]: t for c, t in SERVICE_TOKENS.items()}
+SERVICE_TOKEN_SETTINGS: dict[str, Any] = {
+    SERVICE_TOKEN_FIELDS[c]: t for c, t in SERVICE_TOKENS.items()
+}
 SERVICE_TOKEN_ENV = {f"WATCHPOST_{k.upper()}": v for k, v in SERVICE_TOKEN_SETTINGS.items()}
 # What the dashboard sends to recognition, and recognition to liveness.
 DASHBOARD_HEADERS = {"Authorization": f"Bearer {SERVICE_TOKENS['dashboard']}"}

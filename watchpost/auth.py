@@ -30,8 +30,9 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from watchpost.db import access
+from watchpost.db import api_keys
 from watchpost.db.pool import Conn, Pool, Row
+from watchpost.keys import Keys
 
 
 class Role(enum.IntEnum):
@@ -83,7 +84,7 @@ def create_key(conn: Conn, *, name: str, role: Role | str) -> tuple[str, Row]:
     """Store a new key with the role; (the full key, shown once; its row)."""
     role = Role[role] if isinstance(role, str) else role
     full, key_id, hashed = new_key()
-    row = access.insert_key(conn, key_id=key_id, name=name, role=role.name, secret_hash=hashed)
+    row = api_keys.insert_key(conn, key_id=key_id, name=name, role=role.name, secret_hash=hashed)
     return full, row
 
 
@@ -120,7 +121,7 @@ class KeyVerifier:
             raise AuthError("malformed key")
         key_id, secret = match.groups()
         with self.pool.connection() as conn:
-            row = access.key_for_check(conn, key_id)
+            row = api_keys.key_for_check(conn, key_id)
         if row is None or row["revoked_at"] is not None:
             raise AuthError("unknown or revoked key")
         try:
@@ -128,13 +129,13 @@ class KeyVerifier:
         except (VerificationError, InvalidHashError):
             raise AuthError("wrong key") from None
         with self.pool.connection() as conn:
-            access.touch_key(conn, key_id)
+            api_keys.touch_key(conn, key_id)
         return Principal(name=row["name"], role=Role[row["role"]], key_id=key_id)
 
     def key_live(self, key_id: str) -> bool:
         """Whether the key exists and is not revoked, asked of the database now (no cache)."""
         with self.pool.connection() as conn:
-            row = access.key_for_check(conn, key_id)
+            row = api_keys.key_for_check(conn, key_id)
         return row is not None and row["revoked_at"] is None
 
     def forget(self) -> None:
@@ -156,7 +157,7 @@ class FailureThrottle:
         self.per_minute = per_minute
 
     def _counter(self, address: str) -> str:
-        return f"{self.prefix}:authfail:{address}"
+        return Keys(self.prefix).auth_failures(address)
 
     def guard(self, address: str) -> None:
         counter = self._counter(address)
@@ -198,7 +199,7 @@ class Sessions:
         self.ttl = max(1, int(ttl_seconds))
 
     def _key(self, token: str) -> str:
-        return f"{self.prefix}:session:{hashlib.sha256(token.encode()).hexdigest()}"
+        return Keys(self.prefix).session(token)
 
     def start(self, principal: Principal) -> str:
         token = secrets.token_urlsafe(32)

@@ -16,8 +16,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from watchpost.db.pool import Conn, Row
+    from watchpost.embedded import EmbeddedPostgres, EmbeddedRedis
 
 from watchpost.settings import (
     PROJECT_ROOT,
@@ -62,8 +68,8 @@ class Stack:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.children: dict[str, subprocess.Popen] = {}
-        self.embedded: list = []
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.embedded: list[EmbeddedRedis | EmbeddedPostgres] = []
         self.database_url: str | None = None
 
     def start(self) -> str:
@@ -73,9 +79,9 @@ class Stack:
         home = Path(self.args.home).resolve()
         redis_url, database_url = settings.redis_url, settings.database_url
         if not redis_url:
-            server = EmbeddedRedis(home / "redis")
-            self.embedded.append(server)
-            redis_url = server.start()
+            redis_server = EmbeddedRedis(home / "redis")
+            self.embedded.append(redis_server)
+            redis_url = redis_server.start()
             print(f"embedded Redis: {redis_url}")
         if not database_url:
             server = EmbeddedPostgres(home / "postgres")
@@ -138,6 +144,8 @@ class Stack:
         from watchpost.auth import create_key
         from watchpost.db import open_pool
 
+        if self.database_url is None:
+            raise RuntimeError("the stack is not started")
         with open_pool(self.database_url, min_size=1, max_size=1) as pool, pool.connection() as c:
             return create_key(c, name=name, role=role)[0]
 
@@ -197,7 +205,7 @@ def first_admin_key(database_url: str) -> None:
     """On a first start there is no way in: make an admin key and show it, once."""
     from watchpost.auth import Role, create_key
     from watchpost.db import open_pool
-    from watchpost.db.access import count_admin_keys
+    from watchpost.db.api_keys import count_admin_keys
 
     with open_pool(database_url, min_size=1, max_size=1) as pool, pool.connection() as conn:
         if count_admin_keys(conn):
@@ -212,7 +220,7 @@ def first_admin_key(database_url: str) -> None:
     )
 
 
-def database_for_cli(home: str) -> tuple[str, list]:
+def database_for_cli(home: str) -> tuple[str, list[EmbeddedPostgres]]:
     """WATCHPOST_DATABASE_URL, else the embedded server `watchpost up` uses (started here)."""
     url = CommonSettings().database_url
     if url:
@@ -223,11 +231,11 @@ def database_for_cli(home: str) -> tuple[str, list]:
     return server.start(), [server]
 
 
-def audit_key_change(conn, action: str, row: dict, **details) -> None:
+def audit_key_change(conn: Conn, action: str, row: Row, **details: object) -> None:
     """Key changes from the CLI are audited as the operating-system user who made them."""
-    from watchpost.db import access
+    from watchpost.db import audit_log
 
-    access.audit(
+    audit_log.audit(
         conn,
         actor=f"cli:{os.environ.get('USER', 'unknown')}",
         role="admin",
@@ -240,7 +248,7 @@ def audit_key_change(conn, action: str, row: dict, **details) -> None:
 
 def keys_command(args: argparse.Namespace) -> int:
     from watchpost.auth import Role, create_key
-    from watchpost.db import access, apply_migrations, open_pool
+    from watchpost.db import api_keys, apply_migrations, open_pool
 
     url, servers = database_for_cli(args.home)
     try:
@@ -256,14 +264,14 @@ def keys_command(args: argparse.Namespace) -> int:
                 )
                 print(key)
             elif args.action == "revoke":
-                row = access.revoke_key(conn, args.key_id)
-                if row is None:
+                revoked = api_keys.revoke_key(conn, args.key_id)
+                if revoked is None:
                     print(f"no live key {args.key_id!r}", file=sys.stderr)
                     return 1
-                audit_key_change(conn, "key_revoke", row)
-                print(f"revoked {row['key_id']} ({row['name']}, {row['role']})")
+                audit_key_change(conn, "key_revoke", revoked)
+                print(f"revoked {revoked['key_id']} ({revoked['name']}, {revoked['role']})")
             else:
-                for row in access.list_keys(conn, include_revoked=args.all):
+                for row in api_keys.list_keys(conn, include_revoked=args.all):
                     state = "revoked" if row["revoked_at"] else "live"
                     used = row["last_used_at"]
                     used = used.isoformat(timespec="seconds") if used else "never used"
@@ -329,10 +337,9 @@ def demo_loop(camera: str | None, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def up(args: argparse.Namespace) -> int:
-    from services.capture.main import resolve_source
     from watchpost.settings import CaptureSettings
 
-    source = args.camera or resolve_source(CaptureSettings())
+    source = args.camera or CaptureSettings().resolved_source()
     if "://" not in source and not source.isdigit() and not Path(source).is_file():
         print(
             f"watchpost up: no video at {source}. Name a camera with --camera (a file, a webcam "
@@ -343,7 +350,7 @@ def up(args: argparse.Namespace) -> int:
         return 2
     stack = Stack(args)
 
-    def on_term(signum, frame):
+    def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
@@ -367,11 +374,11 @@ def up(args: argparse.Namespace) -> int:
     return code
 
 
-def enroll(args: argparse.Namespace) -> int:
+def enrol(args: argparse.Namespace) -> int:
     import httpx
     from rich.console import Console
 
-    from watchpost.enroll import enroll_folder, print_summary
+    from watchpost.bulk_enrol import enrol_folder, print_summary
 
     console = Console()
     folder = Path(args.folder)
@@ -379,7 +386,7 @@ def enroll(args: argparse.Namespace) -> int:
         console.print(f"[red]not a folder: {folder}[/red]")
         return 2
     try:
-        summary = enroll_folder(
+        summary = enrol_folder(
             folder, url=args.url, key=args.key, largest=args.largest, console=console
         )
     except httpx.HTTPError as exc:
@@ -393,7 +400,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     """The enrolled gallery's false-accept / false-reject curve, as JSON and an SVG plot."""
     import json
 
-    from services.recognition import calibration
+    from watchpost import calibration
     from watchpost.db import apply_migrations, identities, open_pool
     from watchpost.progress import track
     from watchpost.settings import RecognitionSettings
@@ -473,15 +480,18 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run one service (what a container runs)")
     serve_parser.add_argument("name", choices=sorted(SERVICE_SETTINGS))
     commands.add_parser("migrate", help="apply database migrations and exit")
-    enroll_parser = commands.add_parser(
-        "enroll", help="enrol every <name>/*.jpg of a folder through the dashboard's API"
+    # `enroll` is the command older scripts call; `enrol` is the spelling of the API.
+    enrol_parser = commands.add_parser(
+        "enroll",
+        aliases=["enrol"],
+        help="enrol every <name>/*.jpg of a folder through the dashboard's API",
     )
-    enroll_parser.add_argument("folder", help="a folder with one sub-folder of photos per person")
-    enroll_parser.add_argument("--url", default="http://127.0.0.1:8000", help="the dashboard")
-    enroll_parser.add_argument(
+    enrol_parser.add_argument("folder", help="a folder with one sub-folder of photos per person")
+    enrol_parser.add_argument("--url", default="http://127.0.0.1:8000", help="the dashboard")
+    enrol_parser.add_argument(
         "--largest", action="store_true", help="in group photos, enrol the largest face"
     )
-    enroll_parser.add_argument(
+    enrol_parser.add_argument(
         "--key",
         default=os.environ.get("WATCHPOST_API_KEY"),
         required="WATCHPOST_API_KEY" not in os.environ,
@@ -538,8 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         serve(args.name)
         return 0
-    if args.command == "enroll":
-        return enroll(args)
+    if args.command in ("enroll", "enrol"):
+        return enrol(args)
     if args.command == "keys":
         return keys_command(args)
     if args.command == "secrets":

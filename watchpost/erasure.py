@@ -1,5 +1,5 @@
 """What erasing a person removes from Redis. PostgreSQL's part (face samples, embeddings, their
-name and images in past alerts) is `watchpost.db.access.erase_identity`; this is the rest of what
+name and images in past alerts) is `watchpost.db.erasure.erase_identity`; this is the rest of what
 the pipeline holds about them, all short-lived but not short enough to wait for:
 
 - recognition verdicts that matched them (each carries the frame it embedded, and their name),
@@ -37,7 +37,10 @@ def forget_person(
 
     def about_them(fields: dict[bytes, bytes]) -> bool:
         data = _data(fields)
-        return data.get("identity_id") == identity_id or data.get("alert_id") in alert_ids
+        return (
+            data.get("identity_id") == identity_id
+            or (data.get("id") or data.get("alert_id")) in alert_ids
+        )  # v2, v1
 
     removed = {
         "verdicts": delete_entries(client, keys.verdicts, about_them),

@@ -7,10 +7,15 @@ decodes anything, and raises `ImageError` with a reason a user can act on.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from watchpost.geometry import CROP_CONTEXT as CROP_CONTEXT  # re-exported: callers cut with it
+from watchpost.geometry import BoxTuple, grown
+from watchpost.geometry import face_square as face_square  # re-exported
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo is the largest a camera or phone sends us
@@ -61,6 +66,12 @@ def decode_jpeg(data: bytes, *, grey: bool = False) -> np.ndarray:
         raise ImageError(f"undecodable frame: {exc}") from None
 
 
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """A trusted image file (the data set, enrolment photos) as RGB uint8."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def to_grey(rgb: np.ndarray) -> np.ndarray:
     """Luma of an RGB image (ITU-R 601 weights), ten times faster than a float mean."""
     return np.asarray(Image.fromarray(rgb).convert("L"))
@@ -72,39 +83,16 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
-def crop(rgb: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.25) -> np.ndarray:
+def crop(rgb: np.ndarray, box: BoxTuple, margin: float = 0.25) -> np.ndarray:
     """The box grown by `margin` of its size on every side, clipped to the image."""
-    left, top, right, bottom = box
-    dx, dy = int((right - left) * margin), int((bottom - top) * margin)
     h, w = rgb.shape[:2]
-    return rgb[max(0, top - dy) : min(h, bottom + dy), max(0, left - dx) : min(w, right + dx)]
-
-
-# The passive attack check sees a square around the face grown by this share of the face's size on
-# every side: enough of the background for a phone's bezel or a paper edge, little enough that the
-# face dominates. Training (services/liveness/training/) and inference cut it with `face_square`.
-CROP_CONTEXT = 0.25
-
-
-def face_square(
-    box: tuple[int, int, int, int], width: int, height: int, context: float = CROP_CONTEXT
-) -> tuple[int, int, int, int]:
-    """The square centred on `box`, its side the box's larger side grown by `context` on each
-    side, clipped to a `width` x `height` image (so near an edge it is no longer square)."""
-    left, top, right, bottom = box
-    side = max(right - left, bottom - top) * (1 + 2 * context)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    return (
-        max(0, round(cx - side / 2)),
-        max(0, round(cy - side / 2)),
-        min(width, round(cx + side / 2)),
-        min(height, round(cy + side / 2)),
-    )
+    left, top, right, bottom = grown(box, margin, w, h)
+    return rgb[top:bottom, left:right]
 
 
 def cut_square(
     rgb: np.ndarray,
-    box: tuple[int, int, int, int],
+    box: BoxTuple,
     *,
     size: int | None = None,
     context: float = CROP_CONTEXT,
@@ -121,7 +109,7 @@ def cut_square(
     return np.asarray(Image.fromarray(region).resize((size, size), method))
 
 
-def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: str) -> bytes:
+def draw_box(jpeg: bytes, box: BoxTuple, label: str, colour: str) -> bytes:
     """The JPEG with a labelled rectangle around `box` (for alert snapshots)."""
     with Image.open(io.BytesIO(jpeg)) as opened:
         image = opened.convert("RGB")
@@ -136,7 +124,7 @@ def draw_box(jpeg: bytes, box: tuple[int, int, int, int], label: str, colour: st
     return buffer.getvalue()
 
 
-def sharpness(rgb: np.ndarray, box: tuple[int, int, int, int]) -> float:
+def sharpness(rgb: np.ndarray, box: BoxTuple) -> float:
     """Variance of the Laplacian of the face, normalised to 150 px: low means blurred.
 
     Measured on the enrolment photos in the shared data: sharp faces score 90-1700, the same
@@ -149,6 +137,6 @@ def sharpness(rgb: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(laplacian.var())
 
 
-def crop_jpeg(jpeg: bytes, box: tuple[int, int, int, int], margin: float = 0.5) -> bytes:
+def crop_jpeg(jpeg: bytes, box: BoxTuple, margin: float = 0.5) -> bytes:
     """A JPEG of the box (grown by `margin`) cut out of another JPEG."""
     return encode_jpeg(crop(decode_jpeg(jpeg), box, margin), quality=92)

@@ -1,14 +1,42 @@
-"""Every Redis key, stream and consumer-group name, in one place."""
+"""Every Redis key, stream and consumer-group name, in one place.
+
+Each stream is declared once as a `StreamSpec`: its name under the deployment's prefix, the
+message type (or union) it carries, its MAXLEN bound and the consumer groups that read it.
+`Keys(prefix).frames` is that stream under one prefix: a `Stream[Frame]`, which is the stream's
+name (a `str`, for plain Redis calls) that also knows its spec, so `publish` and `GroupConsumer`
+take it alone and are typed by it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
-# Consumer groups: one per service that reads a stream.
-RECOGNITION_GROUP = "recognition"
-LIVENESS_GROUP = "liveness"
-AGGREGATOR_GROUP = "aggregator"
-MQTT_GROUP = "mqtt"  # the dashboard's MQTT bridge on the alerts stream
+from pydantic import TypeAdapter
+
+from watchpost.messages import (
+    AlertEvent,
+    Frame,
+    LivenessVerdict,
+    Message,
+    RecognitionVerdict,
+    Verdict,
+)
+
+M = TypeVar("M", bound=Message)
+
+
+class Group(StrEnum):
+    """Consumer groups: one per service that reads a stream."""
+
+    RECOGNITION = "recognition"
+    LIVENESS = "liveness"
+    AGGREGATOR = "aggregator"
+    NOTIFIER = "notifier"  # the dashboard's webhooks
+    MQTT = "mqtt"  # the dashboard's MQTT bridge
+
 
 # Frames are the only stream trimmed aggressively: old frames are worth nothing. Verdicts and
 # alerts are trimmed far beyond anything a healthy consumer leaves unread.
@@ -19,20 +47,74 @@ DEAD_LETTER_MAXLEN = 10_000
 
 
 @dataclass(frozen=True)
+class StreamSpec(Generic[M]):
+    """One stream, declared once: `<prefix>:<suffix>`, carrying messages of type `M`."""
+
+    suffix: str
+    adapter: TypeAdapter[M] = field(repr=False, compare=False)
+    maxlen: int = field(default=0)
+    groups: tuple[Group, ...] = ()
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}:{self.suffix}"
+
+    def under(self, prefix: str) -> Stream[M]:
+        return Stream(self, prefix)
+
+
+class Stream(str, Generic[M]):
+    """A stream's name under one prefix, carrying its spec (the message type, bound, groups)."""
+
+    spec: StreamSpec[M]
+    prefix: str
+
+    def __new__(cls, spec: StreamSpec[M], prefix: str) -> Stream[M]:
+        stream = super().__new__(cls, spec.name(prefix))
+        stream.spec = spec
+        stream.prefix = prefix
+        return stream
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle keep the spec
+        return (self.spec, self.prefix)
+
+    @property
+    def maxlen(self) -> int:
+        return self.spec.maxlen
+
+    @property
+    def dead_letter(self) -> str:
+        """Where entries of this stream that cannot be handled go."""
+        return Keys(self.prefix).dead_letter
+
+
+FRAMES: StreamSpec[Frame] = StreamSpec(
+    "frames", TypeAdapter(Frame), FRAMES_MAXLEN, (Group.RECOGNITION, Group.LIVENESS)
+)
+VERDICTS: StreamSpec[RecognitionVerdict | LivenessVerdict] = StreamSpec(
+    "verdicts", TypeAdapter(Verdict), VERDICTS_MAXLEN, (Group.AGGREGATOR,)
+)
+# The dashboard's broadcaster reads alerts with plain XREAD (every replica sends every alert to
+# its own websockets); the webhook notifier and the MQTT bridge read through groups.
+ALERTS: StreamSpec[AlertEvent] = StreamSpec(
+    "alerts", TypeAdapter(AlertEvent), ALERTS_MAXLEN, (Group.NOTIFIER, Group.MQTT)
+)
+
+
+@dataclass(frozen=True)
 class Keys:
     prefix: str = "wp"
 
     @property
-    def frames(self) -> str:
-        return f"{self.prefix}:frames"
+    def frames(self) -> Stream[Frame]:
+        return FRAMES.under(self.prefix)
 
     @property
-    def verdicts(self) -> str:
-        return f"{self.prefix}:verdicts"
+    def verdicts(self) -> Stream[RecognitionVerdict | LivenessVerdict]:
+        return VERDICTS.under(self.prefix)
 
     @property
-    def alerts(self) -> str:
-        return f"{self.prefix}:alerts"
+    def alerts(self) -> Stream[AlertEvent]:
+        return ALERTS.under(self.prefix)
 
     @property
     def dead_letter(self) -> str:
@@ -94,3 +176,15 @@ class Keys:
     def mqtt_poller(self) -> str:
         """Lease held by the one dashboard replica that polls sightings and cameras for MQTT."""
         return f"{self.prefix}:mqtt:poller"
+
+    def session(self, token: str) -> str:
+        """A page sign-in: Redis holds the sha256 of the cookie's token, never the token."""
+        return f"{self.prefix}:session:{hashlib.sha256(token.encode()).hexdigest()}"
+
+    def auth_failures(self, address: str) -> str:
+        """Failed API-key attempts from one client address (a fixed window)."""
+        return f"{self.prefix}:authfail:{address}"
+
+    def rate_limit(self, bucket: str, who: str) -> str:
+        """A fixed-window request counter of one limit (`bucket`) for one caller."""
+        return f"{self.prefix}:ratelimit:{bucket}:{who}"

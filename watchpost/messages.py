@@ -5,83 +5,99 @@ schema version), `data` (the model as JSON) and, for messages that carry a pictu
 JPEG bytes, kept out of the JSON so it is never base64-inflated). A message may name further
 pictures (a frame's camera-resolution face crops): each travels in a field `att:<name>`.
 Nothing is pickled.
+
+Versions (how a message type evolves; see docs/architecture.md, "Message versions"):
+
+- **Additive changes keep the version.** A new field must be optional, with a default that
+  means what consumers assumed before it existed. Decoding ignores fields a model does not
+  declare (nested models too, see `watchpost.wire`), so an older consumer reads a newer
+  producer's messages during a rolling upgrade, and a newer consumer reads old ones (the default).
+- **Anything else bumps `schema_version`**: removing, renaming or retyping a field, a new required
+  field, a changed meaning. The class then registers an `upgrades[old]` step that rewrites a
+  version-`old` payload into version `old + 1`; decoding applies the steps in turn, so a
+  consumer reads every version it has steps for. A version newer than the consumer's is refused
+  (dead-lettered) with a reason: for a bump, upgrade the consumers before the producers.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
+
+from watchpost.geometry import Box, BoxTuple, face_square
+from watchpost.wire import TOLERANT, WireModel
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-AlertKind = Literal[
-    "unknown_person", "spoof_attempt", "identity_mismatch", "access_granted", "impossible_travel"
-]
+
+
+class AlertKind(StrEnum):
+    """What an alert is about: the policy's decisions, plus what a legacy client reports."""
+
+    UNKNOWN_PERSON = "unknown_person"
+    SPOOF_ATTEMPT = "spoof_attempt"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    ACCESS_GRANTED = "access_granted"
+    IMPOSSIBLE_TRAVEL = "impossible_travel"
+
+
 LivenessState = Literal["live", "spoof", "undecided"]
+
+
+# Every Message subclass by its wire name (`type`), registered as it is defined.
+MESSAGE_TYPES: dict[str, type[Message]] = {}
+M = TypeVar("M", bound="Message")
 
 
 class MessageError(ValueError):
     """A stream entry that is not a valid message of the expected kind."""
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+Payload = dict[str, Any]
 
+
+class Message(WireModel):
     schema_version: ClassVar[int] = 1
+    # upgrades[v] rewrites a version-v payload (the JSON object) into version v + 1.
+    upgrades: ClassVar[dict[int, Callable[[Payload], Payload]]] = {}
     carries_image: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        MESSAGE_TYPES[cls.__name__] = cls
 
     def attachment_names(self) -> list[str]:
         """Names of the extra pictures this message needs beside it (fields `att:<name>`)."""
         return []
 
 
-class Box(BaseModel):
-    """A face box in frame pixels; right and bottom are exclusive."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @model_validator(mode="after")
-    def _positive_area(self) -> Box:
-        if self.right <= self.left or self.bottom <= self.top:
-            raise ValueError("box must have a positive width and height")
-        return self
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        return (self.left, self.top, self.right, self.bottom)
-
-
-class TrackedFace(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class TrackedFace(WireModel):
     track_id: Id
     box: Box
     detected: bool = Field(description="True when the detector found it in this very frame.")
 
 
-class FaceCrop(BaseModel):
+class FaceCrop(WireModel):
     """A square around one tracked face cut from the camera's own frame, before the frame was
     scaled for the bus (JPEG in the entry's field `att:crop:<track_id>`): the passive attack
-    check sees the face as the camera saw it. See `watchpost.images.face_square`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    check sees the face as the camera saw it. See `watchpost.geometry.face_square`."""
 
     track_id: Id
     square: Box = Field(description="Where the crop was cut, in camera pixels.")
     camera_width: int = Field(gt=0, description="Width of the camera frame it was cut from.")
+
+    @classmethod
+    def around(
+        cls, track_id: str, box: BoxTuple, camera_width: int, camera_height: int
+    ) -> FaceCrop:
+        """The crop of a face at `box` (camera pixels): its `face_square`."""
+        square = face_square(box, camera_width, camera_height)
+        return cls(track_id=track_id, square=Box.of(square), camera_width=camera_width)
 
     @property
     def attachment(self) -> str:
@@ -165,11 +181,9 @@ class RecognitionVerdict(Message):
 AttackCueName = Literal["passive", "motion", "edges"]
 
 
-class AttackCue(BaseModel):
+class AttackCue(WireModel):
     """One presentation-attack cue's reading on a track: what it measured, the level at which it
     flags an attack, and whether it flagged. `decides`: may this cue alone call a spoof?"""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: AttackCueName
     score: float
@@ -207,30 +221,60 @@ class LivenessVerdict(Message):
 Verdict = Annotated[RecognitionVerdict | LivenessVerdict, Field(discriminator="kind")]
 
 
-class AlertEvent(Message):
-    """An alert that is stored in PostgreSQL; published for the dashboard and notifiers."""
+def _alert_v1_to_v2(old: Payload) -> Payload:
+    """Version 1 called the id `alert_id`, sent times as Unix seconds and `evidence_at` at the
+    top level; version 2 is the public alert the REST API answers."""
+    new = dict(old)
+    new["id"] = new.pop("alert_id", None)
+    for name in ("captured_at", "created_at"):
+        if isinstance(new.get(name), int | float):
+            new[name] = datetime.fromtimestamp(new[name], UTC).isoformat()
+    evidence_at = new.pop("evidence_at", None)
+    new["details"] = {"evidence_at": evidence_at} if evidence_at is not None else {}
+    return new
 
-    alert_id: int
+
+class AlertEvent(Message):
+    """An alert stored in PostgreSQL, in its one public shape: published on the alerts stream
+    (for the dashboard's websocket and webhooks), sent to the page, and answered by the REST API
+    (`AlertPublic` there). See `watchpost.db.alerts.alert_from_row`."""
+
+    schema_version: ClassVar[int] = 2
+    upgrades: ClassVar[dict[int, Callable[[Payload], Payload]]] = {1: _alert_v1_to_v2}
+
+    id: int
     kind: AlertKind
     camera_id: Id
     track_id: Id
     identity_id: int | None = None
     display_name: str | None = None
+    claimed_login: str | None = None
     distance: float | None = None
     liveness: LivenessState = "undecided"
     reason: str = ""
-    captured_at: float
-    created_at: float
-    evidence_at: float | None = Field(
-        None,
-        description="Unix time the frame whose verdict completed the evidence was read (the "
-        "pipeline's latency is measured from it; captured_at is the snapshot's frame).",
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The evidence: for a pipeline alert `evidence_at`, the Unix time the frame "
+        "whose verdict completed the evidence was read (the pipeline's latency is measured from "
+        "it; captured_at is the snapshot's frame).",
     )
+    captured_at: datetime
+    created_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    has_snapshot: bool = False
+    snapshot_url: str | None = None
+    has_face: bool = False
+    face_url: str | None = None
 
+    @property
+    def alert_id(self) -> int:
+        return self.id
 
-MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.__name__: cls for cls in (Frame, RecognitionVerdict, LivenessVerdict, AlertEvent)
-}
+    @property
+    def evidence_at(self) -> float | None:
+        value = self.details.get("evidence_at")
+        return float(value) if isinstance(value, int | float) else None
 
 
 ATTACHMENT_PREFIX = b"att:"
@@ -276,11 +320,19 @@ def attachments(message: Message, fields: dict[bytes, bytes]) -> dict[str, bytes
     return found
 
 
-def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message, bytes | None]:
+@overload
+def decode(fields: dict[bytes, bytes], expected: type[M]) -> tuple[M, bytes | None]: ...
+@overload
+def decode(fields: dict[bytes, bytes], expected: TypeAdapter[M]) -> tuple[M, bytes | None]: ...
+@overload
+def decode(fields: dict[bytes, bytes], expected: object) -> tuple[Message, bytes | None]: ...
+def decode(fields: dict[bytes, bytes], expected: object) -> tuple[Message, bytes | None]:
     """Parse stream-entry fields into one of the `expected` message types.
 
-    `expected` is a Message subclass or a union type (e.g. `Verdict`). Raises MessageError with a
-    reason for anything else: unknown type, other schema version, invalid JSON or fields.
+    `expected` is a Message subclass, a union type (e.g. `Verdict`) or a TypeAdapter of either (a
+    stream spec's). Fields the models do not declare are ignored and older versions upgraded
+    (see "Versions" above). Raises MessageError with a reason for anything else: unknown type,
+    a version newer than this consumer's, invalid JSON or fields.
     """
     try:
         type_name = fields[b"type"].decode()
@@ -292,9 +344,10 @@ def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message
     if cls is None:
         raise MessageError(f"unknown message type {type_name!r}")
     if version != cls.schema_version:
-        raise MessageError(f"{type_name} schema version {version}, expected {cls.schema_version}")
+        data = _upgraded(cls, version, data)
+    adapter = expected if isinstance(expected, TypeAdapter) else _adapter(expected)
     try:
-        message = _adapter(expected).validate_json(data)
+        message = adapter.validate_json(data, context=TOLERANT)
     except ValidationError as exc:
         raise MessageError(f"invalid {type_name}: {exc.errors(include_url=False)}") from None
     if type(message) is not cls:
@@ -306,10 +359,34 @@ def decode(fields: dict[bytes, bytes], expected: type | object) -> tuple[Message
     return message, image
 
 
-_ADAPTERS: dict[object, TypeAdapter[Message]] = {}
+def _upgraded(cls: type[Message], version: int, data: bytes) -> bytes:
+    """A version-`version` payload of `cls` rewritten to the current version, step by step."""
+    current = cls.schema_version
+    if version > current:
+        raise MessageError(
+            f"{cls.__name__} schema version {version} is newer than this consumer reads "
+            f"({current}): upgrade consumers before producers"
+        )
+    missing = [v for v in range(version, current) if v not in cls.upgrades]
+    if version < 1 or missing:
+        raise MessageError(
+            f"{cls.__name__} schema version {version}, expected {current} (no upgrade from it)"
+        )
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise MessageError(f"invalid {cls.__name__}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MessageError(f"invalid {cls.__name__}: the payload is not an object")
+    for step in range(version, current):
+        payload = cls.upgrades[step](payload)
+    return json.dumps(payload).encode()
 
 
-def _adapter(expected: Any) -> TypeAdapter[Message]:
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
+
+
+def _adapter(expected: Any) -> TypeAdapter[Any]:
     if expected not in _ADAPTERS:
         _ADAPTERS[expected] = TypeAdapter(expected)
     return _ADAPTERS[expected]

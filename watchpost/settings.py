@@ -12,7 +12,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import ClassVar, Literal, get_args
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -223,6 +223,9 @@ class CommonSettings(BaseSettings):
         return self.database_url
 
 
+DEMO_VIDEO = "video/talking_blinks_720p.mp4"  # under data_dir: what `watchpost up` plays
+
+
 class CaptureSettings(CommonSettings):
     service_name: ClassVar[str] = "capture"
     default_port: ClassVar[int] = 8002
@@ -287,6 +290,12 @@ class CaptureSettings(CommonSettings):
         le=1024,
         description="Crops larger than this are shrunk to it (the passive check reads 128 px).",
     )
+
+    def resolved_source(self) -> str:
+        """The configured source, else the demo video from the data folder."""
+        if self.capture_source:
+            return self.capture_source
+        return str(self.data_dir / DEMO_VIDEO)
 
     @field_validator("capture_source")
     @classmethod
@@ -741,7 +750,7 @@ class DashboardSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _check_webhooks(self) -> DashboardSettings:
-        kinds = {*get_args(AlertKind), "*"}
+        kinds = {*AlertKind, "*"}
         unknown = set(self.dashboard_webhooks) - kinds
         if unknown:
             raise ValueError(f"dashboard_webhooks: unknown alert kinds {sorted(unknown)}")

@@ -16,13 +16,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias, cast
+from typing import Generic, TypeAlias, TypeVar, cast
 
 import redis
 from prometheus_client import Counter
 from redis.typing import EncodableT, FieldT
 
-from watchpost.keys import DEAD_LETTER_MAXLEN
+from watchpost.keys import DEAD_LETTER_MAXLEN, Group, Stream
 from watchpost.messages import (
     ATTACHMENT_PREFIX,
     Message,
@@ -33,6 +33,8 @@ from watchpost.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
 
 # An entry as our clients read it. redis-py types its replies as unions over `decode_responses`;
 # the project never sets it, so keys, values and ids are always bytes. The casts below say so once.
@@ -57,28 +59,39 @@ DEAD_LETTERED = Counter(
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """One decoded stream entry handed to a worker."""
+class Delivery(Generic[M]):
+    """One decoded stream entry handed to a worker: a message of the stream's type."""
 
     stream: str
     entry_id: bytes
-    message: Message
+    message: M
     image: bytes | None
     attachments: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def picture(self) -> bytes:
+        """The entry's image, for a message type that carries one (decoding made sure it is
+        there); MessageError for one that carries none."""
+        if self.image is None:
+            raise MessageError(f"{type(self.message).__name__} carries no image")
+        return self.image
 
 
 def publish(
     client: redis.Redis,
-    stream: str,
-    message: Message,
+    stream: Stream[M],
+    message: M,
     *,
     image: bytes | None = None,
     attachments: dict[str, bytes] | None = None,
-    maxlen: int,
+    maxlen: int | None = None,
 ) -> bytes:
+    """Append `message` to `stream`, trimmed (approximately) to the stream's declared bound, or
+    to `maxlen` where a deployment configures its own (capture's `capture_stream_maxlen`)."""
     encoded = encode(message, image, attachments)
     fields: dict[FieldT, EncodableT] = {key: value for key, value in encoded.items()}
-    return cast(bytes, client.xadd(stream, fields, maxlen=maxlen, approximate=True))
+    bound = stream.maxlen if maxlen is None else maxlen
+    return cast(bytes, client.xadd(stream, fields, maxlen=bound, approximate=True))
 
 
 def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float) -> dict[str, int]:
@@ -122,26 +135,28 @@ def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "
             raise
 
 
-class GroupConsumer:
+class GroupConsumer(Generic[M]):
+    """Reads `stream` as `group` (one the stream's spec declares), decoding its spec's type."""
+
     def __init__(
         self,
         client: redis.Redis,
+        stream: Stream[M],
         *,
-        stream: str,
-        group: str,
+        group: Group,
         consumer: str,
-        expected: type | object,
-        dead_letter_stream: str,
         claim_idle_ms: int = 30_000,
         max_failures: int = 3,
         start_id: str = "0",
     ) -> None:
+        if group not in stream.spec.groups:
+            raise ValueError(f"group {group!r} does not read {stream.spec.suffix!r}")
         self.client = client
         self.stream = stream
-        self.group = group
+        self.group = str(group)
         self.consumer = consumer
-        self.expected = expected
-        self.dead_letter_stream = dead_letter_stream
+        self.adapter = stream.spec.adapter
+        self.dead_letter_stream = stream.dead_letter
         self.claim_idle_ms = claim_idle_ms
         self.max_failures = max_failures
         self.start_id = start_id
@@ -152,7 +167,7 @@ class GroupConsumer:
     def start(self) -> None:
         ensure_group(self.client, self.stream, self.group, self.start_id)
 
-    def read(self, *, count: int = 16, block_ms: int | None = 1000) -> list[Delivery]:
+    def read(self, *, count: int = 16, block_ms: int | None = 1000) -> list[Delivery[M]]:
         """Up to `count` deliveries; waits up to `block_ms` for new ones (None: does not wait)."""
         entries = self._own_pending(count) or self._claim_stale(count)
         if not entries:
@@ -169,7 +184,7 @@ class GroupConsumer:
             for entry_id in ids:
                 self._failures.pop(entry_id, None)
 
-    def failed(self, delivery: Delivery, error: BaseException) -> None:
+    def failed(self, delivery: Delivery[M], error: BaseException) -> None:
         """Record a handler failure; after `max_failures` the entry goes to the dead letters."""
         count = self._failures.get(delivery.entry_id, 0) + 1
         self._failures[delivery.entry_id] = count
@@ -213,11 +228,11 @@ class GroupConsumer:
         # Entries trimmed away while pending come back empty; XAUTOCLAIM already dropped them.
         return [e for e in _entries(claimed) if e[1]]
 
-    def _decode_all(self, entries: list[Entry]) -> list[Delivery]:
-        deliveries: list[Delivery] = []
+    def _decode_all(self, entries: list[Entry]) -> list[Delivery[M]]:
+        deliveries: list[Delivery[M]] = []
         for entry_id, fields in entries:
             try:
-                message, image = decode(fields, self.expected)
+                message, image = decode(fields, self.adapter)
             except MessageError as exc:
                 self._dead_letter(entry_id, fields, str(exc))
                 continue

@@ -11,14 +11,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import psycopg
 import redis
 from prometheus_client import Counter, Gauge
 
+from watchpost.messages import Message
 from watchpost.streams import Delivery, GroupConsumer
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
 
 PROCESSED = Counter(
     "watchpost_messages_processed_total", "Stream messages handled and acked", ["service"]
@@ -42,11 +46,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class StreamWorker:
+class StreamWorker(Generic[M]):
     def __init__(
         self,
-        consumer: GroupConsumer,
-        handle: Callable[[Delivery], None],
+        consumer: GroupConsumer[M],
+        handle: Callable[[Delivery[M]], None],
         *,
         service: str,
         housekeeping: Callable[[], None] | None = None,
@@ -86,7 +90,7 @@ class StreamWorker:
                 self._pause(exc, stop)
         return processed
 
-    def _process(self, deliveries: list[Delivery], stop: threading.Event) -> int:
+    def _process(self, deliveries: list[Delivery[M]], stop: threading.Event) -> int:
         done = 0
         for delivery in deliveries:
             try:

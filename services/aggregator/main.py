@@ -6,8 +6,7 @@ from fastapi import FastAPI
 
 from services.aggregator.stream import AlertAggregator
 from watchpost.consumers import stream_worker
-from watchpost.keys import AGGREGATOR_GROUP, Keys
-from watchpost.messages import Verdict
+from watchpost.keys import Group, Keys
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import AggregatorSettings
 
@@ -16,13 +15,14 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     settings = settings or AggregatorSettings()
 
     def build(resources: Resources) -> list[BackgroundLoop]:
-        aggregator = AlertAggregator(settings, redis_client=resources.redis, pool=resources.pool)
+        aggregator = AlertAggregator(
+            settings, redis_client=resources.redis, pool=resources.require_pool()
+        )
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).verdicts,
-            group=AGGREGATOR_GROUP,
-            expected=Verdict,
+            Keys(settings.stream_prefix).verdicts,
+            group=Group.AGGREGATOR,
             handle=aggregator.handle,
             housekeeping=aggregator.expire,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from watchpost.messages import AlertKind, LivenessState
 
@@ -134,7 +135,7 @@ def grant_vote(recognitions: list[Recognition], policy: AlertPolicy) -> GrantVot
     )
 
 
-def grants(vote: GrantVote | None, policy: AlertPolicy) -> bool:
+def grants(vote: GrantVote | None, policy: AlertPolicy) -> TypeGuard[GrantVote]:
     return (
         vote is not None
         and vote.identity_id is not None
@@ -186,7 +187,7 @@ def decide_alerts(
         return []
     decisions = []
     if evidence.liveness == "spoof":
-        decisions.append(AlertDecision("spoof_attempt", evidence.liveness_reason))
+        decisions.append(AlertDecision(AlertKind.SPOOF_ATTEMPT, evidence.liveness_reason))
     # A stranger takes that many checks *saying* unknown; a known face, that many checks in all.
     enough = (
         vote.votes >= policy.min_unknown_votes
@@ -200,14 +201,14 @@ def decide_alerts(
             seen = vote.display_name or "nobody enrolled"
             decisions.append(
                 AlertDecision(
-                    "identity_mismatch",
+                    AlertKind.IDENTITY_MISMATCH,
                     f"claimed login {claim.login_name!r}, but the face is {seen}",
                 )
             )
         if vote.identity_id is None:
             decisions.append(
                 AlertDecision(
-                    "unknown_person",
+                    AlertKind.UNKNOWN_PERSON,
                     f"no enrolled face within the threshold ({vote.votes}/{vote.total} checks)",
                 )
             )
@@ -218,7 +219,7 @@ def decide_alerts(
             ):
                 decisions.append(
                     AlertDecision(
-                        "access_granted",
+                        AlertKind.ACCESS_GRANTED,
                         f"{granted.display_name}: {granted.checks} quality checks of "
                         f"{vote.total} agree ({granted.share:.0%} of the weighted vote, margin "
                         f">= {granted.smallest_margin:.2f}); {evidence.liveness_reason}",
@@ -230,12 +231,16 @@ def decide_alerts(
     return [d for d in decisions if d.kind not in evidence.alerted]
 
 
+PER_PERSON_COOLDOWN = (AlertKind.ACCESS_GRANTED, AlertKind.IDENTITY_MISMATCH)
+
+
 def cooldown_key(kind: str, camera_id: str, identity_id: int | None) -> str:
     """What a cool-down is counted on: the person for known faces, the camera for the rest
     (a stranger re-tracked after an occlusion must not raise a second alert a second later)."""
     who = (
         identity_id
-        if identity_id is not None and kind in ("access_granted", "identity_mismatch")
+        if identity_id is not None
+        and kind in (AlertKind.ACCESS_GRANTED, AlertKind.IDENTITY_MISMATCH)
         else "any"
     )
     return f"{kind}:{camera_id}:{who}"

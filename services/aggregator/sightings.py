@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis
-from psycopg_pool import ConnectionPool
 
 from services.aggregator.policy import TrackEvidence, vote_identity
 from watchpost.db import alerts, sightings
+from watchpost.db.pool import Pool
 from watchpost.images import ImageError, crop_jpeg, decode_jpeg, draw_box, sharpness
 from watchpost.keys import Keys
-from watchpost.messages import LivenessVerdict, RecognitionVerdict
+from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,12 @@ class SightingState:
     erased: bool = False  # the person was erased while the track lasted: keep no record
     ended: bool = False
 
+    def mean_unknown(self) -> np.ndarray | None:
+        """The mean embedding of the track's unknown checks (None: it had none)."""
+        if self.unknown_sum is None or not self.unknown_count:
+            return None
+        return np.asarray(self.unknown_sum / self.unknown_count)
+
     def see(self, at: float | None) -> None:
         if at is None:
             return
@@ -70,7 +76,7 @@ class SightingRecorder:
         settings: AggregatorSettings,
         *,
         redis_client: redis.Redis,
-        pool: ConnectionPool,
+        pool: Pool,
         publish_alert: Callable[[dict, bool], None],
     ) -> None:
         self.settings = settings
@@ -116,21 +122,22 @@ class SightingRecorder:
 
     def end(self, state: SightingState, evidence: TrackEvidence) -> None:
         """The track is over: write the sighting a last time, and group it if it is unknown."""
-        if state.ended or state.erased or vote_identity(evidence.recognitions) is None:
+        vote = vote_identity(evidence.recognitions)
+        if state.ended or state.erased or vote is None:
             return
         row = self.write(state, evidence, ended=True)
-        vote = vote_identity(evidence.recognitions)
+        mean = state.mean_unknown()
         if (
             row is not None
             and vote.identity_id is None
-            and state.unknown_count
+            and mean is not None
             and vote.votes >= self.settings.aggregator_unknown_min_checks
         ):
             with self.pool.connection() as conn:
                 group = sightings.assign_group(
                     conn,
                     row["id"],
-                    state.unknown_sum / state.unknown_count,
+                    mean,
                     max_distance=self.settings.aggregator_unknown_group_distance,
                 )
             log.info("sighting %s joined unknown group %s", row["id"], group)
@@ -164,7 +171,9 @@ class SightingRecorder:
         self, state: SightingState, evidence: TrackEvidence, *, ended: bool = False
     ) -> dict | None:
         vote = vote_identity(evidence.recognitions)
+        # A vote needs a recognition verdict, which always brings its frame and capture time.
         assert vote is not None and state.best is not None and state.best_frame is not None
+        assert state.first_seen is not None and state.last_seen is not None
         shot = state.best
         images: dict = {}
         if state.images_dirty:
@@ -176,7 +185,6 @@ class SightingRecorder:
                 "quality": state.quality,
                 "box": box,
             }
-        unknown = vote.identity_id is None and state.unknown_count
         with self.pool.connection() as conn:
             row = sightings.upsert_sighting(
                 conn,
@@ -190,7 +198,7 @@ class SightingRecorder:
                 best_distance=vote.best_distance,
                 liveness=evidence.liveness,
                 ended=ended,
-                embedding=state.unknown_sum / state.unknown_count if unknown else None,
+                embedding=state.mean_unknown() if vote.identity_id is None else None,
                 **images,
             )
         state.written_at = time.monotonic()
@@ -255,12 +263,13 @@ class SightingRecorder:
                 f"seen at camera {other['camera_id']!r}, then at {row['camera_id']!r} "
                 f"{gap:.1f} s later; getting there takes at least {needed:.0f} s"
             )
-        shot = state.best
+        shot, frame = state.best, state.best_frame
+        assert shot is not None and frame is not None  # travel is checked after a write
         box = shot.box.as_tuple()
         with self.pool.connection() as conn:
             alert, created = alerts.upsert_alert(
                 conn,
-                kind="impossible_travel",
+                kind=AlertKind.IMPOSSIBLE_TRAVEL,
                 camera_id=row["camera_id"],
                 track_id=row["track_id"],
                 captured_at=shot.captured_at,
@@ -278,10 +287,10 @@ class SightingRecorder:
                     "other_sighting": sightings.details(other),
                     "evidence_at": row["last_seen"].timestamp(),
                 },
-                snapshot_jpeg=draw_box(state.best_frame, box, "impossible_travel", TRAVEL_COLOUR),
-                face_jpeg=crop_jpeg(state.best_frame, box),
+                snapshot_jpeg=draw_box(frame, box, "impossible_travel", TRAVEL_COLOUR),
+                face_jpeg=crop_jpeg(frame, box),
             )
         self.publish_alert(alert, created)
-        seconds = self.settings.aggregator_cooldowns.get("impossible_travel", 0)
+        seconds = self.settings.aggregator_cooldowns.get(AlertKind.IMPOSSIBLE_TRAVEL, 0)
         if seconds > 0:
             self.redis.set(cooldown, alert["id"], ex=max(1, round(seconds)))

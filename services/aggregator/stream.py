@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import psycopg
 import redis
 from prometheus_client import Counter
-from psycopg_pool import ConnectionPool
 
 from services.aggregator.policy import (
     AlertDecision,
@@ -25,9 +24,10 @@ from services.aggregator.policy import (
 )
 from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
+from watchpost.db.pool import Pool
 from watchpost.images import crop_jpeg, draw_box
-from watchpost.keys import ALERTS_MAXLEN, Keys
-from watchpost.messages import LivenessVerdict, RecognitionVerdict
+from watchpost.keys import Keys
+from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import Delivery, publish
 
@@ -38,11 +38,11 @@ SUPPRESSED = Counter(
     "watchpost_alerts_suppressed_total", "Alerts held back by a cool-down", ["kind"]
 )
 COLOURS = {
-    "unknown_person": "#d97706",
-    "spoof_attempt": "#dc2626",
-    "identity_mismatch": "#9333ea",
-    "access_granted": "#16a34a",
-    "impossible_travel": "#0891b2",
+    AlertKind.UNKNOWN_PERSON: "#d97706",
+    AlertKind.SPOOF_ATTEMPT: "#dc2626",
+    AlertKind.IDENTITY_MISMATCH: "#9333ea",
+    AlertKind.ACCESS_GRANTED: "#16a34a",
+    AlertKind.IMPOSSIBLE_TRAVEL: "#0891b2",
 }
 
 
@@ -70,7 +70,7 @@ class _Track:
 
 class AlertAggregator:
     def __init__(
-        self, settings: AggregatorSettings, *, redis_client: redis.Redis, pool: ConnectionPool
+        self, settings: AggregatorSettings, *, redis_client: redis.Redis, pool: Pool
     ) -> None:
         self.settings = settings
         self.redis = redis_client
@@ -84,7 +84,7 @@ class AlertAggregator:
             settings, redis_client=redis_client, pool=pool, publish_alert=self._published
         )
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[RecognitionVerdict | LivenessVerdict]) -> None:
         verdict = delivery.message
         track = self._track(verdict.camera_id, verdict.track_id)
         fresh = delivery.entry_id not in track.counted
@@ -152,7 +152,7 @@ class AlertAggregator:
 
     def _published(self, row: dict, created: bool) -> None:
         """Announce a stored alert (again, after a redelivery: consumers de-duplicate)."""
-        publish(self.redis, self.keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+        publish(self.redis, self.keys.alerts, alerts.alert_from_row(row))
         if created:
             ALERTS.labels(row["kind"]).inc()
             log.info(
@@ -187,9 +187,9 @@ class AlertAggregator:
         assert shot is not None and track.snapshot_jpeg is not None
         # Who the alert names is the track's vote, not whichever verdict had the best frame.
         vote = vote_identity(track.evidence.recognitions)
-        known = decision.kind != "unknown_person" and vote is not None
-        identity = vote.identity_id if known else None
-        distance = vote.best_distance if known else shot.distance
+        known = vote if decision.kind != AlertKind.UNKNOWN_PERSON else None
+        identity = known.identity_id if known else None
+        distance = known.best_distance if known else shot.distance
         if decision.identity_id is not None:  # an access grant names its evidence's winner
             identity, distance = decision.identity_id, decision.distance
         cooldown = self.keys.cooldown(cooldown_key(decision.kind, shot.camera_id, identity))
@@ -202,7 +202,8 @@ class AlertAggregator:
                 shot.track_id,
             )
             return
-        name = (decision.display_name or vote.display_name) if identity else None
+        voted_name = vote.display_name if vote else None
+        name = (decision.display_name or voted_name) if identity else None
         label = f"{decision.kind}: {name}" if name else decision.kind
         snapshot = draw_box(track.snapshot_jpeg, shot.box.as_tuple(), label, COLOURS[decision.kind])
         with self.pool.connection() as conn:
@@ -232,10 +233,10 @@ class AlertAggregator:
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),
             )
-        event = alerts.event_from_row(row)
+        event = alerts.alert_from_row(row)
         # Published even when the row existed (a redelivery after a crash between the write and
         # the publish); consumers de-duplicate on alert_id.
-        publish(self.redis, self.keys.alerts, event, maxlen=ALERTS_MAXLEN)
+        publish(self.redis, self.keys.alerts, event)
         seconds = self.settings.aggregator_cooldowns.get(decision.kind, 0)
         if seconds > 0:  # set only once the alert is stored: a crash before it loses nothing
             self.redis.set(cooldown, row["id"], ex=max(1, round(seconds)))

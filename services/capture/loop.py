@@ -15,9 +15,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import Pool, cameras
-from watchpost.images import face_square
+from watchpost.db.cameras import CameraStatus
+from watchpost.geometry import Box
 from watchpost.keys import Keys
-from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
+from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 from watchpost.streams import publish
@@ -69,14 +70,14 @@ class CaptureLoop:
         self.policy = None if trusted else settings.source_policy()
         self.keys = Keys(settings.stream_prefix)
         self.tracker = FaceTracker()
-        self.status = "starting"
+        self.status: CameraStatus = CameraStatus.STARTING
         self.last_error: str | None = None
         self.frames_published = 0
         self._seq = 0
         self._crop_counts: dict[str, int] = {}  # frames seen per track, to crop every N-th
         self._fps = 0.0
         self._status_retry_at = 0.0
-        self._unsaved: tuple[str, bool] | None = None  # a status not stored yet
+        self._unsaved: tuple[CameraStatus, bool] | None = None  # a status not stored yet
         self._status_lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
@@ -87,25 +88,25 @@ class CaptureLoop:
             try:
                 video = open_source(self.source, self.policy)
             except SourceError as exc:
-                self._set_status("error", error=str(exc))
+                self._set_status(CameraStatus.ERROR, error=str(exc))
                 log.error("camera %s: %s", self.camera, exc)
                 if burst:
                     raise
                 stop.wait(self.settings.capture_reconnect_seconds)
                 continue
-            self._set_status("online")
+            self._set_status(CameraStatus.ONLINE)
             try:
                 ended = self._play(video, stop, paced=self.settings.capture_realtime and not burst)
             finally:
                 video.close()
             if burst or (ended and video.is_file and not self.settings.capture_loop):
-                self._set_status("ended" if ended else "stopped")
+                self._set_status(CameraStatus.ENDED if ended else CameraStatus.STOPPED)
                 break
             if ended and not video.is_file:
-                self._set_status("offline", error="stream ended; reconnecting")
+                self._set_status(CameraStatus.OFFLINE, error="stream ended; reconnecting")
                 stop.wait(self.settings.capture_reconnect_seconds)
         else:
-            self._set_status("stopped")
+            self._set_status(CameraStatus.STOPPED)
         return self.frames_published
 
     def _play(self, video: VideoSource, stop: threading.Event, *, paced: bool) -> bool:
@@ -145,7 +146,7 @@ class CaptureLoop:
                 self._fps = window_frames / elapsed
                 FPS.labels(self.camera).set(self._fps)
                 window_start, window_frames = time.monotonic(), 0
-                self._set_status("online", frame_seen=True)
+                self._set_status(CameraStatus.ONLINE, frame_seen=True)
         return False
 
     # -- one frame ----------------------------------------------------------------------------
@@ -182,7 +183,7 @@ class CaptureLoop:
             faces=[
                 TrackedFace(
                     track_id=t.track_id,
-                    box=Box(left=t.box[0], top=t.box[1], right=t.box[2], bottom=t.box[3]),
+                    box=Box.of(t.box),
                     detected=t.detected,
                 )
                 for t in tracked
@@ -201,7 +202,7 @@ class CaptureLoop:
                 frame,
                 image=jpeg.tobytes(),
                 attachments=pictures,
-                maxlen=self.settings.capture_stream_maxlen,
+                maxlen=self.settings.capture_stream_maxlen,  # the deployment's own bound
             )
         except redis.RedisError as exc:
             # Frames are perishable: drop this one and keep the camera going.
@@ -229,10 +230,12 @@ class CaptureLoop:
         for t in tracked:
             count = self._crop_counts.get(t.track_id, 0)
             self._crop_counts[t.track_id] = count + 1
-            box = tuple(round(v * scale) for v in t.box)
+            left, top, right, bottom = (round(v * scale) for v in t.box)
+            box = (left, top, right, bottom)
             if count % every or box[2] - box[0] < self.settings.capture_crop_min_face:
                 continue
-            left, top, right, bottom = face_square(box, cw, ch)
+            crop = FaceCrop.around(t.track_id, box, cw, ch)
+            left, top, right, bottom = crop.square.as_tuple()
             region = camera_bgr[top:bottom, left:right]
             side = self.settings.capture_crop_max_side
             if max(region.shape[:2]) > side:
@@ -240,11 +243,6 @@ class CaptureLoop:
             ok, jpeg = cv2.imencode(".jpg", region, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
             if not ok:
                 continue
-            crop = FaceCrop(
-                track_id=t.track_id,
-                square=Box(left=left, top=top, right=right, bottom=bottom),
-                camera_width=cw,
-            )
             crops.append(crop)
             pictures[crop.attachment] = jpeg.tobytes()
         if len(self._crop_counts) > MAX_CROP_TRACKS:  # forget tracks that ended
@@ -308,12 +306,12 @@ class CaptureLoop:
         self.last_error = error
 
     def _set_status(
-        self, status: str, *, error: str | None = None, frame_seen: bool = False
+        self, status: CameraStatus, *, error: str | None = None, frame_seen: bool = False
     ) -> None:
         self.status = status
         if error:
             self.last_error = redact(error)  # it is stored and shown to viewers
-        elif status == "online":
+        elif status == CameraStatus.ONLINE:
             self.last_error = None
         self._unsaved = (status, frame_seen)
         self.retry_status()

@@ -13,15 +13,6 @@ from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 from watchpost.vision.models import warm_up
 
-DEMO_VIDEO = "video/talking_blinks_720p.mp4"
-
-
-def resolve_source(settings: CaptureSettings) -> str:
-    """The configured source, else the demo video from the data folder."""
-    if settings.capture_source:
-        return settings.capture_source
-    return str(settings.data_dir / DEMO_VIDEO)
-
 
 def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
@@ -32,7 +23,7 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
             settings,
             redis_client=resources.redis,
             pool=resources.require_pool(),
-            default_source=resolve_source(settings),
+            default_source=settings.resolved_source(),
         )
         app.state.supervisor = supervisor
         return [BackgroundLoop("capture", supervisor.run)]

@@ -26,6 +26,7 @@ import redis
 from services.capture.leases import CameraLeases, plan
 from services.capture.loop import CaptureLoop
 from watchpost.db import Pool, cameras
+from watchpost.db.cameras import CameraStatus
 from watchpost.keys import Keys
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
@@ -42,7 +43,10 @@ class _Running:
     @property
     def crashed(self) -> bool:
         """Gone without being asked to, and not because its video file simply ended."""
-        return not self.thread.is_alive() and self.loop.status not in ("ended", "stopped")
+        return not self.thread.is_alive() and self.loop.status not in (
+            CameraStatus.ENDED,
+            CameraStatus.STOPPED,
+        )
 
 
 class CaptureSupervisor:

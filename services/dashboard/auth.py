@@ -33,7 +33,7 @@ from watchpost.auth import (
     check_key,
     rate_limit,
 )
-from watchpost.db import access
+from watchpost.db import audit_log
 from watchpost.keys import Keys
 from watchpost.service import Resources
 from watchpost.settings import DashboardSettings
@@ -172,7 +172,7 @@ def audit(
     **details,
 ) -> None:
     """One audit entry, in the same transaction as the change it records."""
-    access.audit(
+    audit_log.audit(
         conn,
         actor=who.actor,
         role=who.role.name,
@@ -190,7 +190,7 @@ def throttle(request: Request, bucket: str, who: str, per_minute: int) -> None:
     try:
         rate_limit(
             request.app.state.resources.redis,
-            f"{keys.prefix}:ratelimit:{bucket}:{who}",
+            keys.rate_limit(bucket, who),
             limit=per_minute,
             window_seconds=60,
         )
@@ -234,7 +234,7 @@ def login(body: Login, request: Request, response: Response) -> SessionInfo:
         principal = state.verifier.check_uncached(body.key)  # holds no connection while hashing
     except AuthError:
         with state.pool.connection() as conn:
-            access.audit(
+            audit_log.audit(
                 conn,
                 actor="anonymous",
                 role="none",

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 import redis
+from pydantic import ValidationError
 
+from watchpost.contracts import FacesOut
 from watchpost.db import identities
 from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
@@ -61,15 +63,17 @@ def check_face(
         raise EnrolmentError(str(response.json().get("detail", "image rejected")))
     if response.status_code != 200:
         raise RecognitionUnavailable(f"recognition service answered {response.status_code}")
-    faces = response.json()["faces"]  # largest first
+    try:
+        faces = FacesOut.model_validate_json(response.content).faces  # largest first
+    except ValidationError as exc:
+        raise RecognitionUnavailable(f"recognition sent an unreadable answer: {exc}") from None
     if not faces:
         raise EnrolmentError("no face found in the photo")
     if len(faces) > 1 and not rules.largest:
         raise EnrolmentError(
             f"{len(faces)} faces found; send a photo of one person (or ask for the largest face)"
         )
-    b = faces[0]["box"]
-    box = (b["left"], b["top"], b["right"], b["bottom"])
+    box = faces[0].box.as_tuple()
     width = box[2] - box[0]
     if width < rules.min_face_px:
         raise EnrolmentError(f"the face is {width} px wide; at least {rules.min_face_px} px needed")
@@ -78,7 +82,7 @@ def check_face(
         raise EnrolmentError(
             f"the face is too blurry (sharpness {score:.0f}, at least {rules.min_sharpness:.0f})"
         )
-    return CheckedFace(rgb, box, np.asarray(faces[0]["embedding"], np.float32))
+    return CheckedFace(rgb, box, np.asarray(faces[0].embedding, np.float32))
 
 
 def check_against_gallery(

@@ -13,14 +13,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.dashboard.api import alert_public
 from services.dashboard.auth import Operator, audit, require
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.schemas import AlertPublic, Name, Problem
 from watchpost.auth import Role
 from watchpost.db import alerts
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import ALERTS_MAXLEN
 from watchpost.messages import AlertKind
 from watchpost.streams import publish
 
@@ -29,16 +27,16 @@ router = APIRouter(dependencies=[Depends(require(Role.operator))])
 
 # What older clients call each kind.
 LEGACY_KINDS: dict[str, AlertKind] = {
-    "unknown": "unknown_person",
-    "unknown_person": "unknown_person",
-    "intruder": "unknown_person",
-    "spoof": "spoof_attempt",
-    "spoof_attempt": "spoof_attempt",
-    "fake": "spoof_attempt",
-    "mismatch": "identity_mismatch",
-    "identity_mismatch": "identity_mismatch",
-    "granted": "access_granted",
-    "access_granted": "access_granted",
+    "unknown": AlertKind.UNKNOWN_PERSON,
+    "unknown_person": AlertKind.UNKNOWN_PERSON,
+    "intruder": AlertKind.UNKNOWN_PERSON,
+    "spoof": AlertKind.SPOOF_ATTEMPT,
+    "spoof_attempt": AlertKind.SPOOF_ATTEMPT,
+    "fake": AlertKind.SPOOF_ATTEMPT,
+    "mismatch": AlertKind.IDENTITY_MISMATCH,
+    "identity_mismatch": AlertKind.IDENTITY_MISMATCH,
+    "granted": AlertKind.ACCESS_GRANTED,
+    "access_granted": AlertKind.ACCESS_GRANTED,
 }
 
 
@@ -112,5 +110,5 @@ def legacy_alert(
         audit(conn, request, who, "legacy_alert", "alert", row["id"], kind=kind)
     conn.commit()
     if created:
-        publish(redis_client, keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
-    return alert_public(row)
+        publish(redis_client, keys.alerts, alerts.alert_from_row(row))
+    return alerts.alert_from_row(row)

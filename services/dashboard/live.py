@@ -16,7 +16,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, WebSocket, WebSock
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.dashboard.api import alert_public
 from services.dashboard.auth import VIEWER, AuthState, authenticate, same_origin
 from watchpost.auth import RateLimited, Role
 from watchpost.db import alerts, cameras
@@ -60,7 +59,7 @@ async def alerts_ws(websocket: WebSocket, after: int | None = Query(None, ge=0))
             )
             for row in rows:
                 await websocket.send_text(
-                    _frame(alert_public(row).model_dump(mode="json"), replay=True)
+                    _frame(alerts.alert_from_row(row).model_dump(mode="json"), replay=True)
                 )
                 last_sent = row["id"]
         receiver = asyncio.create_task(_drain_client(websocket))
@@ -92,10 +91,7 @@ async def alerts_ws(websocket: WebSocket, after: int | None = Query(None, ge=0))
                 return
             if event.alert_id <= last_sent:
                 continue
-            alert = event.model_dump(mode="json")
-            alert["id"] = alert.pop("alert_id")
-            alert["snapshot_url"] = f"/api/v1/alerts/{event.alert_id}/snapshot"
-            await websocket.send_text(_frame(alert, replay=False))
+            await websocket.send_text(_frame(event.model_dump(mode="json"), replay=False))
             last_sent = event.alert_id
     except WebSocketDisconnect:
         pass

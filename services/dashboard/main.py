@@ -9,20 +9,21 @@ from pathlib import Path
 
 import psycopg
 import redis
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.dashboard import admin_routes, api, auth, legacy, live, people_routes
+from services.dashboard import auth, legacy, live
 from services.dashboard.auth import AuthState, require
 from services.dashboard.broadcast import AlertBroadcaster
 from services.dashboard.headers import SecurityHeaders
-from services.dashboard.webhooks import NOTIFIER_GROUP, WebhookNotifier
+from services.dashboard.routes import admin, alerts, audit, cameras, identities, sightings
+from services.dashboard.webhooks import WebhookNotifier
 from watchpost.auth import Role
 from watchpost.consumers import stream_worker
-from watchpost.db import access
-from watchpost.keys import MQTT_GROUP, Keys
+from watchpost.db.retention import purge_expired
+from watchpost.keys import Group, Keys
 from watchpost.messages import AlertEvent
 from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_app
 from watchpost.settings import DashboardSettings
@@ -38,6 +39,21 @@ log = logging.getLogger(__name__)
 UPLOADS = [
     UploadRoute("POST", re.compile(r"/api/v1/identities/[^/]+/faces"), require(Role.admin)),
     UploadRoute("POST", re.compile(r"/dashboard"), require(Role.operator)),
+]
+
+
+# Every router the dashboard serves, in order (a path matches the first route that fits): adding
+# a resource is one line here.
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    identities.router,
+    alerts.router,
+    sightings.router,
+    cameras.router,
+    audit.router,
+    admin.router,
+    live.router,
+    legacy.router,
 ]
 
 
@@ -73,9 +89,8 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).alerts,
-            group=MQTT_GROUP,
-            expected=AlertEvent,
+            Keys(settings.stream_prefix).alerts,
+            group=Group.MQTT,
             handle=bridge.handle,
             housekeeping=bridge.housekeeping,
             start_id="$",  # a newly configured broker is not sent the alert history
@@ -86,14 +101,15 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
         finally:
             bridge.publisher.stop()
 
-    def notifier(resources: Resources[DashboardSettings], stop: threading.Event) -> StreamWorker:
+    def notifier(
+        resources: Resources[DashboardSettings], stop: threading.Event
+    ) -> StreamWorker[AlertEvent]:
         sender = WebhookNotifier(settings, redis_client=resources.redis, stop=stop)
         return stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).alerts,
-            group=NOTIFIER_GROUP,
-            expected=AlertEvent,
+            Keys(settings.stream_prefix).alerts,
+            group=Group.NOTIFIER,
             handle=sender.handle,
             start_id="$",  # a newly configured webhook is not sent the alert history
         )
@@ -118,12 +134,8 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.include_router(auth.router)
-    app.include_router(api.router)
-    app.include_router(admin_routes.router)
-    app.include_router(people_routes.router)
-    app.include_router(live.router)
-    app.include_router(legacy.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -139,7 +151,7 @@ def retention(resources: Resources[DashboardSettings], stop: threading.Event) ->
     while not stop.is_set():
         try:
             with resources.require_pool().connection() as conn:
-                removed = access.purge_expired(
+                removed = purge_expired(
                     conn,
                     alert_days=settings.retention_alert_days,
                     snapshot_days=settings.retention_snapshot_days,
@@ -159,7 +171,7 @@ def stream_retention(resources: Resources[DashboardSettings], stop: threading.Ev
     streams' length caps allow (days of a quiet camera)."""
     settings = resources.settings
     keys = Keys(settings.stream_prefix)
-    streams = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
+    streams: list[str] = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
     while not stop.is_set():
         try:
             trimmed = trim_older_than(resources.redis, streams, settings.retention_stream_seconds)

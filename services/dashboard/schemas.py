@@ -16,7 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from watchpost.messages import AlertKind, LivenessState
+from watchpost.db.cameras import CameraStatus
+from watchpost.messages import AlertEvent, AlertKind, LivenessState
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # names and sources are one line
 
@@ -184,26 +185,8 @@ class IdentityPage(BaseModel):
     offset: int
 
 
-class AlertPublic(BaseModel):
-    id: int
-    kind: AlertKind
-    camera_id: str
-    track_id: str
-    identity_id: int | None
-    display_name: str | None
-    claimed_login: str | None
-    distance: float | None
-    liveness: LivenessState
-    reason: str
-    details: dict[str, Any]
-    captured_at: datetime
-    created_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by: str | None
-    has_snapshot: bool
-    snapshot_url: str | None = None
-    has_face: bool = False
-    face_url: str | None = None
+# The public alert: one model for the REST API, the alerts stream and the websocket.
+AlertPublic = AlertEvent
 
 
 class CameraPublic(BaseModel):
@@ -212,7 +195,7 @@ class CameraPublic(BaseModel):
     source: str
     enabled: bool
     claimed_login: str | None
-    status: str
+    status: CameraStatus
     fps: float | None
     last_frame_at: datetime | None
     last_error: str | None

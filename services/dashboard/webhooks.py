@@ -20,14 +20,13 @@ import httpx
 import redis
 from prometheus_client import Counter
 
-from watchpost.keys import DEAD_LETTER_MAXLEN, Keys
+from watchpost.keys import DEAD_LETTER_MAXLEN, Group, Keys
 from watchpost.messages import AlertEvent
 from watchpost.settings import DashboardSettings
 from watchpost.streams import Delivery
 
 log = logging.getLogger(__name__)
 
-NOTIFIER_GROUP = "notifier"
 SENT = Counter("watchpost_webhooks_total", "Webhook deliveries", ["result"])
 
 
@@ -51,9 +50,8 @@ class WebhookNotifier:
         hooks = self.settings.dashboard_webhooks
         return list(dict.fromkeys([*hooks.get(kind, []), *hooks.get("*", [])]))
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[AlertEvent]) -> None:
         event = delivery.message
-        assert isinstance(event, AlertEvent)
         body = json.dumps({"type": "alert", "alert": event.model_dump(mode="json")}).encode()
         for url in self.urls_for(event.kind):
             self._send(url, body, event)
@@ -92,7 +90,7 @@ class WebhookNotifier:
             self.keys.dead_letter,
             {
                 b"source_stream": self.keys.alerts.encode(),
-                b"group": NOTIFIER_GROUP.encode(),
+                b"group": Group.NOTIFIER.encode(),
                 b"data": body,
                 b"reason": f"webhook {url} failed: {error}".encode()[:2000],
                 b"dead_at": str(time.time()).encode(),

@@ -4,31 +4,15 @@ frame is treated as one track, and judged exactly like a track from a camera."""
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel
 
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
-from services.liveness.stream import MOTION_LAG_S
+from services.liveness.timing import MOTION_LAG_S, PASSIVE_EVERY
 from services.liveness.verdict import TrackEvidence, decide
+from watchpost.contracts import LivenessReport
 from watchpost.images import cut_square, to_grey
-from watchpost.messages import AttackCue, LivenessState
 from watchpost.vision.faces import detect_faces
-
-PASSIVE_EVERY = 3  # as capture sends crops from a camera
-
-
-class LivenessReport(BaseModel):
-    state: LivenessState
-    reason: str
-    blinks: int
-    frames_seen: int
-    frames_with_face: int
-    frames_with_eyes: int
-    open_ear: float | None
-    passive_score: float | None
-    passive_frames: int
-    cues: list[AttackCue]
 
 
 def burst_liveness(

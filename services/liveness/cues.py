@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from watchpost.geometry import BoxTuple as Box
 from watchpost.messages import AttackCue
-
-Box = tuple[int, int, int, int]
 
 MIN_FACE_MOTION_PX = 1.5  # in pixels of a face 100 px wide: smaller moves say nothing
 MIN_POINTS = 6
@@ -52,7 +51,12 @@ def _flow(
     before: np.ndarray, after: np.ndarray, points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
-        before, after, points, None, winSize=(15, 15), maxLevel=2
+        before,
+        after,
+        points,
+        None,  # type: ignore[call-overload]  # OpenCV allocates the output; its stubs say no
+        winSize=(15, 15),
+        maxLevel=2,
     )
     ok = status.ravel() == 1
     if ok.sum() < MIN_POINTS:

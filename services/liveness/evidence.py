@@ -3,6 +3,7 @@ every face of the frame) and passive attack scores. Used by the stream and the b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,8 @@ from services.liveness.eyes import (
 )
 from services.liveness.passive_model import PassiveModel
 from services.liveness.verdict import LivenessPolicy
+from watchpost.geometry import BoxTuple as Box
 from watchpost.settings import LivenessSettings
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class EvidenceReader:
             readings.append((None, problem) if problem else (face_ear(landmarks), None))
             if not problem and self.eyes is not None:
                 patches.append(eye_patches(grey, landmarks, framing=self.eye_framing))
-        p_closed = iter([])
-        if patches:
+        p_closed: Iterator[float] = iter([])
+        if patches and self.eyes is not None:
             p_closed = iter(self.eyes.scores(np.concatenate(patches)).reshape(-1, 2).mean(axis=1))
         return [
             EyeReading(ear, problem, float(next(p_closed)) if ear is not None and patches else None)

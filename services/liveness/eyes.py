@@ -42,7 +42,7 @@ def eye_patches(
         rows = np.clip(np.arange(top, bottom), 0, h - 1)
         cols = np.clip(np.arange(left, right), 0, w - 1)
         region = np.ascontiguousarray(grey[np.ix_(rows, cols)])
-        patch = Image.fromarray(region).resize((EYE_PATCH, EYE_PATCH), Image.BILINEAR)
+        patch = Image.fromarray(region).resize((EYE_PATCH, EYE_PATCH), Image.Resampling.BILINEAR)
         patches.append(np.asarray(patch))
     return np.stack(patches)
 
@@ -77,7 +77,7 @@ def face_landmarks(
     x0, y0 = max(0, left - margin), max(0, top - margin)
     x1, y1 = min(w, right + margin), min(h, bottom + margin)
     size = (round((x1 - x0) * factor), round((y1 - y0) * factor))
-    region = np.asarray(Image.fromarray(grey[y0:y1, x0:x1]).resize(size, Image.BICUBIC))
+    region = np.asarray(Image.fromarray(grey[y0:y1, x0:x1]).resize(size, Image.Resampling.BICUBIC))
     scaled_box = (
         round((left - x0) * factor),
         round((top - y0) * factor),

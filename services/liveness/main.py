@@ -10,15 +10,16 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from services.liveness.blink import BlinkDetector
-from services.liveness.burst import LivenessReport, burst_liveness
+from services.liveness.burst import burst_liveness
 from services.liveness.stream import LivenessTracker
 from watchpost.consumers import stream_worker
+from watchpost.contracts import LivenessReport
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import LIVENESS_GROUP, Keys
-from watchpost.messages import Frame
+from watchpost.keys import Group, Keys
 from watchpost.service import BackgroundLoop, Resources, ServiceGate, UploadRoute, service_app
 from watchpost.settings import LivenessSettings
 from watchpost.vision.models import LOCK as MODEL_LOCK
+from watchpost.vision.models import under_lock
 
 
 def create_app(settings: LivenessSettings | None = None) -> FastAPI:
@@ -29,17 +30,12 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
         tracker.reader.warm_up()  # before the service reports ready
         app.state.reader = tracker.reader
 
-        def handle(delivery) -> None:
-            with MODEL_LOCK:
-                tracker.handle(delivery)
-
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).frames,
-            group=LIVENESS_GROUP,
-            expected=Frame,
-            handle=handle,
+            Keys(settings.stream_prefix).frames,
+            group=Group.LIVENESS,
+            handle=under_lock(tracker.handle),
             housekeeping=tracker.expire,
         )
         return [BackgroundLoop("liveness", worker.run)]

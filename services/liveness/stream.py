@@ -22,9 +22,10 @@ from services.liveness.blink import BlinkDetector
 from services.liveness.calibration import SiteCalibration
 from services.liveness.cues import context_motion, frame_edges
 from services.liveness.evidence import EvidenceReader
+from services.liveness.timing import HISTORY_FRAMES, MOTION_LAG_S, MOTION_MAX_LAG_S
 from services.liveness.verdict import Judgement, LivenessPolicy, TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
-from watchpost.keys import VERDICTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
 from watchpost.streams import Delivery, publish
@@ -35,9 +36,6 @@ STALE_FRAMES = Counter("watchpost_liveness_stale_frames_total", "Frames skipped 
 VERDICTS = Counter("watchpost_liveness_verdicts_total", "Verdicts published", ["state"])
 FRAME_SECONDS = Histogram("watchpost_liveness_frame_seconds", "Evidence reading per frame")
 MAX_TRACKS = 2_000
-MOTION_LAG_S = 0.15  # the motion cue compares a frame with the camera's frame this much earlier
-MOTION_MAX_LAG_S = 0.5  # ...but not with one older than this (a gap in the stream)
-HISTORY_FRAMES = 32
 
 
 class LivenessTracker:
@@ -67,14 +65,13 @@ class LivenessTracker:
         # Recent grey frames per camera (source time, pixels) for the motion cue.
         self.history: dict[str, deque[tuple[float, np.ndarray]]] = {}
 
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
-        assert isinstance(frame, Frame)
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
         with FRAME_SECONDS.time():
-            rgb = decode_jpeg(delivery.image)
+            rgb = decode_jpeg(delivery.picture)
             grey = to_grey(rgb)
             boxes = [face.box.as_tuple() for face in frame.faces]
             tracks = [self._evidence(frame, face.track_id) for face in frame.faces]
@@ -197,7 +194,7 @@ class LivenessTracker:
             cues=cues,
             captured_at=frame.captured_at,
         )
-        publish(self.redis, self.keys.verdicts, verdict, maxlen=VERDICTS_MAXLEN)
+        publish(self.redis, self.keys.verdicts, verdict)
         evidence.published = signature
         VERDICTS.labels(state).inc()
         return judgement

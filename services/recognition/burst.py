@@ -13,7 +13,7 @@ from itertools import pairwise
 
 import numpy as np
 
-Box = tuple[int, int, int, int]
+from watchpost.geometry import BoxTuple as Box
 
 SAME_PERSON = 0.5  # the largest distance between two embeddings of one burst (1:N uses 0.6)
 MAX_JUMP = 0.5  # face widths the face's centre may move between consecutive frames

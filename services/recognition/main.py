@@ -10,19 +10,20 @@ import httpx
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from services.recognition import calibration
 from services.recognition.burst import BurstFace, splice_problem
 from services.recognition.gallery import identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
+from watchpost import calibration
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
-from watchpost.db import access, identities
+from watchpost.contracts import FaceOut, FacesOut, LivenessReport, VerifyOut
+from watchpost.db import audit_log, identities
+from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import RECOGNITION_GROUP, Keys
-from watchpost.messages import Box, Frame
+from watchpost.keys import Group, Keys
 from watchpost.service import (
     BackgroundLoop,
     Resources,
@@ -35,38 +36,7 @@ from watchpost.service import (
 from watchpost.settings import RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
 from watchpost.vision.models import LOCK as MODEL_LOCK
-from watchpost.vision.models import warm_up
-
-
-class FaceOut(BaseModel):
-    box: Box
-    embedding: list[float]
-    identity_id: int | None = None
-    display_name: str | None = None
-    distance: float | None = None
-
-
-class VerifyOut(BaseModel):
-    login_name: str
-    identity_id: int
-    display_name: str
-    match: bool = Field(description="The median distance over the frames is within the threshold")
-    distance: float = Field(
-        description="Median over frames of the identity's score (mean distance of its k nearest "
-        "samples)"
-    )
-    best_distance: float
-    threshold: float
-    frames: int
-    frames_with_face: int
-    liveness: dict | None = Field(None, description="The liveness service's report on the frames")
-    liveness_note: str | None = None
-
-
-class FacesOut(BaseModel):
-    width: int
-    height: int
-    faces: list[FaceOut]
+from watchpost.vision.models import under_lock, warm_up
 
 
 def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
@@ -74,7 +44,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
 
     def build(resources: Resources) -> list[BackgroundLoop]:
         holder = GalleryHolder(
-            resources.pool,
+            resources.require_pool(),
             resources.redis,
             Keys(settings.stream_prefix),
             k=settings.recognition_score_k,
@@ -84,18 +54,13 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         app.state.gallery = holder
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 
-        def handle(delivery) -> None:
-            with MODEL_LOCK:
-                recognizer.handle(delivery)
-
         worker = stream_worker(
             settings,
             resources.redis,
-            stream=Keys(settings.stream_prefix).frames,
-            group=RECOGNITION_GROUP,
-            expected=Frame,
-            handle=handle,
-            housekeeping=lambda: holder.refresh(),
+            Keys(settings.stream_prefix).frames,
+            group=Group.RECOGNITION,
+            handle=under_lock(recognizer.handle),
+            housekeeping=holder.reload,
         )
         return [BackgroundLoop("recognition", worker.run)]
 
@@ -135,7 +100,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                     rgb, box, jitter=0 if identify else settings.recognition_enrol_jitter
                 )
                 face = FaceOut(
-                    box=Box(left=box[0], top=box[1], right=box[2], bottom=box[3]),
+                    box=Box.of(box),
                     embedding=[float(x) for x in embedding],
                 )
                 if identify:
@@ -241,9 +206,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                 raise HTTPException(422, detail=f"{name}: {exc}") from None
         with app.state.resources.pool.connection() as conn:
             identity = identities.find_by_login(conn, login_name)
-            enrolled = identities.identity_embeddings(conn, identity["id"]) if identity else None
-        if identity is None:
-            raise HTTPException(404, detail=f"no identity has the login name {login_name!r}")
+            if identity is None:
+                raise HTTPException(404, detail=f"no identity has the login name {login_name!r}")
+            enrolled = identities.identity_embeddings(conn, identity["id"])
         if len(enrolled) == 0:
             raise HTTPException(409, detail=f"{login_name!r} has no enrolled face to compare with")
 
@@ -285,7 +250,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
     def audit_verify(who: Principal, request: Request, result: VerifyOut) -> None:
         """The audit log names the kiosk that verified whom, and the outcome."""
         with app.state.resources.pool.connection() as conn:
-            access.audit(
+            audit_log.audit(
                 conn,
                 actor=who.actor,
                 role=who.role.name,
@@ -294,12 +259,14 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                 target_id=result.identity_id,
                 details={
                     "match": result.match,
-                    "liveness": (result.liveness or {}).get("state"),
+                    "liveness": result.liveness.state if result.liveness else None,
                 },
                 client=request.client.host if request.client else None,
             )
 
-    async def _ask_liveness(uploads, fps: float) -> tuple[dict | None, str | None]:
+    async def _ask_liveness(
+        uploads: list[tuple[str, bytes]], fps: float
+    ) -> tuple[LivenessReport | None, str | None]:
         if len(uploads) < 2:
             return None, "one image: liveness needs a burst of frames"
         if not settings.recognition_liveness_url:
@@ -317,6 +284,9 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             return None, f"liveness service unreachable: {exc}"
         if response.status_code != 200:
             return None, f"liveness service answered {response.status_code}"
-        return response.json(), None
+        try:
+            return LivenessReport.model_validate_json(response.content), None
+        except ValidationError as exc:
+            return None, f"liveness service sent an unreadable report: {exc.error_count()} errors"
 
     return app

@@ -11,15 +11,16 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from prometheus_client import Counter, Gauge, Histogram
-from psycopg_pool import ConnectionPool
 
 from services.recognition.gallery import Gallery
 from watchpost.db import identities
+from watchpost.db.pool import Pool
 from watchpost.images import decode_jpeg, sharpness
-from watchpost.keys import RECOGNITION_GROUP, VERDICTS_MAXLEN, Keys
+from watchpost.keys import Keys
 from watchpost.messages import Frame, RecognitionVerdict
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
@@ -54,9 +55,7 @@ class _TrackChecks:
 class GalleryHolder:
     """The current gallery, reloaded from Postgres when the shared version key moves."""
 
-    def __init__(
-        self, pool: ConnectionPool, redis_client: redis.Redis, keys: Keys, *, k: int = 1
-    ) -> None:
+    def __init__(self, pool: Pool, redis_client: redis.Redis, keys: Keys, *, k: int = 1) -> None:
         self.k = k  # identities are scored by the mean of their k nearest samples
         self.pool = pool
         self.redis = redis_client
@@ -65,13 +64,17 @@ class GalleryHolder:
         self.version: bytes | None = b"unloaded"
         self._lock = threading.Lock()
 
+    def reload(self) -> None:
+        """`refresh`, as the worker's housekeeping."""
+        self.refresh()
+
     def refresh(self, *, force: bool = False) -> Gallery:
         """Reload when the version moved. The version is read on every call (one Redis GET,
         against an 80 ms embedding): throttling it let a gallery loaded halfway through an
         enrolment stand for a second, and an enrolled person's first checks called them a
         stranger."""
         with self._lock:
-            version = self.redis.get(self.keys.gallery_version)
+            version = cast(bytes | None, self.redis.get(self.keys.gallery_version))
             if force or version != self.version:
                 with self.pool.connection() as conn:
                     matrix, ids, names = identities.load_gallery(conn)
@@ -96,11 +99,8 @@ class FrameRecognizer:
         self.gallery = gallery
         self._tracks: OrderedDict[tuple[str, str], _TrackChecks] = OrderedDict()
 
-    group = RECOGNITION_GROUP
-
-    def handle(self, delivery: Delivery) -> None:
+    def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
-        assert isinstance(frame, Frame)
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
@@ -112,7 +112,7 @@ class FrameRecognizer:
         if not due:
             return
         gallery = self.gallery.refresh()
-        rgb = decode_jpeg(delivery.image)
+        rgb = decode_jpeg(delivery.picture)
         for face in due:
             with EMBED_SECONDS.time():
                 embedding, yaw = embed_face_with_pose(rgb, face.box.as_tuple())
@@ -138,8 +138,7 @@ class FrameRecognizer:
                 self.redis,
                 self.keys.verdicts,
                 verdict,
-                image=delivery.image,
-                maxlen=VERDICTS_MAXLEN,
+                image=delivery.picture,
             )
             VERDICTS.labels("known" if match.identity_id else "unknown").inc()
             self._checked(

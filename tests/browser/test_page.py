@@ -13,7 +13,7 @@ from services.recognition.main import create_app as recognition_app
 from tests.conftest import require_data
 from tests.support.pipeline import run_pipeline
 from tests.support.servers import serving
-from watchpost.db import access
+from watchpost.db import api_keys
 from watchpost.settings import PROJECT_ROOT, DashboardSettings, RecognitionSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.browser]
@@ -208,5 +208,5 @@ def test_sign_in_is_required_and_a_viewer_cannot_change_things(
         again = make_key("viewer", name="Val")
         sign_in(page, url, again)
         with pool.connection() as conn:
-            access.revoke_key(conn, again.split("_")[1])
+            api_keys.revoke_key(conn, again.split("_")[1])
         page.get_by_test_id("login").wait_for(timeout=20_000)

@@ -22,6 +22,7 @@ from tests.integration.test_recognition import enrol_for_calibration
 from tests.integration.test_sightings import T0, run, seen
 from tests.support.servers import serving
 from watchpost.db import alerts, identities
+from watchpost.messages import AlertKind
 from watchpost.settings import DashboardSettings, RecognitionSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.browser]
@@ -108,7 +109,7 @@ def test_people_strangers_and_alerts_from_the_page(
     with pool.connection() as conn:
         alerts.upsert_alert(
             conn,
-            kind="identity_mismatch",
+            kind=AlertKind.IDENTITY_MISMATCH,
             camera_id="gate",
             track_id="g1",
             captured_at=T0 + 300,
@@ -238,35 +239,26 @@ def test_people_strangers_and_alerts_from_the_page(
 
     # -- A live alert (its event does not say it has a face) gets "this is..." too -----------------
     from tests.integration.test_sightings import photo
-    from watchpost.keys import ALERTS_MAXLEN, Keys
-    from watchpost.messages import AlertEvent
+    from watchpost.keys import Keys
     from watchpost.streams import publish
 
     frame, _box, _ = photo("faces/train/biden/biden2.jpg")
     with pool.connection() as conn:
         row, _ = alerts.upsert_alert(
             conn,
-            kind="unknown_person",
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="porch",
             track_id="p1",
             captured_at=T0 + 900,
             snapshot_jpeg=frame,
             face_jpeg=frame,
         )
-    event = AlertEvent(
-        alert_id=row["id"],
-        kind="unknown_person",
-        camera_id="porch",
-        track_id="p1",
-        captured_at=T0 + 900,
-        created_at=row["created_at"].timestamp(),
-    )
+    event = alerts.alert_from_row(row)
     page.get_by_test_id("nav-live").click()
     publish(
         redis_client,
         Keys(env_settings(DashboardSettings).stream_prefix).alerts,
         event,
-        maxlen=ALERTS_MAXLEN,
     )
     live_card = page.locator(f'[data-testid="alert-card"][data-alert-id="{row["id"]}"]')
     live_card.get_by_test_id("alert-this-is").wait_for(timeout=15_000)

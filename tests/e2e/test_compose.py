@@ -137,7 +137,7 @@ class Compose:
     @staticmethod
     def finish(process: subprocess.Popen[str], timeout: float = 900) -> None:
         _, errors = process.communicate(timeout=timeout)
-        assert process.returncode == 0, f"{' '.join(map(str, process.args))}:\n{errors[-4000:]}"
+        assert process.returncode == 0, f"{process.args!s}:\n{errors[-4000:]}"
 
     def exec(self, service: str, *command: str) -> str:
         return self.run("exec", "-T", service, *command, timeout=120)

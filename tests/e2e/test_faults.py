@@ -29,7 +29,7 @@ from tests.support.faults import (
     wait_until,
 )
 from tests.support.mjpeg_camera import MjpegCamera
-from watchpost.keys import AGGREGATOR_GROUP, Keys
+from watchpost.keys import Group, Keys
 from watchpost.messages import RecognitionVerdict, decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.data]
@@ -128,7 +128,7 @@ def stack(tmp_path, migrated_url, prefix, make_key, stack_env):
         pytest.fail("the fault tests proxy PostgreSQL over TCP; give them a TCP server")
     redis_server = RedisServer(tmp_path / "redis")
     redis_server.start()
-    proxy = TcpProxy(target.get("host", "127.0.0.1"), int(target.get("port", 5432)))
+    proxy = TcpProxy(str(target.get("host", "127.0.0.1")), int(str(target.get("port", 5432))))
     proxied = make_conninfo(migrated_url, host="127.0.0.1", port=str(proxy.port))
     ports = service_ports()
     env = environment(
@@ -316,7 +316,7 @@ def test_a_stalled_consumer_costs_old_frames_never_verdicts_or_alerts(stack, spe
     time.sleep(1.0)
     handled = liveness.metric("watchpost_messages_processed_total") - handled_before
     verdicts = client.xinfo_groups(stack.keys.verdicts)
-    aggregator = next(g for g in verdicts if g["name"].decode() == AGGREGATOR_GROUP)
+    aggregator = next(g for g in verdicts if g["name"].decode() == Group.AGGREGATOR)
     alerts = stack.alerts("slow-1") + stack.alerts("slow-2")
     print(
         f"\nstalled liveness: frames stream held {length} entries (Redis {memory / 1e6:.1f} MB);"

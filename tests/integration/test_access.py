@@ -19,8 +19,9 @@ from services.recognition.main import create_app as recognition_app
 from tests.conftest import DASHBOARD_HEADERS, RECOGNITION_HEADERS, key_headers
 from tests.integration.test_dashboard import store_alert
 from watchpost.auth import KeyVerifier
-from watchpost.db import access, alerts, identities
+from watchpost.db import alerts, api_keys, audit_log, identities, retention
 from watchpost.images import encode_jpeg
+from watchpost.messages import AlertKind
 from watchpost.settings import (
     PROJECT_ROOT,
     DashboardSettings,
@@ -113,7 +114,7 @@ def test_a_revoked_key_stops_working_with_its_sessions(dashboard, make_key, pool
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert client.get("/api/v1/alerts", headers=NOBODY).status_code == 200  # by the cookie
         with pool.connection() as conn:
-            assert access.revoke_key(conn, key.split("_")[1]) is not None
+            assert api_keys.revoke_key(conn, key.split("_")[1]) is not None
         assert client.get("/api/v1/alerts", headers=key_headers(key)).status_code == 401
         assert client.get("/api/v1/alerts", headers=NOBODY).status_code == 401
         assert client.post("/api/v1/session", json={"key": key}).status_code == 401
@@ -139,7 +140,7 @@ def test_login_attempts_are_rate_limited_and_audited(dashboard, make_key, pool):
         limited = client.post("/api/v1/session", json={"key": make_key("admin")})
         assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 60
     with pool.connection() as conn:
-        actions = [e["action"] for e in access.list_audit(conn)]
+        actions = [e["action"] for e in audit_log.list_audit(conn)]
     assert actions.count("login_failed") == 3
 
 
@@ -293,7 +294,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
         )
         named, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t1",
             captured_at=1_700_000_000.0,
@@ -305,7 +306,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
         )
         claimed, _ = alerts.upsert_alert(
             conn,
-            kind="identity_mismatch",
+            kind=AlertKind.IDENTITY_MISMATCH,
             camera_id="kiosk",
             track_id="t2",
             captured_at=1_700_000_000.0,
@@ -313,7 +314,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
             snapshot_jpeg=b"\xff\xd8other",
         )
         stranger, _ = alerts.upsert_alert(
-            conn, kind="unknown_person", camera_id="door", track_id="t3", captured_at=1.0
+            conn, kind=AlertKind.UNKNOWN_PERSON, camera_id="door", track_id="t3", captured_at=1.0
         )
     with dashboard() as client:
         response = client.delete(f"/api/v1/identities/{ann['id']}", headers=key_headers(admin_key))
@@ -327,7 +328,7 @@ def test_erasing_a_person_removes_everything_derived_from_them(pool, admin_key, 
             ).fetchall()
         }
         faces = conn.execute("SELECT count(*) AS n FROM face_samples").fetchone()["n"]
-        (entry,) = access.list_audit(conn)
+        (entry,) = audit_log.list_audit(conn)
     assert faces == 0
     assert rows[named["id"]] == {
         "id": named["id"],
@@ -348,7 +349,7 @@ def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
         for track, age_days in (("old", 400), ("middle", 40), ("new", 1)):
             row, _ = alerts.upsert_alert(
                 conn,
-                kind="unknown_person",
+                kind=AlertKind.UNKNOWN_PERSON,
                 camera_id="door",
                 track_id=track,
                 captured_at=1.0,
@@ -359,14 +360,14 @@ def test_the_retention_job_purges_old_alerts_snapshots_and_audit(pool):
                 "UPDATE alerts SET created_at = now() - make_interval(days => %s) WHERE id = %s",
                 (age_days, row["id"]),
             )
-        access.audit(conn, actor="a", role="admin", action="old")
+        audit_log.audit(conn, actor="a", role="admin", action="old")
         conn.execute("UPDATE audit_log SET at = now() - interval '800 days'")
-        access.audit(conn, actor="a", role="admin", action="recent")
-        removed = access.purge_expired(conn, alert_days=365, snapshot_days=30, audit_days=730)
+        audit_log.audit(conn, actor="a", role="admin", action="recent")
+        removed = retention.purge_expired(conn, alert_days=365, snapshot_days=30, audit_days=730)
         left = conn.execute(
             "SELECT track_id, snapshot_jpeg IS NOT NULL AS snap FROM alerts ORDER BY track_id"
         ).fetchall()
-        audit_left = [e["action"] for e in access.list_audit(conn)]
+        audit_left = [e["action"] for e in audit_log.list_audit(conn)]
     assert removed == {
         "alerts": 1,
         "snapshots": 1,
@@ -404,7 +405,7 @@ def test_keys_cli_creates_lists_and_revokes(migrated_url, pool):
     assert cli("revoke", key_id).returncode == 1  # already revoked
     assert key_id not in cli("list").stdout and key_id in cli("list", "--all").stdout
     with pool.connection() as conn:
-        actions = [e["action"] for e in access.list_audit(conn)]
+        actions = [e["action"] for e in audit_log.list_audit(conn)]
     assert actions == ["key_revoke", "key_create"]
 
 

@@ -74,10 +74,10 @@ def test_bad_key_requests_are_422_with_a_reason(admin, payload, reason):
 
 def test_unknown_key_is_404_and_the_last_admin_key_stays(admin, pool):
     assert admin.delete("/api/v1/keys/000000000000").status_code == 404
-    from watchpost.db import access
+    from watchpost.db import api_keys
 
     with pool.connection() as conn:
-        (mine,) = [k for k in access.list_keys(conn) if k["role"] == "admin"]
+        (mine,) = [k for k in api_keys.list_keys(conn) if k["role"] == "admin"]
     last = admin.delete(f"/api/v1/keys/{mine['key_id']}")
     assert last.status_code == 409 and "last admin key" in last.json()["detail"]
     assert admin.get("/api/v1/session").status_code == 200

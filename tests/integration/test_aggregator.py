@@ -2,71 +2,56 @@
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
 import numpy as np
 import pytest
 
-from services.aggregator.stream import AlertAggregator
-from watchpost.consumers import stream_worker
+from tests.support.values import present
+from tests.support.verdicts import Published, aggregate, liveness_verdict, recognition_verdict
 from watchpost.db import alerts, identities
+from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
-from watchpost.keys import AGGREGATOR_GROUP, Keys
-from watchpost.messages import AlertEvent, Box, LivenessVerdict, RecognitionVerdict, Verdict, decode
-from watchpost.settings import AggregatorSettings
-from watchpost.streams import publish
+from watchpost.keys import Keys
+from watchpost.messages import (
+    AlertEvent,
+    LivenessState,
+    LivenessVerdict,
+    RecognitionVerdict,
+    decode,
+)
 
 FRAME = encode_jpeg(np.full((120, 160, 3), 200, np.uint8))
+
+
+BOX = Box(left=40, top=30, right=100, bottom=90)
 
 
 def recognition(
     track: str, identity_id=None, name=None, distance=0.8, **quality
 ) -> RecognitionVerdict:
     """One check on a sharp, frontal detector box (access needs two of them)."""
-    quality = {"detected": True, "sharpness": 200.0, "yaw": 0.0, **quality}
-    return RecognitionVerdict(
-        camera_id="door",
-        track_id=track,
-        frame_seq=1,
+    return recognition_verdict(
+        track,
+        box=BOX,
         captured_at=1_700_000_000.0,
-        box=Box(left=40, top=30, right=100, bottom=90),
         identity_id=identity_id,
-        display_name=name,
+        name=name,
         distance=distance,
-        threshold=0.6,
         **quality,
     )
 
 
-def liveness(track: str, state: str) -> LivenessVerdict:
-    return LivenessVerdict(
-        camera_id="door",
-        track_id=track,
-        state=state,
-        reason=f"{state} because",
-        blinks=1 if state == "live" else 0,
-        frames_seen=40,
-        frames_with_eyes=40,
-    )
+def liveness(track: str, state: LivenessState) -> LivenessVerdict:
+    return liveness_verdict(track, state, blinks=1 if state == "live" else 0)
 
 
 def run(env_settings, redis_client, pool, verdicts, **overrides) -> None:
-    # One check per stranger keeps these tables short; the two-check default has its own test.
-    overrides.setdefault("aggregator_unknown_min_checks", 1)
-    settings = env_settings(AggregatorSettings, **overrides)
-    keys = Keys(settings.stream_prefix)
-    for verdict in verdicts:
-        image = FRAME if isinstance(verdict, RecognitionVerdict) else None
-        publish(redis_client, keys.verdicts, verdict, image=image, maxlen=1000)
-    aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
-    stream_worker(
-        settings,
-        redis_client,
-        stream=keys.verdicts,
-        group=AGGREGATOR_GROUP,
-        expected=Verdict,
-        handle=aggregator.handle,
-    ).run(threading.Event(), burst=True)
+    """The verdicts through one aggregator; each recognition verdict carries FRAME."""
+    pairs: list[Published] = [
+        (v, FRAME if isinstance(v, RecognitionVerdict) else None) for v in verdicts
+    ]
+    aggregate(env_settings, redis_client, pool, pairs, **overrides)
 
 
 def stored(pool) -> list[dict]:
@@ -102,7 +87,7 @@ def test_unknown_known_and_spoof_tracks(env_settings, redis_client, pool, prefix
     assert granted["liveness"] == "live" and granted["distance"] == np.float32(0.41)
     with pool.connection() as conn:
         snapshot = alerts.get_snapshot(conn, granted["id"])
-    assert snapshot[:2] == b"\xff\xd8" and snapshot != FRAME  # a JPEG with the box drawn
+    assert present(snapshot)[:2] == b"\xff\xd8" and snapshot != FRAME  # a JPEG with the box drawn
     events = [decode(f, AlertEvent)[0] for _, f in redis_client.xrange(Keys(prefix).alerts)]
     assert [e.alert_id for e in events] == [r["id"] for r in rows]
 
@@ -166,7 +151,7 @@ def test_cooldowns_hold_back_repeats_on_one_camera(env_settings, redis_client, p
 
 
 def test_no_cooldown_configured_means_every_track_alerts(env_settings, redis_client, pool):
-    settings = {"aggregator_cooldowns": {}}
+    settings: dict[str, Any] = {"aggregator_cooldowns": {}}
     run(env_settings, redis_client, pool, [recognition("s1"), recognition("s2")], **settings)
     assert [r["track_id"] for r in stored(pool)] == ["s1", "s2"]
 

@@ -11,6 +11,7 @@ from rich.progress import Progress
 from benchmarks.blink_count import evaluate, load_annotations, read_video
 from services.liveness.evidence import EvidenceReader
 from tests.conftest import require_data
+from tests.support.values import present
 from watchpost.images import to_grey
 from watchpost.settings import LivenessSettings
 from watchpost.vision.faces import detect_faces
@@ -89,8 +90,8 @@ def test_eyes_too_small_are_refused_with_their_reason():
             assert reading.p_closed is not None and reading.p_closed < 0.5
         else:
             assert reading.ear is None and reading.p_closed is None
-            assert reading.problem.startswith("face too small to read the eyes: eyes ")
-            assert reading.problem.endswith("under 10 px"), reading.problem
+            assert present(reading.problem).startswith("face too small to read the eyes: eyes ")
+            assert present(reading.problem).endswith("under 10 px"), reading.problem
 
 
 def test_bad_input_to_the_small_face_landmarks_is_clear():

@@ -12,6 +12,7 @@ from services.capture.loop import CaptureLoop
 from services.capture.source import SourceError
 from tests.conftest import require_data
 from tests.support.mjpeg_camera import MjpegCamera
+from tests.support.values import present
 from tests.support.waiting import eventually
 from watchpost.db import cameras
 from watchpost.keys import Keys
@@ -51,7 +52,7 @@ def test_a_face_is_tracked_through_a_video_with_one_track_id(
         sum(face.detected for f in frames for face in f.faces) < len(frames) / 3
     )  # tracked in between
     with pool.connection() as conn:
-        assert cameras.get_camera(conn, "demo")["status"] == "ended"
+        assert present(cameras.get_camera(conn, "demo"))["status"] == "ended"
 
 
 def test_several_people_get_separate_tracks(env_settings, redis_client, pool, prefix):
@@ -84,8 +85,8 @@ def test_face_crops_are_cut_at_camera_resolution(env_settings, redis_client, poo
                 np.frombuffer(fields[b"att:" + crop.attachment.encode()], np.uint8),
                 cv2.IMREAD_COLOR,
             )
-            assert picture.shape[0] == min(crop.square.height, 256)
-            assert picture.shape[0] > face.box.height  # more pixels than the bus frame had
+            assert present(picture).shape[0] == min(crop.square.height, 256)
+            assert present(picture).shape[0] > face.box.height  # more pixels than the bus frame had
             crops += 1
     faces = sum(len(decode(f, Frame)[0].faces) for _, f in entries)
     assert faces / 4 < crops <= faces / 3 + 4
@@ -93,7 +94,7 @@ def test_face_crops_are_cut_at_camera_resolution(env_settings, redis_client, poo
 
 def test_frames_without_faces_are_not_published(env_settings, redis_client, pool, prefix, tmp_path):
     path = tmp_path / "empty.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10, (320, 240))
     for _ in range(20):
         writer.write(np.full((240, 320, 3), 90, np.uint8))
     writer.release()
@@ -127,7 +128,7 @@ def test_bad_sources_give_a_clear_camera_status(env_settings, redis_client, pool
     with pytest.raises(SourceError, match=reason):
         run_capture(env_settings, redis_client, pool, source, **allow_all)
     with pool.connection() as conn:
-        row = cameras.get_camera(conn, "demo")
+        row = present(cameras.get_camera(conn, "demo"))
     assert row["status"] == "error" and reason in row["last_error"]
 
 
@@ -185,7 +186,7 @@ def test_the_supervisor_follows_camera_changes_without_a_restart(
 
         def status() -> str:
             with pool.connection() as conn:
-                return cameras.get_camera(conn, "lobby")["status"]
+                return present(cameras.get_camera(conn, "lobby"))["status"]
 
         assert eventually(lambda: status() == "stopped"), status()
     finally:

@@ -11,37 +11,27 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from services.dashboard.main import create_app as dashboard_app
-from services.recognition.main import create_app as recognition_app
-from tests.conftest import SERVICE_TOKEN_SETTINGS, key_headers, require_data
+from tests.conftest import key_headers, require_data
+from tests.support.dashboard import dashboard_client, recognition_server
 from tests.support.servers import free_port, serving
 from watchpost.db import alerts
 from watchpost.images import encode_jpeg
-from watchpost.keys import ALERTS_MAXLEN, Keys
-from watchpost.messages import AlertEvent
-from watchpost.settings import DashboardSettings, RecognitionSettings
+from watchpost.keys import Keys
+from watchpost.messages import AlertKind
+from watchpost.settings import DashboardSettings
 from watchpost.streams import publish
 
 
 @pytest.fixture(scope="module")
 def recognition_url(redis_url, postgres_url):
-    # One recognition server for the module; it only embeds, so it needs no per-test state.
-    settings = RecognitionSettings(
-        redis_url=redis_url,
-        database_url=postgres_url,
-        stream_prefix="wpt-dash-recognition",
-        consumer_name="test",
-        **SERVICE_TOKEN_SETTINGS,
-    )
-    with serving(recognition_app(settings)) as url:
+    with recognition_server(redis_url, postgres_url, "wpt-dash-recognition") as url:
         yield url
 
 
 @pytest.fixture
 def client(env_settings, recognition_url, admin_key):
-    """A client of a running dashboard, holding an admin key (send `Authorization: ""` to call
-    without one)."""
-    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
-    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
+    """A client of a running dashboard, holding an admin key."""
+    with dashboard_client(env_settings, recognition_url, admin_key) as client:
         yield client
 
 
@@ -165,21 +155,13 @@ def store_alert(pool, redis_client, prefix, track: str) -> int:
     with pool.connection() as conn:
         row, _ = alerts.upsert_alert(
             conn,
-            kind="unknown_person",
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="door",
             track_id=track,
             captured_at=1_700_000_000.0,
             snapshot_jpeg=b"\xff\xd8snap",
         )
-    event = AlertEvent(
-        alert_id=row["id"],
-        kind="unknown_person",
-        camera_id="door",
-        track_id=track,
-        captured_at=1_700_000_000.0,
-        created_at=row["created_at"].timestamp(),
-    )
-    publish(redis_client, Keys(prefix).alerts, event, maxlen=ALERTS_MAXLEN)
+    publish(redis_client, Keys(prefix).alerts, alerts.alert_from_row(row))
     return row["id"]
 
 
@@ -208,6 +190,11 @@ def test_websocket_pushes_new_alerts_and_replays_missed_ones(client, pool, redis
         assert not message["replay"] and message["alert"]["id"] == live
         assert message["alert"]["kind"] == "unknown_person"
         assert message["alert"]["snapshot_url"] == f"/api/v1/alerts/{live}/snapshot"
+    # One alert shape: live, replayed and the REST answer are the same object (ISO times).
+    for frame, alert_id in ((message, live), (replayed, missed)):
+        rest = client.get(f"/api/v1/alerts/{alert_id}").json()
+        assert frame["alert"] == rest
+        assert isinstance(rest["created_at"], str) and "face_url" in rest
 
 
 def test_websocket_refuses_clients_beyond_the_limit(env_settings, recognition_url, admin_key):
@@ -239,8 +226,8 @@ def test_ops_endpoints(client):
 def resized_jpeg(path, width: int, blur: float = 0.0) -> bytes:
     from PIL import ImageFilter
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
         image = image.resize((width, round(image.height * width / image.width)))
         if blur:
             image = image.filter(ImageFilter.GaussianBlur(blur))
@@ -342,7 +329,7 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
     with pool.connection() as conn:
         with_face, _ = alerts.upsert_alert(
             conn,
-            kind="unknown_person",
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="door",
             track_id="u1",
             captured_at=1.0,
@@ -350,7 +337,7 @@ def test_enrol_the_unknown_person_of_an_alert(client, pool):
             face_jpeg=face,
         )
         without, _ = alerts.upsert_alert(
-            conn, kind="unknown_person", camera_id="door", track_id="u2", captured_at=1.0
+            conn, kind=AlertKind.UNKNOWN_PERSON, camera_id="door", track_id="u2", captured_at=1.0
         )
     assert (
         client.get(f"/api/v1/alerts/{with_face['id']}").json()["face_url"]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import psycopg
 import pytest
 
+from tests.support.values import present
 from watchpost.db import alerts, apply_migrations, cameras, identities
+from watchpost.db.cameras import CameraStatus
 from watchpost.db.migrate import available_migrations
+from watchpost.messages import AlertKind
 
 
 def test_migrations_are_applied_once_and_recorded(database_url):
@@ -40,7 +45,7 @@ def test_identity_with_faces_and_cascading_delete(pool):
             )
         matrix, ids, names = identities.load_gallery(conn)
         assert matrix.shape == (2, 128) and ids == [person["id"]] * 2 and names == ["Ann", "Ann"]
-        assert identities.get_identity(conn, person["id"])["face_count"] == 2
+        assert present(identities.get_identity(conn, person["id"]))["face_count"] == 2
         assert identities.delete_identity(conn, person["id"])
         assert conn.execute("SELECT count(*) AS n FROM face_samples").fetchone()["n"] == 0
         assert not identities.delete_identity(conn, person["id"])
@@ -69,8 +74,8 @@ def test_embedding_must_be_128_wide(pool):
 
 def test_alert_upsert_is_idempotent_on_its_natural_key(pool):
     with pool.connection() as conn:
-        args = dict(
-            kind="unknown_person",
+        args: dict[str, Any] = dict(
+            kind=AlertKind.UNKNOWN_PERSON,
             camera_id="door",
             track_id="t1",
             captured_at=1_700_000_000.0,
@@ -80,7 +85,7 @@ def test_alert_upsert_is_idempotent_on_its_natural_key(pool):
         first, created = alerts.upsert_alert(conn, **args)
         again, created_again = alerts.upsert_alert(conn, **args)
         assert created and not created_again and again["id"] == first["id"]
-        alerts.upsert_alert(conn, **{**args, "kind": "spoof_attempt"})
+        alerts.upsert_alert(conn, **{**args, "kind": AlertKind.SPOOF_ATTEMPT})
         assert conn.execute("SELECT count(*) AS n FROM alerts").fetchone()["n"] == 2
         assert alerts.get_snapshot(conn, first["id"]) == b"jpeg"
         assert first["has_snapshot"]
@@ -94,16 +99,16 @@ def test_alert_listing_filters_and_pages(pool):
             ]
             for n, (k, c) in enumerate(
                 [
-                    ("unknown_person", "a"),
-                    ("access_granted", "a"),
-                    ("unknown_person", "b"),
-                    ("unknown_person", "a"),
+                    (AlertKind.UNKNOWN_PERSON, "a"),
+                    (AlertKind.ACCESS_GRANTED, "a"),
+                    (AlertKind.UNKNOWN_PERSON, "b"),
+                    (AlertKind.UNKNOWN_PERSON, "a"),
                 ]
             )
         ]
         assert [r["id"] for r in alerts.list_alerts(conn)] == ids[::-1]
         assert [
-            r["id"] for r in alerts.list_alerts(conn, kind="unknown_person", camera_id="a")
+            r["id"] for r in alerts.list_alerts(conn, kind=AlertKind.UNKNOWN_PERSON, camera_id="a")
         ] == [ids[3], ids[0]]
         page1 = alerts.list_alerts(conn, limit=2)
         page2 = alerts.list_alerts(conn, before_id=page1[-1]["id"], limit=2)
@@ -114,8 +119,10 @@ def test_alert_listing_filters_and_pages(pool):
 def test_camera_status(pool):
     with pool.connection() as conn:
         cameras.upsert_camera(conn, camera_id="door", name="door", source="/x.mp4")
-        cameras.report_status(conn, camera_id="door", status="error", error="video file not found")
-        row = cameras.get_camera(conn, "door")
+        cameras.report_status(
+            conn, camera_id="door", status=CameraStatus.ERROR, error="video file not found"
+        )
+        row = present(cameras.get_camera(conn, "door"))
         assert (row["status"], row["last_error"]) == ("error", "video file not found")
 
 
@@ -125,7 +132,7 @@ def test_an_alert_naming_a_just_deleted_identity_is_kept_without_the_link_or_nam
         identities.delete_identity(conn, gone)
         row, created = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t",
             captured_at=1.0,

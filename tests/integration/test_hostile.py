@@ -292,8 +292,8 @@ def test_hostile_stream_messages_are_dead_lettered_and_the_rest_still_flows(
     ]
     for fields in hostile:
         redis_client.xadd(keys.frames, fields)
-    publish(redis_client, keys.frames, outside, image=jpeg, maxlen=500)  # box outside the picture
-    publish(redis_client, keys.frames, good, image=jpeg, maxlen=500)
+    publish(redis_client, keys.frames, outside, image=jpeg)  # box outside the picture
+    publish(redis_client, keys.frames, good, image=jpeg)
     redis_client.xadd(keys.verdicts, {b"type": b"RecognitionVerdict", b"v": b"1", b"data": b"[]"})
 
     processed = run_consumers(env_settings, redis_client, pool)

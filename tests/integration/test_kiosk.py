@@ -12,7 +12,8 @@ from services.recognition.main import create_app as recognition_app
 from tests.conftest import RECOGNITION_HEADERS, key_headers, require_data
 from tests.support.frames import load_rgb
 from tests.support.servers import serving
-from watchpost.db import access, identities
+from tests.support.values import present
+from watchpost.db import audit_log, identities
 from watchpost.images import encode_jpeg
 from watchpost.settings import LivenessSettings, RecognitionSettings
 from watchpost.vision.faces import detect_faces, embed_face
@@ -125,7 +126,7 @@ def test_verify_a_claimed_login(recognition_client, pool):
     assert verify("obama", b"garbage").status_code == 422
     # The audit log names the kiosk that verified whom, and what came of it.
     with pool.connection() as conn:
-        verified = [e for e in access.list_audit(conn) if e["action"] == "verify"]
+        verified = [e for e in audit_log.list_audit(conn) if e["action"] == "verify"]
     assert [(e["actor"].split(" ")[0], e["details"]["match"]) for e in reversed(verified)] == [
         ("test-kiosk", True),
         ("test-kiosk", False),
@@ -136,7 +137,9 @@ def test_verify_a_claimed_login(recognition_client, pool):
 def test_verify_a_kiosk_burst_with_liveness(env_settings, pool, kiosk_key):
     """The speaker, enrolled from a frame 5 s in, logs in with 2 s of video from the start."""
     speaker = cv2.cvtColor(
-        cv2.imdecode(np.frombuffer(video_frames(0.1, start=5.0)[0], np.uint8), cv2.IMREAD_COLOR),
+        present(
+            cv2.imdecode(np.frombuffer(video_frames(0.1, start=5.0)[0], np.uint8), cv2.IMREAD_COLOR)
+        ),
         cv2.COLOR_BGR2RGB,
     )
     enrol(pool, "Speaker", "speaker", speaker)
@@ -161,7 +164,9 @@ def test_a_spliced_burst_is_refused(recognition_client, pool):
     faces = require_data("faces")
     enrol(pool, "Barack Obama", "obama", load_rgb(faces / "train/obama/obama.jpg"))
     victim = cv2.resize(
-        cv2.imread(str(faces / "test/obama1.jpg")), (640, 360), interpolation=cv2.INTER_AREA
+        present(cv2.imread(str(faces / "test/obama1.jpg"))),
+        (640, 360),
+        interpolation=cv2.INTER_AREA,
     )
     burst = video_frames(1.0)
     burst[10:14] = [cv2.imencode(".jpg", victim)[1].tobytes()] * 4

@@ -11,8 +11,8 @@ from services.liveness.stream import LivenessTracker
 from tests.conftest import require_data
 from tests.support.frames import frame_of, load_rgb, publish_frame
 from watchpost.consumers import stream_worker
-from watchpost.keys import LIVENESS_GROUP, Keys
-from watchpost.messages import Frame, LivenessVerdict, decode
+from watchpost.keys import Group, Keys
+from watchpost.messages import LivenessVerdict, decode
 from watchpost.settings import CaptureSettings, LivenessSettings
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
@@ -29,9 +29,8 @@ def run_liveness(env_settings, redis_client, tracks: dict | None = None) -> list
     stream_worker(
         settings,
         redis_client,
-        stream=keys.frames,
-        group=LIVENESS_GROUP,
-        expected=Frame,
+        keys.frames,
+        group=Group.LIVENESS,
         handle=tracker.handle,
     ).run(threading.Event(), burst=True)
     if tracks is not None:
@@ -86,7 +85,6 @@ def test_a_face_without_readable_eyes_stays_undecided_with_a_reason(env_settings
             Keys(env_settings(LivenessSettings).stream_prefix).frames,
             frame,
             image=jpeg,
-            maxlen=1000,
         )
     verdicts = run_liveness(env_settings, redis_client)
     assert [v.state for v in verdicts] == ["undecided"]

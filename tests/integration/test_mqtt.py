@@ -182,6 +182,7 @@ def test_discovery_is_retained_follows_sightings_and_is_removed_with_the_camera(
                     liveness="live",
                     ended=False,
                 )
+            assert sighting is not None
             bridge.poll()
             (last_person,) = live.wait_for(topics.last_person("door"), 2)[-1:]
             shown = json.loads(last_person)
@@ -299,7 +300,7 @@ def test_a_broker_killed_mid_run_gets_what_was_held_when_it_returns(
     settings = mqtt_settings(env_settings, f"mqtt://127.0.0.1:{broker.port}", mqtt_topics)
     try:
         with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
-            bridge = client.app.state.mqtt
+            bridge = client.app.state.mqtt  # type: ignore[attr-defined]
             assert bridge.publisher.connected.wait(10)
             time.sleep(0.5)
             broker.kill()

@@ -31,8 +31,8 @@ def test_video_to_alert(env_settings, redis_client, pool):
     # The stranger took two recognition checks: the alert says when the frame that completed
     # the evidence was captured (what pipeline latency is measured from), after the snapshot's.
     (row,) = rows
-    event = alerts.event_from_row(row)
-    assert event.evidence_at is not None and event.evidence_at >= event.captured_at
+    event = alerts.alert_from_row(row)
+    assert event.evidence_at is not None and event.evidence_at >= event.captured_at.timestamp()
 
 
 def enrol_from_video(pool, video: Path, name: str, at_frame: int = 40) -> int:
@@ -62,7 +62,7 @@ def test_a_phone_replaying_an_enrolled_person_raises_a_spoof_attempt(
         rows = alerts.list_alerts(conn)
     kinds = [r["kind"] for r in rows]
     assert "spoof_attempt" in kinds and "access_granted" not in kinds
-    spoof = alerts.event_from_row(next(r for r in rows if r["kind"] == "spoof_attempt"))
+    spoof = alerts.alert_from_row(next(r for r in rows if r["kind"] == "spoof_attempt"))
     assert "attack cue motion" in spoof.reason  # with its evidence
     (evidence,) = result["liveness_tracks"].values()
     assert evidence.last_seen - evidence.first_seen <= 5.0  # within 5 s of watched time

@@ -30,11 +30,13 @@ from services.dashboard.main import create_app as dashboard_app
 from services.recognition.main import create_app as recognition_app
 from tests.conftest import SERVICE_TOKENS, key_headers, require_data
 from tests.support.servers import serving
+from tests.support.values import present
 from watchpost.auth import KeyVerifier
-from watchpost.db import access, alerts, cameras, identities
+from watchpost.db import alerts, api_keys, audit_log, cameras, erasure, identities
+from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
-from watchpost.keys import ALERTS_MAXLEN, DEAD_LETTER_MAXLEN, VERDICTS_MAXLEN, Keys
-from watchpost.messages import Box, RecognitionVerdict
+from watchpost.keys import DEAD_LETTER_MAXLEN, Keys
+from watchpost.messages import AlertKind, RecognitionVerdict
 from watchpost.service import uvicorn_options
 from watchpost.settings import (
     PROJECT_ROOT,
@@ -112,7 +114,7 @@ def test_a_kiosk_key_can_only_verify(dashboard, env_settings, make_key, pool):
         assert verify({"Authorization": f"Bearer {SERVICE_TOKENS['dashboard']}"}).status_code == 401
         assert verify(key_headers(kiosk)).status_code == 404  # let in: no such login
     with pool.connection() as conn:
-        keys = {k["key_id"]: k for k in access.list_keys(conn)}
+        keys = {k["key_id"]: k for k in api_keys.list_keys(conn)}
     assert keys[kiosk.split("_")[1]]["last_used_at"] is not None
 
 
@@ -303,7 +305,7 @@ def test_an_open_websocket_is_closed_when_its_sign_in_ends(dashboard, make_key, 
                 assert client.delete("/api/v1/session").status_code == 204
             elif ending == "revocation":
                 with pool.connection() as conn:
-                    access.revoke_key(conn, key.split("_")[1])
+                    api_keys.revoke_key(conn, key.split("_")[1])
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
     assert closed.value.code == 1008
@@ -376,7 +378,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         bob = identities.create_identity(conn, display_name="Bob Jones")
         granted, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t1",
             captured_at=1.0,
@@ -386,7 +388,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         )
         mismatch, _ = alerts.upsert_alert(
             conn,
-            kind="identity_mismatch",
+            kind=AlertKind.IDENTITY_MISMATCH,
             camera_id="kiosk",
             track_id="t2",
             captured_at=1.0,
@@ -397,7 +399,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         )
         other, _ = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="t3",
             captured_at=1.0,
@@ -411,11 +413,10 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
             keys.verdicts,
             verdict(identity, name, track),
             image=b"\xff\xd8frame",
-            maxlen=VERDICTS_MAXLEN,
         )
         redis_client.set(keys.track_label("door", track), json.dumps({"name": name}), ex=60)
     for row in (granted, mismatch, other):
-        publish(redis_client, keys.alerts, alerts.event_from_row(row), maxlen=ALERTS_MAXLEN)
+        publish(redis_client, keys.alerts, alerts.alert_from_row(row))
     dead = verdict(ann["id"], "Ann Smith", "t9").model_dump_json().encode()
     redis_client.xadd(keys.dead_letter, {b"data": dead}, maxlen=DEAD_LETTER_MAXLEN)
     redis_client.set(keys.live_frame("door"), b"\xff\xd8Ann drawn", ex=5)
@@ -427,13 +428,13 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         reasons = {
             r["id"]: r["reason"] for r in conn.execute("SELECT id, reason FROM alerts").fetchall()
         }
-        (entry,) = [e for e in access.list_audit(conn) if e["action"] == "identity_erase"]
+        (entry,) = [e for e in audit_log.list_audit(conn) if e["action"] == "identity_erase"]
     everything = b"".join(
         b"".join(v for _, f in redis_client.xrange(stream) for v in f.values())
         for stream in (keys.verdicts, keys.alerts, keys.dead_letter)
     )
     assert b"Ann Smith" not in everything and b"Bob Jones" in everything
-    assert [json.loads(f[b"data"])["alert_id"] for _, f in redis_client.xrange(keys.alerts)] == [
+    assert [json.loads(f[b"data"])["id"] for _, f in redis_client.xrange(keys.alerts)] == [
         other["id"]
     ]
     assert redis_client.xlen(keys.verdicts) == 1 and redis_client.xlen(keys.dead_letter) == 0
@@ -450,10 +451,10 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
 def test_an_alert_decided_about_someone_just_erased_is_stored_unnamed(pool):
     with pool.connection() as conn:
         ann = identities.create_identity(conn, display_name="Ann Smith")
-        access.erase_identity(conn, ann["id"])
+        erasure.erase_identity(conn, ann["id"])
         row, created = alerts.upsert_alert(
             conn,
-            kind="access_granted",
+            kind=AlertKind.ACCESS_GRANTED,
             camera_id="door",
             track_id="late",
             captured_at=1.0,
@@ -501,7 +502,7 @@ def test_capture_keeps_credentials_out_of_errors_and_logs(env_settings, redis_cl
     with caplog.at_level(logging.DEBUG), pytest.raises(SourceError) as failed:
         loop.run(threading.Event(), burst=True)
     with pool.connection() as conn:
-        row = cameras.get_camera(conn, "door")
+        row = present(cameras.get_camera(conn, "door"))
     assert row["status"] == "error" and "http://***@127.0.0.1:9" in row["last_error"]
     assert "hunter2" not in row["last_error"] and "hunter2" not in str(failed.value)
     assert "hunter2" not in caplog.text
@@ -564,7 +565,7 @@ def test_failures_are_counted_from_the_first_not_per_clock_minute(
     guesser, or a slow machine, have twice the allowance; it also made the test above flaky)."""
     throttle = watchpost.auth.FailureThrottle(redis_client, prefix, per_minute=3)
     now = [0.0]
-    monkeypatch.setattr(watchpost.auth.time, "time", lambda: now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])
     for at in (1_700_000_098.0, 1_700_000_099.0, 1_700_000_101.0):  # a clock minute ends at :100
         now[0] = at
         throttle.guard("203.0.113.9")
@@ -710,7 +711,7 @@ def test_capture_refuses_a_source_outside_the_allow_list(env_settings, redis_cli
     )
     with pytest.raises(SourceError, match="source not allowed"):
         loop.run(threading.Event(), burst=True)
-    assert loop.status == "error" and "WATCHPOST_CAMERA_SOURCE_DIRS" in loop.last_error
+    assert loop.status == "error" and "WATCHPOST_CAMERA_SOURCE_DIRS" in present(loop.last_error)
 
 
 # -- 11. legacy alerts name their sender; `watchpost secrets` writes privately ---------------
@@ -724,8 +725,8 @@ def test_legacy_alerts_record_their_sender_and_are_audited(dashboard, make_key, 
     assert posted.status_code == again.status_code == 201
     alert_id = posted.json()["id"]
     with pool.connection() as conn:
-        row = alerts.get_alert(conn, alert_id)
-        entries = [e for e in access.list_audit(conn) if e["action"] == "legacy_alert"]
+        row = present(alerts.get_alert(conn, alert_id))
+        entries = [e for e in audit_log.list_audit(conn) if e["action"] == "legacy_alert"]
     key_id = sender.split("_")[1]
     assert row["details"]["sender"] == f"old door client ({key_id})"
     assert "ada" not in row["reason"]  # the login is in claimed_login, which erasure clears

@@ -4,21 +4,28 @@ model."""
 
 from __future__ import annotations
 
-import threading
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
-from watchpost.consumers import stream_worker
-from watchpost.db import access, alerts, identities, sightings
+from tests.support.values import present
+from tests.support.verdicts import aggregate, liveness_verdict, person, recognition_verdict
+from watchpost.db import alerts, erasure, identities, retention, sightings
+from watchpost.geometry import Box
 from watchpost.images import decode_upload, encode_jpeg
-from watchpost.keys import AGGREGATOR_GROUP, Keys
-from watchpost.messages import Box, LivenessVerdict, RecognitionVerdict, Verdict
+from watchpost.keys import Keys
+from watchpost.messages import (
+    AlertKind,
+    LivenessState,
+    LivenessVerdict,
+    RecognitionVerdict,
+    Verdict,
+)
 from watchpost.settings import AggregatorSettings
-from watchpost.streams import publish
 
 T0 = 1_700_000_000.0
 FRAME = encode_jpeg(np.full((240, 320, 3), 120, np.uint8))
@@ -48,73 +55,37 @@ def seen(
     face: str | None = None,
 ) -> tuple[RecognitionVerdict, bytes]:
     frame, box, embedding = photo(face) if face else (FRAME, BOX, None)
-    verdict = RecognitionVerdict(
-        camera_id=camera,
-        track_id=track,
-        frame_seq=int(at - T0),
-        captured_at=at,
+    verdict = recognition_verdict(  # a sharp, frontal detector box
+        track,
         box=box,
+        captured_at=at,
         identity_id=identity_id,
-        display_name=name,
+        name=name,
         distance=0.4 if identity_id else 0.8,
-        threshold=0.6,
+        camera=camera,
+        frame_seq=int(at - T0),
         embedding=None if identity_id else embedding,
-        # A sharp, frontal detector box: evidence the access policy counts.
-        detected=True,
-        sharpness=200.0,
-        yaw=0.0,
     )
     return verdict, frame
 
 
-def live(track: str, at: float, camera="door", state="live") -> tuple[LivenessVerdict, None]:
-    return (
-        LivenessVerdict(
-            camera_id=camera,
-            track_id=track,
-            state=state,
-            reason=f"{state} because",
-            blinks=1,
-            frames_seen=30,
-            frames_with_eyes=30,
-            captured_at=at,
-        ),
-        None,
-    )
+def live(
+    track: str, at: float, camera="door", state: LivenessState = "live"
+) -> tuple[LivenessVerdict, None]:
+    return liveness_verdict(track, state, camera=camera, frames=30, captured_at=at), None
 
 
 def run(
     env_settings, redis_client, pool, verdicts, *, end: bool = True, **overrides
 ) -> AlertAggregator:
-    """Publish the verdicts, let one aggregator process them all, then end its tracks (unless
-    `end` is false: the aggregator stopped mid-track)."""
-    overrides.setdefault("aggregator_unknown_min_checks", 1)
-    settings = env_settings(AggregatorSettings, **overrides)
-    keys = Keys(settings.stream_prefix)
-    for verdict, image in verdicts:
-        publish(redis_client, keys.verdicts, verdict, image=image, maxlen=1000)
-    aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
-    stream_worker(
-        settings,
-        redis_client,
-        stream=keys.verdicts,
-        group=AGGREGATOR_GROUP,
-        expected=Verdict,
-        handle=aggregator.handle,
-    ).run(threading.Event(), burst=True)
-    if end:
-        aggregator.end_all()
-    return aggregator
+    """The verdicts through one aggregator, then its tracks ended (unless `end` is false: the
+    aggregator stopped mid-track)."""
+    return aggregate(env_settings, redis_client, pool, verdicts, end=end, **overrides)
 
 
 def all_sightings(pool, **filters) -> list[dict]:
     with pool.connection() as conn:
         return sorted(sightings.list_sightings(conn, limit=500, **filters), key=lambda r: r["id"])
-
-
-def person(pool, name: str) -> int:
-    with pool.connection() as conn:
-        return identities.create_identity(conn, display_name=name)["id"]
 
 
 # -- sightings ----------------------------------------------------------------------------------
@@ -147,8 +118,8 @@ def test_a_recognised_track_leaves_one_sighting_with_its_times(env_settings, red
     with pool.connection() as conn:
         snapshot = sightings.get_snapshot(conn, known["id"])
         face = sightings.get_face(conn, known["id"])
-    assert snapshot[:2] == b"\xff\xd8" and snapshot != FRAME  # the box is drawn on it
-    assert face[:2] == b"\xff\xd8"
+    assert present(snapshot)[:2] == b"\xff\xd8" and snapshot != FRAME  # the box is drawn on it
+    assert present(face)[:2] == b"\xff\xd8"
     # A sighting is not an alarm: the alerts are the policy's (a grant, a stranger), no more.
     with pool.connection() as conn:
         kinds = [r["kind"] for r in alerts.list_alerts(conn, after_id=0)]
@@ -207,8 +178,8 @@ def test_erasing_a_person_deletes_their_sightings(env_settings, redis_client, po
     )
     assert len(all_sightings(pool, identity_id=ann)) == 2
     with pool.connection() as conn:
-        erased = access.erase_identity(conn, ann)
-    assert erased["sightings"] == 2
+        erased = erasure.erase_identity(conn, ann)
+    assert present(erased)["sightings"] == 2
     assert [r["track_id"] for r in all_sightings(pool)] == ["s1"]  # the stranger's stays
     # A verdict still in flight about the erased person does not bring the record back.
     run(env_settings, redis_client, pool, [seen("a3", T0 + 200, ann, "Ann")])
@@ -224,7 +195,7 @@ def test_retention_deletes_old_sightings_and_their_snapshots(env_settings, redis
                 " WHERE track_id = %s",
                 (days, track),
             )
-        removed = access.purge_expired(
+        removed = retention.purge_expired(
             conn, alert_days=0, snapshot_days=30, audit_days=0, sighting_days=90
         )
     assert (removed["sightings"], removed["sighting_snapshots"]) == (1, 1)
@@ -331,7 +302,7 @@ def test_the_same_person_at_two_cameras_at_once_raises_impossible_travel(
         ],
     )
     with pool.connection() as conn:
-        travel = alerts.list_alerts(conn, kind="impossible_travel")
+        travel = alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL)
     (alert,) = travel
     assert alert["identity_id"] == ann and alert["camera_id"] == "yard"
     assert "at once" in alert["reason"] and "Ann" not in alert["reason"]
@@ -341,7 +312,7 @@ def test_the_same_person_at_two_cameras_at_once_raises_impossible_travel(
 
 def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, redis_client, pool):
     ann = person(pool, "Ann")
-    walk = {"aggregator_travel_seconds": {"door,yard": 30}}
+    walk: dict[str, Any] = {"aggregator_travel_seconds": {"door,yard": 30}}
     run(
         env_settings,
         redis_client,
@@ -355,7 +326,7 @@ def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, 
         **walk,
     )
     with pool.connection() as conn:
-        assert alerts.list_alerts(conn, kind="impossible_travel") == []
+        assert alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL) == []
     run(
         env_settings,
         redis_client,
@@ -369,7 +340,7 @@ def test_a_plausible_walk_raises_nothing_and_a_too_quick_one_does(env_settings, 
         **walk,
     )
     with pool.connection() as conn:
-        (alert,) = alerts.list_alerts(conn, kind="impossible_travel")
+        (alert,) = alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL)
     assert alert["track_id"] == "y2" and alert["details"]["gap_seconds"] == pytest.approx(10)
     assert "at least 30 s" in alert["reason"]
 
@@ -392,38 +363,23 @@ def test_one_stray_match_or_cameras_seeing_one_place_raise_nothing(
         aggregator_travel_seconds={"door,lobby": -1},
     )
     with pool.connection() as conn:
-        assert alerts.list_alerts(conn, kind="impossible_travel") == []
+        assert alerts.list_alerts(conn, kind=AlertKind.IMPOSSIBLE_TRAVEL) == []
 
 
 # -- the dashboard API ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def recognition_url(redis_url, postgres_url):
-    from services.recognition.main import create_app as recognition_app
-    from tests.conftest import SERVICE_TOKEN_SETTINGS
-    from tests.support.servers import serving
-    from watchpost.settings import RecognitionSettings
+    from tests.support.dashboard import recognition_server
 
-    settings = RecognitionSettings(
-        redis_url=redis_url,
-        database_url=postgres_url,
-        stream_prefix="wpt-sightings-recognition",
-        consumer_name="test",
-        **SERVICE_TOKEN_SETTINGS,
-    )
-    with serving(recognition_app(settings)) as url:
+    with recognition_server(redis_url, postgres_url, "wpt-sightings-recognition") as url:
         yield url
 
 
 @pytest.fixture
 def client(env_settings, recognition_url, admin_key):
-    from fastapi.testclient import TestClient
+    from tests.support.dashboard import dashboard_client
 
-    from services.dashboard.main import create_app as dashboard_app
-    from tests.conftest import key_headers
-    from watchpost.settings import DashboardSettings
-
-    settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
-    with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as client:
+    with dashboard_client(env_settings, recognition_url, admin_key) as client:
         yield client
 
 
@@ -595,7 +551,7 @@ def test_every_person_in_the_shared_videos_appears_as_a_sighting(
     with pool.connection() as conn:
         groups = sightings.list_groups(conn)
         for number, group in enumerate(groups):
-            crop = decode_jpeg(sightings.get_face(conn, group["best_sighting_id"]))
+            crop = decode_jpeg(present(sightings.get_face(conn, group["best_sighting_id"])))
             boxes = detect_faces(crop)
             assert boxes, f"no face found again in group {group['id']}'s best face"
             who = identities.create_identity(conn, display_name=f"Person {number}")["id"]

@@ -4,6 +4,8 @@ process reads it back); cameras do not share it; the window keeps the newest tra
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.liveness.calibration import SiteCalibration, fit_threshold
@@ -11,7 +13,7 @@ from watchpost.keys import Keys
 
 
 def calibration(redis_client, prefix, **overrides) -> SiteCalibration:
-    options = {
+    options: dict[str, Any] = {
         "global_threshold": 0.43,
         "target_bpcer": 0.2,  # needs 4 real tracks: small enough for a table by hand
         "min_presentations": 5,

@@ -81,7 +81,7 @@ def test_new_alerts_are_posted_signed_and_retried(env_settings, pool, redis_clie
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Watchpost-Signature"] == expected
         assert headers["X-Watchpost-Event"] == "unknown_person"
-        assert json.loads(body)["alert"]["alert_id"] == alert_id
+        assert json.loads(body)["alert"]["id"] == alert_id
         assert spoof_only.requests == []  # other kinds go elsewhere
     finally:
         receiver.close()

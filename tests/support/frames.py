@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from watchpost.images import encode_jpeg, face_square
-from watchpost.messages import Box, FaceCrop, Frame, TrackedFace
+from watchpost.geometry import Box
+from watchpost.images import encode_jpeg
+from watchpost.images import load_rgb as load_rgb  # re-exported for the callers
+from watchpost.keys import Stream
+from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
 
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+TEST_FRAMES_MAXLEN = 100_000
 
 
 def frame_of(
@@ -32,7 +30,7 @@ def frame_of(
     faces = [
         TrackedFace(
             track_id=f"{track_prefix}-{i}",
-            box=Box(left=b[0], top=b[1], right=b[2], bottom=b[3]),
+            box=Box.of(b),
             detected=True,
         )
         for i, b in enumerate(boxes)
@@ -51,24 +49,21 @@ def frame_of(
 
 
 def publish_frame(
-    client, stream: str, rgb: np.ndarray, *, crop_every: int = 3, maxlen: int = 100_000, **kw
+    client, stream: Stream[Frame], rgb: np.ndarray, *, crop_every: int = 3, **kw
 ) -> Frame:
     """`frame_of` published as capture would: with a camera-resolution crop of each face every
-    `crop_every`-th frame (by `seq`)."""
+    `crop_every`-th frame (by `seq`). Tests publish whole videos before a worker reads them, so
+    the stream keeps every frame (capture's own bound is a setting too)."""
     frame, jpeg = frame_of(rgb, **kw)
     pictures: dict[str, bytes] = {}
     crops = []
     if crop_every and frame.seq % crop_every == 0:
         h, w = rgb.shape[:2]
         for face in frame.faces:
-            left, top, right, bottom = face_square(face.box.as_tuple(), w, h)
-            crop = FaceCrop(
-                track_id=face.track_id,
-                square=Box(left=left, top=top, right=right, bottom=bottom),
-                camera_width=w,
-            )
+            crop = FaceCrop.around(face.track_id, face.box.as_tuple(), w, h)
+            left, top, right, bottom = crop.square.as_tuple()
             crops.append(crop)
             pictures[crop.attachment] = encode_jpeg(rgb[top:bottom, left:right], quality=95)
     frame = frame.model_copy(update={"crops": crops})
-    publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=maxlen)
+    publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=TEST_FRAMES_MAXLEN)
     return frame

@@ -10,8 +10,7 @@ from services.capture.loop import CaptureLoop
 from services.liveness.stream import LivenessTracker
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost.consumers import stream_worker
-from watchpost.keys import AGGREGATOR_GROUP, LIVENESS_GROUP, RECOGNITION_GROUP, Keys
-from watchpost.messages import Frame, Verdict
+from watchpost.keys import Group, Keys
 from watchpost.settings import (
     AggregatorSettings,
     CaptureSettings,
@@ -44,9 +43,8 @@ def run_consumers(env_settings, redis_client, pool) -> dict:
     recognised = stream_worker(
         rec_settings,
         redis_client,
-        stream=keys.frames,
-        group=RECOGNITION_GROUP,
-        expected=Frame,
+        keys.frames,
+        group=Group.RECOGNITION,
         handle=recognizer.handle,
     ).run(stop, burst=True)
     live_settings = env_settings(LivenessSettings)
@@ -54,9 +52,8 @@ def run_consumers(env_settings, redis_client, pool) -> dict:
     judged = stream_worker(
         live_settings,
         redis_client,
-        stream=keys.frames,
-        group=LIVENESS_GROUP,
-        expected=Frame,
+        keys.frames,
+        group=Group.LIVENESS,
         handle=tracker.handle,
     ).run(stop, burst=True)
     agg_settings = env_settings(AggregatorSettings)
@@ -64,9 +61,8 @@ def run_consumers(env_settings, redis_client, pool) -> dict:
     decided = stream_worker(
         agg_settings,
         redis_client,
-        stream=keys.verdicts,
-        group=AGGREGATOR_GROUP,
-        expected=Verdict,
+        keys.verdicts,
+        group=Group.AGGREGATOR,
         handle=aggregator.handle,
     ).run(stop, burst=True)
     aggregator.end_all()  # the replay is over: every track's sighting is final (and grouped)

@@ -165,7 +165,7 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
 
     source = cv2.VideoCapture(str(require_data("video/talking_blinks_720p.mp4")))
     writer = cv2.VideoWriter(
-        str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360)
+        str(tmp_path / "clip.avi"), cv2.VideoWriter.fourcc(*"MJPG"), 30, (640, 360)
     )
     frames = []
     for _ in range(45):

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from services.recognition.calibration import CalibrationError, calibrate, gallery_scores, svg
+from watchpost.calibration import CalibrationError, calibrate, gallery_scores, svg
 
 
 def at(*coordinates: float) -> np.ndarray:

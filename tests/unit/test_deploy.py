@@ -30,6 +30,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.support.values import present
 from watchpost.cli import SECRET_NAMES
 from watchpost.cli import main as cli_main
 from watchpost.service import BackgroundLoop, add_ops_routes
@@ -476,7 +477,7 @@ def test_healthz_is_an_ops_route_that_reports_a_crashed_loop():
     loops: list[BackgroundLoop] = []
     app = FastAPI()
     add_ops_routes(app, loops=lambda: loops, dependencies=dict)
-    assert "/healthz" in {route.path for route in app.routes}
+    assert "/healthz" in {getattr(route, "path", None) for route in app.routes}
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
         loops.append(crashed)
@@ -579,7 +580,7 @@ def test_images_install_from_the_wheelhouse_only_with_the_constraints_and_their_
 
 
 def distribution(requirement: str) -> str:
-    return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower().replace("_", "-")
+    return present(re.match(r"[A-Za-z0-9_.-]+", requirement)).group(0).lower().replace("_", "-")
 
 
 def test_the_core_install_has_no_heavy_dependencies():
@@ -611,7 +612,7 @@ def imports_of(path: Path) -> set[str]:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 module = ".".join([*base, *([node.module] if node.module else [])])
             else:
-                module = node.module
+                module = node.module or ""
             names.add(module)
             names |= {f"{module}.{alias.name}" for alias in node.names}
     return names

@@ -1,13 +1,20 @@
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
+from pydantic import ValidationError
 
+from watchpost.geometry import Box
 from watchpost.messages import (
     AlertEvent,
-    Box,
+    AlertKind,
+    AttackCue,
     FaceCrop,
     Frame,
     LivenessVerdict,
+    Message,
     MessageError,
     RecognitionVerdict,
     TrackedFace,
@@ -16,6 +23,8 @@ from watchpost.messages import (
     decode,
     encode,
 )
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def frame(**overrides) -> Frame:
@@ -106,7 +115,12 @@ def test_image_rules_are_enforced_when_encoding():
     with pytest.raises(MessageError, match="needs an image"):
         encode(frame())
     event = AlertEvent(
-        alert_id=1, kind="unknown_person", camera_id="c", track_id="t", captured_at=1, created_at=2
+        id=1,
+        kind=AlertKind.UNKNOWN_PERSON,
+        camera_id="c",
+        track_id="t",
+        captured_at=NOW,
+        created_at=NOW,
     )
     with pytest.raises(MessageError, match="carries no image"):
         encode(event, image=b"x")
@@ -157,3 +171,80 @@ def test_a_crop_must_belong_to_one_of_the_frames_faces():
         frame(crops=[crop("someone-else")])
     with pytest.raises(ValueError, match="at most one crop per track"):
         frame(crops=[crop(), crop()])
+
+
+# Versions: additive changes keep the version and older consumers ignore what they do not know;
+# a bump needs an upgrade step; a version newer than the consumer's is refused with a reason.
+
+
+def test_fields_a_consumer_does_not_know_are_ignored_even_nested():
+    verdict = LivenessVerdict(
+        camera_id="door", track_id="t1", state="live", reason="", blinks=1, frames_seen=3,
+        frames_with_eyes=3, cues=[AttackCue(name="motion", score=0.1, threshold=0.5, samples=2,
+                                            flagged=False, decides=True)],
+    )  # fmt: skip
+    fields = encode(verdict)
+    payload = json.loads(fields[b"data"])
+    payload["added_by_a_newer_producer"] = {"any": "thing"}
+    payload["cues"][0]["also_new"] = 1.5
+    fields[b"data"] = json.dumps(payload).encode()
+    assert decode(fields, Verdict)[0] == verdict
+
+
+def test_our_own_code_still_cannot_build_a_message_with_a_misspelt_field():
+    with pytest.raises(ValidationError, match="extra"):
+        AlertEvent.model_validate({**alert_payload(), "kindd": "x"})
+
+
+def alert_payload() -> dict:
+    return {
+        "id": 1, "kind": "unknown_person", "camera_id": "door", "track_id": "t1",
+        "captured_at": "2026-01-01T00:00:00Z", "created_at": "2026-01-01T00:00:01Z",
+    }  # fmt: skip
+
+
+class VersionProbe(Message):
+    """A message whose version 1 called `seconds` `secs`: version 2 renamed it."""
+
+    schema_version: ClassVar[int] = 2
+    upgrades: ClassVar[dict[int, Callable[[dict], dict]]] = {
+        1: lambda old: {"seconds": old.pop("secs"), **old}
+    }
+    seconds: float
+
+
+def probe_fields(version: int, data: dict) -> dict[bytes, bytes]:
+    return {
+        b"type": b"VersionProbe",
+        b"v": str(version).encode(),
+        b"data": json.dumps(data).encode(),
+    }
+
+
+def test_an_older_version_is_upgraded_step_by_step():
+    assert decode(probe_fields(1, {"secs": 2.5}), VersionProbe)[0] == VersionProbe(seconds=2.5)
+    assert decode(probe_fields(2, {"seconds": 3.0}), VersionProbe)[0].seconds == 3.0
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [(3, "newer than this consumer reads"), (0, "no upgrade from it")],
+)
+def test_a_version_without_a_path_is_refused_with_a_reason(version, reason):
+    with pytest.raises(MessageError, match=reason):
+        decode(probe_fields(version, {"seconds": 1.0}), VersionProbe)
+
+
+def test_a_version_1_alert_event_reads_as_the_public_alert():
+    v1 = {
+        "alert_id": 7, "kind": "spoof_attempt", "camera_id": "door", "track_id": "t1",
+        "identity_id": None, "display_name": None, "distance": None, "liveness": "spoof",
+        "reason": "no blink", "captured_at": 1_767_225_600.0, "created_at": 1_767_225_601.5,
+        "evidence_at": 1_767_225_600.5,
+    }  # fmt: skip
+    fields = {b"type": b"AlertEvent", b"v": b"1", b"data": json.dumps(v1).encode()}
+    event, _ = decode(fields, AlertEvent)
+    assert event.id == event.alert_id == 7 and event.kind == AlertKind.SPOOF_ATTEMPT
+    assert event.created_at == datetime(2026, 1, 1, 0, 0, 1, 500_000, tzinfo=UTC)
+    assert event.evidence_at == 1_767_225_600.5 and event.face_url is None
+    assert json.loads(encode(event)[b"v"]) == 2

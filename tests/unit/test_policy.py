@@ -9,6 +9,7 @@ from services.aggregator.policy import (
     grant_vote,
     vote_identity,
 )
+from tests.support.values import present
 
 
 def check(
@@ -36,12 +37,12 @@ UNKNOWN = check(None, 0.80)
     ],
 )
 def test_vote_identity(recognitions, identity, votes):
-    vote = vote_identity(recognitions)
+    vote = present(vote_identity(recognitions))
     assert (vote.identity_id, vote.votes, vote.total) == (identity, votes, len(recognitions))
 
 
 def test_vote_reports_the_best_distance_of_the_winner():
-    assert vote_identity([ALICE_FAR, ALICE, BOB]).best_distance == pytest.approx(0.40)
+    assert present(vote_identity([ALICE_FAR, ALICE, BOB])).best_distance == pytest.approx(0.40)
     assert vote_identity([]) is None
 
 
@@ -161,7 +162,7 @@ def test_quality_weights_and_gates():
     assert check_quality(check(1, px=60, sharp=50.0, yaw=0.0), policy) == pytest.approx(0.3)
     assert check_quality(check(1, yaw=0.35), policy) == pytest.approx(0.5)
     assert check_quality(check(1, px=59), policy) is None
-    vote = grant_vote([ALICE, ALICE_FAR, check(1, detected=False)], policy)
+    vote = present(grant_vote([ALICE, ALICE_FAR, check(1, detected=False)], policy))
     assert (vote.identity_id, vote.checks, vote.usable) == (1, 2, 2)
     assert vote.best_distance == pytest.approx(0.40) and vote.share == pytest.approx(1.0)
     assert grant_vote([check(1, detected=False)], policy) is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from watchpost.messages import Box, RecognitionVerdict, Verdict, decode, encode
+from watchpost.geometry import Box
+from watchpost.messages import RecognitionVerdict, decode, encode
 from watchpost.settings import AggregatorSettings, DashboardSettings
 
 
@@ -64,7 +65,7 @@ def test_an_unknown_verdict_carries_a_128_d_embedding_or_none():
     )
     verdict = RecognitionVerdict(**values, embedding=[0.5] * 128)
     fields = encode(verdict, image=b"\xff\xd8")
-    assert decode(fields, Verdict)[0].embedding == [0.5] * 128
+    assert decode(fields, RecognitionVerdict)[0].embedding == [0.5] * 128
     assert RecognitionVerdict(**values).embedding is None  # older senders: still valid
     with pytest.raises(ValueError, match="at least 128"):
         RecognitionVerdict(**values, embedding=[0.5] * 3)

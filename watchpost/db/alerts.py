@@ -7,9 +7,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from watchpost.db.access import without_names
+from watchpost.db.erasure import without_names
 from watchpost.db.pool import Conn, Row, one
-from watchpost.messages import AlertEvent
+from watchpost.messages import AlertEvent, AlertKind
 
 ALERT_COLUMNS = (
     "id, kind, camera_id, track_id, identity_id, display_name, claimed_login, distance,"
@@ -21,7 +21,7 @@ ALERT_COLUMNS = (
 def upsert_alert(
     conn: Conn,
     *,
-    kind: str,
+    kind: AlertKind,
     camera_id: str,
     track_id: str,
     captured_at: float,
@@ -90,7 +90,7 @@ def _filters(
     *,
     after_id: int | None = None,
     before_id: int | None = None,
-    kind: str | None = None,
+    kind: AlertKind | None = None,
     camera_id: str | None = None,
     identity_id: int | None = None,
     acknowledged: bool | None = None,
@@ -158,19 +158,13 @@ def get_face(conn: Conn, alert_id: int) -> bytes | None:
     return None if row is None else row["face_jpeg"]
 
 
-def event_from_row(row: Row) -> AlertEvent:
-    """The stream message announcing a stored alert."""
-    return AlertEvent(
-        alert_id=row["id"],
-        kind=row["kind"],
-        camera_id=row["camera_id"],
-        track_id=row["track_id"],
-        identity_id=row["identity_id"],
-        display_name=row["display_name"],
-        distance=row["distance"],
-        liveness=row["liveness"],
-        reason=row["reason"],
-        captured_at=row["captured_at"].timestamp(),
-        created_at=row["created_at"].timestamp(),
-        evidence_at=(row.get("details") or {}).get("evidence_at"),
+def alert_from_row(row: Row) -> AlertEvent:
+    """The public alert of a stored one (a row of ALERT_COLUMNS): what the REST API answers and
+    the alerts stream carries, with the URLs of its pictures."""
+    alert = AlertEvent.model_validate(row)
+    return alert.model_copy(
+        update={
+            "snapshot_url": f"/api/v1/alerts/{alert.id}/snapshot" if alert.has_snapshot else None,
+            "face_url": f"/api/v1/alerts/{alert.id}/face" if alert.has_face else None,
+        }
     )

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from watchpost.db.pool import Conn, Row, one
+
+
+class CameraStatus(StrEnum):
+    """What capture last reported of a camera (the `cameras.status` column)."""
+
+    UNKNOWN = "unknown"  # never reported (the column's default)
+    STARTING = "starting"
+    ONLINE = "online"
+    OFFLINE = "offline"  # the source went away; capture reconnects
+    ERROR = "error"  # the source could not be opened
+    ENDED = "ended"  # a file played to its end
+    STOPPED = "stopped"  # capture stopped it (disabled, removed, shutting down)
+
 
 CAMERA_COLUMNS = (
     "id, name, source, enabled, claimed_login, status, fps, last_frame_at, last_error,"
@@ -25,7 +40,7 @@ def report_status(
     conn: Conn,
     *,
     camera_id: str,
-    status: str,
+    status: CameraStatus,
     fps: float | None = None,
     frame_seen: bool = False,
     error: str | None = None,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dlib
 import numpy as np
 
+from watchpost.geometry import BoxTuple as Box
 from watchpost.vision import models
 
-Box = tuple[int, int, int, int]  # left, top, right (exclusive), bottom (exclusive)
 
-
-def _rect(box: Box) -> dlib.rectangle:
+def dlib_rect(box: Box) -> dlib.rectangle:
+    """dlib's rectangle for a box (dlib's right and bottom are inclusive, ours exclusive)."""
     left, top, right, bottom = box
     return dlib.rectangle(int(left), int(top), int(right) - 1, int(bottom) - 1)
 
@@ -57,7 +57,7 @@ def embed_face(rgb: np.ndarray, box: Box, *, jitter: int = 0) -> np.ndarray:
 
 def embed_face_with_pose(rgb: np.ndarray, box: Box, *, jitter: int = 0) -> tuple[np.ndarray, float]:
     """The embedding and the face's yaw (see `yaw_of`), from the same 5 landmarks."""
-    shape = models.landmarks_5()(rgb, _rect(box))
+    shape = models.landmarks_5()(rgb, dlib_rect(box))
     vector = models.face_encoder().compute_face_descriptor(rgb, shape, jitter)
     points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
     return np.asarray(vector, dtype=np.float32), yaw_of(points)
@@ -79,5 +79,5 @@ def yaw_of(points: np.ndarray) -> float:
 
 def landmarks_68(gray_or_rgb: np.ndarray, box: Box) -> np.ndarray:
     """(68, 2) landmark coordinates (iBUG 300-W order) for the face in `box`."""
-    shape = models.landmarks_68()(gray_or_rgb, _rect(box))
+    shape = models.landmarks_68()(gray_or_rgb, dlib_rect(box))
     return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)

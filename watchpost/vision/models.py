@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import dlib
 import face_recognition_models as weights
@@ -15,6 +16,17 @@ import numpy as np
 # dlib's models are not documented as thread-safe; a service's stream loop and its HTTP handlers
 # share them under this lock.
 LOCK = threading.Lock()
+T = TypeVar("T")
+
+
+def under_lock(handle: Callable[[T], None]) -> Callable[[T], None]:
+    """`handle` run while holding LOCK (a stream handler sharing the models with HTTP routes)."""
+
+    def locked(item: T) -> None:
+        with LOCK:
+            handle(item)
+
+    return locked
 
 
 @cache

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import dlib
 import numpy as np
 
-Box = tuple[int, int, int, int]
+from watchpost.geometry import BoxTuple as Box
+from watchpost.vision.faces import dlib_rect
 
 
 def iou(a: Box, b: Box) -> float:
@@ -112,7 +113,7 @@ class FaceTracker:
             track = self._tracks[track_id]
             track.box = detections[index]
             track.unconfirmed_detections = 0
-            track.tracker.start_track(rgb, _rect(track.box))
+            track.tracker.start_track(rgb, dlib_rect(track.box))
             result.append(TrackedBox(track_id, track.box, True))
         for track_id in lost:
             track = self._tracks[track_id]
@@ -124,17 +125,13 @@ class FaceTracker:
         for index in new:
             track_id = f"{self._token}-{next(self._counter)}"
             tracker = dlib.correlation_tracker()
-            tracker.start_track(rgb, _rect(detections[index]))
+            tracker.start_track(rgb, dlib_rect(detections[index]))
             self._tracks[track_id] = _Track(tracker, detections[index])
             result.append(TrackedBox(track_id, detections[index], True))
         return result
 
     def reset(self) -> None:
         self._tracks.clear()
-
-
-def _rect(box: Box) -> dlib.rectangle:
-    return dlib.rectangle(box[0], box[1], box[2] - 1, box[3] - 1)
 
 
 def _clip(r: dlib.drectangle, w: int, h: int) -> Box | None:

@@ -1,4 +1,4 @@
-"""Admin-only routes for the page: API keys (list, create, revoke) and the calibration report
+"""Admin-only routes: API keys (list, create, revoke) and the calibration report
 recognition computes (proxied, so the page needs no second origin or service token)."""
 
 from __future__ import annotations
@@ -7,17 +7,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.dashboard.api import api_router
 from services.dashboard.auth import Admin, audit
 from services.dashboard.deps import ConnDep, SettingsDep
 from services.dashboard.schemas import Name, Problem
 from watchpost.auth import Role, create_key
-from watchpost.db import access
+from watchpost.db import api_keys
 from watchpost.service import service_headers
 
-router = APIRouter(prefix="/api/v1", tags=["admin"])
+router = api_router()
 
 # The roles a key made from the page may have (kiosk keys too: a login kiosk needs one).
 KeyRole = Literal["viewer", "operator", "admin", "kiosk"]
@@ -50,17 +51,19 @@ def key_public(row: dict[str, Any]) -> KeyPublic:
     return KeyPublic.model_validate({k: v for k, v in row.items() if k != "secret_hash"})
 
 
-@router.get("/keys", response_model=list[KeyPublic])
+@router.get("/keys", tags=["admin"], response_model=list[KeyPublic])
 def list_keys(
     conn: ConnDep,
     who: Admin,
     include_revoked: Annotated[bool, Query(description="Revoked keys too")] = False,
 ) -> list[KeyPublic]:
     """Every live key (and revoked ones on request), oldest first, without secrets."""
-    return [key_public(r) for r in access.list_keys(conn, include_revoked=include_revoked)]
+    return [key_public(r) for r in api_keys.list_keys(conn, include_revoked=include_revoked)]
 
 
-@router.post("/keys", status_code=201, response_model=KeyCreated, responses={422: {}})
+@router.post(
+    "/keys", tags=["admin"], status_code=201, response_model=KeyCreated, responses={422: {}}
+)
 def create_api_key(body: KeyCreate, conn: ConnDep, who: Admin, request: Request) -> KeyCreated:
     """A new key with the role; its secret is in this answer only (store it now)."""
     key, row = create_key(conn, name=body.name, role=Role[body.role])
@@ -72,19 +75,20 @@ def create_api_key(body: KeyCreate, conn: ConnDep, who: Admin, request: Request)
 
 @router.delete(
     "/keys/{key_id}",
+    tags=["admin"],
     response_model=KeyPublic,
     responses={404: {"model": Problem}, 409: {"model": Problem}},
 )
 def revoke_api_key(key_id: str, conn: ConnDep, who: Admin, request: Request) -> KeyPublic:
     """Revoke a key (by its key id): its sessions end with it. The last live admin key is not
     revoked (409): nobody could manage keys from the page any more."""
-    live = {r["key_id"]: r for r in access.list_keys(conn)}
+    live = {r["key_id"]: r for r in api_keys.list_keys(conn)}
     target = live.get(key_id)
     if target is None:
         raise HTTPException(404, detail=f"no live key {key_id!r}")
-    if target["role"] == "admin" and access.count_admin_keys(conn) <= 1:
+    if target["role"] == "admin" and api_keys.count_admin_keys(conn) <= 1:
         raise HTTPException(409, detail="this is the last admin key; create another one first")
-    row = access.revoke_key(conn, key_id)
+    row = api_keys.revoke_key(conn, key_id)
     if row is None:  # revoked meanwhile
         raise HTTPException(404, detail=f"no live key {key_id!r}")
     audit(conn, request, who, "key_revoke", "api_key", key_id, name=row["name"], role=row["role"])
@@ -94,6 +98,7 @@ def revoke_api_key(key_id: str, conn: ConnDep, who: Admin, request: Request) -> 
 
 @router.get(
     "/calibration",
+    tags=["admin"],
     responses={
         200: {"content": {"application/json": {}, "image/svg+xml": {}}},
         409: {"model": Problem, "description": "too few people or photos enrolled"},

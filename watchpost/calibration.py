@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _normal_tail(x: float, mean: float, std: float) -> float:
 
 def calibrate(
     scores: Scores, *, target_far: float, current_threshold: float, gallery_identities: int
-) -> dict:
+) -> dict[str, Any]:
     """The curve, the threshold suggested for `target_far` per identification, and the rates
     at the current threshold. `gallery_identities` is N, the size 1:N search runs at."""
     if not 0 < target_far < 1:
@@ -98,7 +99,7 @@ def calibrate(
     n = max(1, gallery_identities)
     mean, std = float(scores.impostor.mean()), float(scores.impostor.std(ddof=1) or 1e-6)
 
-    def row(t: float) -> dict:
+    def row(t: float) -> dict[str, Any]:
         far_pair = float(np.mean(scores.impostor <= t))
         fitted = _normal_tail(t, mean, std)
         return {
@@ -136,7 +137,7 @@ def calibrate(
     }
 
 
-def svg(result: dict, *, width: int = 640, height: int = 400) -> str:
+def svg(result: dict[str, Any], *, width: int = 640, height: int = 400) -> str:
     """The curve as an SVG plot: false accepts per identification (log scale) and false rejects
     against the threshold, with the current and suggested thresholds marked."""
     left, right, top, bottom = 60, 20, 30, 50

@@ -55,7 +55,7 @@ def post_photo(client: httpx.Client, path: str, photo: Path, largest: bool) -> h
         time.sleep(float(response.headers.get("Retry-After", "5")))
 
 
-def enroll_folder(
+def enrol_folder(
     folder: Path, *, url: str, key: str, largest: bool, console: Console
 ) -> EnrolmentSummary:
     people = photos_by_person(folder)

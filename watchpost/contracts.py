@@ -1,0 +1,64 @@
+"""The HTTP contracts between services: what recognition and liveness answer, and what their
+callers (the dashboard's enrolment, recognition's verify) parse the answers into.
+
+One definition each, so a caller reads typed fields and a change to a reply is a change here.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from watchpost.geometry import Box
+from watchpost.messages import AttackCue, LivenessState
+
+
+class FaceOut(BaseModel):
+    """One face recognition found in an image (`POST /v1/faces`, `/v1/identify`)."""
+
+    box: Box
+    embedding: list[float]
+    identity_id: int | None = None
+    display_name: str | None = None
+    distance: float | None = None
+
+
+class FacesOut(BaseModel):
+    width: int
+    height: int
+    faces: list[FaceOut] = Field(description="Largest first.")
+
+
+class LivenessReport(BaseModel):
+    """Liveness's judgement of a burst of frames (`POST /v1/liveness`)."""
+
+    state: LivenessState
+    reason: str
+    blinks: int
+    frames_seen: int
+    frames_with_face: int
+    frames_with_eyes: int
+    open_ear: float | None
+    passive_score: float | None
+    passive_frames: int
+    cues: list[AttackCue]
+
+
+class VerifyOut(BaseModel):
+    """Recognition's verification of a claimed login over a burst (`POST /v1/verify`)."""
+
+    login_name: str
+    identity_id: int
+    display_name: str
+    match: bool = Field(description="The median distance over the frames is within the threshold")
+    distance: float = Field(
+        description="Median over frames of the identity's score (mean distance of its k nearest "
+        "samples)"
+    )
+    best_distance: float
+    threshold: float
+    frames: int
+    frames_with_face: int
+    liveness: LivenessReport | None = Field(
+        None, description="The liveness service's report on the frames"
+    )
+    liveness_note: str | None = None
