@@ -15,6 +15,9 @@ FRAMES_MAXLEN = 500
 VERDICTS_MAXLEN = 100_000
 ALERTS_MAXLEN = 100_000
 DEAD_LETTER_MAXLEN = 10_000
+# The gallery's change log: recognition replicas read it from where they left off; one that
+# finds it trimmed past its place reloads in full (in the background).
+GALLERY_CHANGES_MAXLEN = 100_000
 
 
 @dataclass(frozen=True)
@@ -66,5 +69,11 @@ class Keys:
 
     @property
     def gallery_version(self) -> str:
-        """Incremented whenever enrolled faces change; recognition reloads when it moves."""
+        """Incremented whenever enrolled faces change; recognition catches up when it moves."""
         return f"{self.prefix}:gallery:version"
+
+    @property
+    def gallery_changes(self) -> str:
+        """Stream of `{identity: id}`, one entry per committed change of an identity's faces or
+        name (enrolment, deletion, erasure, renaming), added with the version's increment."""
+        return f"{self.prefix}:gallery:changes"

@@ -11,7 +11,7 @@ import redis
 from watchpost.db import identities
 from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
-from watchpost.keys import Keys
+from watchpost.keys import GALLERY_CHANGES_MAXLEN, Keys
 
 
 class EnrolmentError(ValueError):
@@ -150,7 +150,7 @@ def store_faces(
     identity_id: int,
     faces: list[CheckedFace],
 ) -> list[Row]:
-    """Insert the faces in one transaction, then tell recognition replicas to reload."""
+    """Insert the faces in one transaction, then tell recognition replicas to add them."""
     rows = [
         identities.add_face_sample(
             conn,
@@ -161,12 +161,27 @@ def store_faces(
         )
         for face in faces
     ]
-    conn.commit()  # durable before recognition replicas are told to reload
+    conn.commit()  # durable before recognition replicas are told
     if rows:
-        redis_client.incr(keys.gallery_version)
+        announce_change(redis_client, keys, identity_id)
     return rows
 
 
-def gallery_changed(conn: Conn, redis_client: redis.Redis, keys: Keys) -> None:
+def gallery_changed(conn: Conn, redis_client: redis.Redis, keys: Keys, identity_id: int) -> None:
+    """Commit a change of one identity's faces or name, then tell recognition replicas."""
     conn.commit()
-    redis_client.incr(keys.gallery_version)
+    announce_change(redis_client, keys, identity_id)
+
+
+def announce_change(redis_client: redis.Redis, keys: Keys, identity_id: int) -> None:
+    """One change-log entry naming the identity, and the version's increment, together: each
+    recognition replica re-reads that identity alone (docs/recognition.md, "The gallery")."""
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.xadd(
+        keys.gallery_changes,
+        {"identity": str(identity_id)},
+        maxlen=GALLERY_CHANGES_MAXLEN,
+        approximate=True,
+    )
+    pipe.incr(keys.gallery_version)
+    pipe.execute()
