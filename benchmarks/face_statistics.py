@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from rich.progress import track
 
 from benchmarks.faces import embed_photo
 
@@ -55,7 +55,7 @@ def lfw_embeddings(data_dir: Path, *, limit: int | None = None) -> tuple[np.ndar
     names = sorted({p.parent.name for p in photos})
     number = {n: i for i, n in enumerate(names)}
     rows, people = [], []
-    for photo in tqdm(photos, desc="embedding LFW photos (cached after)", unit="photo"):
+    for photo in track(photos, description="embedding LFW photos (cached after)"):
         found = embed_photo(photo, cnn_fallback=False)
         if found.embedding is not None:
             rows.append(found.embedding)

@@ -138,7 +138,7 @@ class Gallery:
             for identity, rows in zip(unique.tolist(), np.split(order, starts[1:]), strict=True):
                 self._rows[identity] = rows
         if isinstance(names, dict):
-            self._names = {int(i): names[int(i)] for i in self._rows}
+            self._names = {int(i): names.get(int(i), "") for i in self._rows}
         else:
             self._names = {int(i): nm for i, nm in zip(ids.tolist(), names, strict=True)}
         self._index: _IvfIndex | None = None

@@ -85,10 +85,12 @@ class GalleryHolder:
         self.gallery = Gallery.empty(k=k, index=index)
         self.version: bytes | None = b"unloaded"
         self.cursor = "0-0"  # the last change-log entry applied
+        self.log_added = 0  # entries the change log had had when last read
         self.last_sample_id = -1  # the highest sample id ever seen
         self._loaded = threading.Event()
         self._lock = threading.Lock()
         self._reloading = threading.Lock()  # one full reload at a time
+        self.reload_thread: threading.Thread | None = None  # the last background reload
 
     @property
     def loaded(self) -> bool:
@@ -107,8 +109,7 @@ class GalleryHolder:
             if only_if_unloaded and self._loaded.is_set():
                 return self.gallery
             started = time.perf_counter()
-            entries = self.redis.xrevrange(self.keys.gallery_changes, count=1)
-            cursor = _entry_id(entries[0][0]) if entries else "0-0"
+            _, added, cursor = self._read_log("+")  # the log's end, before the snapshot
             with self.pool.connection() as conn:
                 snapshot = identities.load_gallery_binary(conn)
             gallery = Gallery(
@@ -122,6 +123,7 @@ class GalleryHolder:
             with self._lock:
                 self.gallery = gallery
                 self.cursor = cursor
+                self.log_added = added
                 self.last_sample_id = max(self.last_sample_id, gallery.max_sample_id)
                 self.version = b"\0reloaded"  # catch up now, whatever the key says
                 self._catch_up()
@@ -149,13 +151,13 @@ class GalleryHolder:
         version = self.redis.get(self.keys.gallery_version)
         if version == self.version:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xrange(self.keys.gallery_changes, min=f"({self.cursor}", max="+")
-        pipe.exists(self.keys.gallery_changes)
-        entries, exists = pipe.execute()
-        if exists and self.cursor != "0-0" and self._trimmed_past_cursor():
-            log.warning("gallery change log trimmed past %s: reloading in full", self.cursor)
+        entries, added, _ = self._read_log(f"({self.cursor}")
+        # Entries ever added = those seen before + those read now, unless some this replica
+        # never read were trimmed (or Redis lost the stream): then only a full reload is safe.
+        if added != self.log_added + len(entries):
+            log.warning("gallery change log lost entries past %s: reloading in full", self.cursor)
             self.reload_in_background()
+        self.log_added = added
         changed = list(dict.fromkeys(int(fields[b"identity"]) for _, fields in entries))
         with self.pool.connection() as conn:
             for identity in changed:
@@ -178,14 +180,25 @@ class GalleryHolder:
         if changed:
             log.info("gallery: %d identities re-read", len(changed))
 
-    def _trimmed_past_cursor(self) -> bool:
-        info = self.redis.xinfo_stream(self.keys.gallery_changes)
-        deleted = info.get("max-deleted-entry-id", b"0-0")
-        return _id_tuple(_entry_id(deleted)) >= _id_tuple(self.cursor)
+    def _read_log(self, start: str) -> tuple[list, int, str]:
+        """Change-log entries from `start`, how many entries the log ever had, and its last
+        entry's id, read at one instant (MULTI)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrange(self.keys.gallery_changes, min=start, max="+")
+        pipe.xinfo_stream(self.keys.gallery_changes)
+        entries, info = pipe.execute(raise_on_error=False)
+        if isinstance(info, redis.ResponseError):  # no change yet: no stream
+            return [], 0, "0-0"
+        if isinstance(entries, Exception):
+            raise entries
+        return entries, int(info["entries-added"]), _entry_id(info["last-generated-id"])
 
     def reload_in_background(self) -> None:
         if not self._reloading.locked():
-            threading.Thread(target=self.load, name="gallery-reload", daemon=True).start()
+            self.reload_thread = threading.Thread(
+                target=self.load, name="gallery-reload", daemon=True
+            )
+            self.reload_thread.start()
 
     def reconcile(self) -> bool:
         """Compare the sample count and id sum with PostgreSQL; on a difference (a change whose
@@ -231,11 +244,6 @@ class GalleryHolder:
 
 def _entry_id(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class FrameRecognizer:

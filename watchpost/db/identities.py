@@ -196,6 +196,8 @@ class GallerySnapshot:
 
 
 def _parse_sample_rows(buffer: memoryview) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if len(buffer) % _SAMPLE_ROW.itemsize:  # a NULL element shortens its row
+        raise GalleryFormatError("a face sample's embedding is not 128 float4 values")
     rows = np.frombuffer(buffer, dtype=_SAMPLE_ROW)
     if len(rows) and not (
         (rows["fields"] == 3).all()
@@ -221,8 +223,10 @@ def load_gallery_binary(conn: Conn, *, chunk_bytes: int = 64 << 20) -> GallerySn
     sample_ids: list[np.ndarray] = []
     pending = bytearray()
     header_done = False
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        if idle:  # else the caller's transaction is the snapshot
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         with (
             conn.cursor() as cur,
             cur.copy(
