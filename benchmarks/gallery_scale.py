@@ -159,10 +159,11 @@ def search(rows, owner, centres, stats, rng, queries, threshold, k, index) -> di
     names = {i: f"p{i}" for i in range(len(centres))}
     tracemalloc.start()  # numpy reports its arrays to tracemalloc; so do Python's objects
     start = time.perf_counter()
-    exact = Gallery(rows, owner, names, k=k)
+    exact = Gallery(rows, owner, names, k=k, index=IndexSettings(approximate_from=0))
     build_exact = time.perf_counter() - start
     arrays = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
+    assert not exact.approximate
     start = time.perf_counter()
     approximate = Gallery(
         rows,
@@ -172,6 +173,7 @@ def search(rows, owner, centres, stats, rng, queries, threshold, k, index) -> di
         index=IndexSettings(1, index.nlist, index.nprobe, index.candidates),
     )
     build_index = time.perf_counter() - start
+    assert approximate.approximate
     # faiss's own memory is not traced: its inverted lists hold each vector and its id, the
     # direct map an id -> position hash entry (about 16 bytes), the quantizer the centroids.
     faiss_index = approximate._index._index if approximate._index else None
@@ -189,13 +191,13 @@ def search(rows, owner, centres, stats, rng, queries, threshold, k, index) -> di
     exact_ms, approx_ms, same_decision, same_best = [], [], 0, 0
     for probe in track(probes, description=f"{len(rows):,}: 1:N exact and approximate"):
         t = time.perf_counter()
-        reference = exact.identify(probe, threshold=threshold)
+        reference = exact.identify(probe, threshold=threshold, exact=True)
         exact_ms.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         found = approximate.identify(probe, threshold=threshold)
         approx_ms.append((time.perf_counter() - t) * 1000)
         same_decision += found.identity_id == reference.identity_id
-        loose_ref = exact.identify(probe, threshold=np.inf).identity_id
+        loose_ref = exact.identify(probe, threshold=np.inf, exact=True).identity_id
         same_best += approximate.identify(probe, threshold=np.inf).identity_id == loose_ref
     p50, p99 = percentiles(approx_ms)
     ref_p50, ref_p99 = percentiles(exact_ms)

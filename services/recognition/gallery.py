@@ -114,7 +114,8 @@ class Gallery:
         if k < 1:
             raise ValueError("k must be at least 1")
         self.k = k
-        self.index_settings = index or IndexSettings()
+        # Without settings, always exact (benchmarks, calibration); the service passes its own.
+        self.index_settings = index or IndexSettings(approximate_from=0)
         self._lock = threading.RLock()
         ids = np.asarray(identity_ids, dtype=np.int64)
         capacity = max(1024, n + n // 4)
