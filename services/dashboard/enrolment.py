@@ -120,11 +120,14 @@ def check_against_gallery(
 def gallery_check(conn: Conn, identity_id: int, name: str, rules: FaceRules):
     """A checker for one identity's new faces against the stored gallery; faces accepted earlier
     in the same upload count as the person's own photos."""
-    matrix, ids, names = identities.load_gallery(conn)
-    mine = np.asarray(ids, dtype=np.int64) == identity_id
+    # Binary load (8x the row-by-row one at 100k; still a full read: see docs/performance.md).
+    snapshot = identities.load_gallery_binary(conn)
+    order = np.argsort(snapshot.sample_ids, kind="stable")  # enrolment order, as before
+    matrix, owners = snapshot.embeddings[order], snapshot.identity_ids[order]
+    mine = owners == identity_id
     own = [matrix[mine]]
-    others, other_ids = matrix[~mine], [i for i in ids if i != identity_id]
-    other_names = [n for i, n in zip(ids, names, strict=True) if i != identity_id]
+    others, other_ids = matrix[~mine], owners[~mine].tolist()
+    other_names = [snapshot.names.get(i, "") for i in other_ids]
 
     def check(face: CheckedFace) -> None:
         check_against_gallery(
