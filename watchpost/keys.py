@@ -44,6 +44,9 @@ FRAMES_MAXLEN = 500
 VERDICTS_MAXLEN = 100_000
 ALERTS_MAXLEN = 100_000
 DEAD_LETTER_MAXLEN = 10_000
+# The gallery's change log: recognition replicas read it from where they left off; one that
+# finds it trimmed past its place reloads in full (in the background).
+GALLERY_CHANGES_MAXLEN = 100_000
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ class Keys:
 
     @property
     def gallery_version(self) -> str:
-        """Incremented whenever enrolled faces change; recognition reloads when it moves."""
+        """Incremented whenever enrolled faces change; recognition catches up when it moves."""
         return f"{self.prefix}:gallery:version"
 
     @property
@@ -188,3 +191,9 @@ class Keys:
     def rate_limit(self, bucket: str, who: str) -> str:
         """A fixed-window request counter of one limit (`bucket`) for one caller."""
         return f"{self.prefix}:ratelimit:{bucket}:{who}"
+
+    @property
+    def gallery_changes(self) -> str:
+        """Stream of `{identity: id}`, one entry per committed change of an identity's faces or
+        name (enrolment, deletion, erasure, renaming), added with the version's increment."""
+        return f"{self.prefix}:gallery:changes"

@@ -361,6 +361,29 @@ class RecognitionSettings(CommonSettings):
         description="Calibration suggests the 1:N threshold at which a stranger is named as "
         "someone in at most this share of identifications (1e-4: 1 in 10,000).",
     )
+    recognition_gallery_approximate_from: int = Field(
+        200_000,
+        ge=0,
+        description="Enrolled samples from which 1:N search uses the approximate index (faiss "
+        "IVF-Flat) for its candidates; below, exact search. 0: always exact. "
+        "docs/performance.md measures both.",
+    )
+    recognition_gallery_nprobe: int = Field(
+        48, ge=1, le=4096, description="Index cells searched per query (recall against time)."
+    )
+    recognition_gallery_candidates: int = Field(
+        64,
+        ge=2,
+        le=4096,
+        description="Nearest samples the index proposes per query; their identities are then "
+        "scored exactly on all their samples.",
+    )
+    recognition_gallery_reconcile_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often the gallery's sample count and id sum are compared with "
+        "PostgreSQL (a change whose notice was lost is then reloaded).",
+    )
     recognition_max_upload_bytes: int = Field(10_000_000, ge=1024)
     recognition_max_files: int = Field(60, ge=1, le=300, description="Images per verify call.")
     recognition_liveness_url: str | None = Field(

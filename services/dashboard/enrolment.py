@@ -13,7 +13,7 @@ from watchpost.contracts import FacesOut
 from watchpost.db import identities
 from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
-from watchpost.keys import Keys
+from watchpost.keys import GALLERY_CHANGES_MAXLEN, Keys
 
 
 class EnrolmentError(ValueError):
@@ -124,11 +124,14 @@ def check_against_gallery(
 def gallery_check(conn: Conn, identity_id: int, name: str, rules: FaceRules):
     """A checker for one identity's new faces against the stored gallery; faces accepted earlier
     in the same upload count as the person's own photos."""
-    matrix, ids, names = identities.load_gallery(conn)
-    mine = np.asarray(ids, dtype=np.int64) == identity_id
+    # Binary load (8x the row-by-row one at 100k; still a full read: see docs/performance.md).
+    snapshot = identities.load_gallery_binary(conn)
+    order = np.argsort(snapshot.sample_ids, kind="stable")  # enrolment order, as before
+    matrix, owners = snapshot.embeddings[order], snapshot.identity_ids[order]
+    mine = owners == identity_id
     own = [matrix[mine]]
-    others, other_ids = matrix[~mine], [i for i in ids if i != identity_id]
-    other_names = [n for i, n in zip(ids, names, strict=True) if i != identity_id]
+    others, other_ids = matrix[~mine], owners[~mine].tolist()
+    other_names = [snapshot.names.get(i, "") for i in other_ids]
 
     def check(face: CheckedFace) -> None:
         check_against_gallery(
@@ -154,7 +157,7 @@ def store_faces(
     identity_id: int,
     faces: list[CheckedFace],
 ) -> list[Row]:
-    """Insert the faces in one transaction, then tell recognition replicas to reload."""
+    """Insert the faces in one transaction, then tell recognition replicas to add them."""
     rows = [
         identities.add_face_sample(
             conn,
@@ -165,12 +168,27 @@ def store_faces(
         )
         for face in faces
     ]
-    conn.commit()  # durable before recognition replicas are told to reload
+    conn.commit()  # durable before recognition replicas are told
     if rows:
-        redis_client.incr(keys.gallery_version)
+        announce_change(redis_client, keys, identity_id)
     return rows
 
 
-def gallery_changed(conn: Conn, redis_client: redis.Redis, keys: Keys) -> None:
+def gallery_changed(conn: Conn, redis_client: redis.Redis, keys: Keys, identity_id: int) -> None:
+    """Commit a change of one identity's faces or name, then tell recognition replicas."""
     conn.commit()
-    redis_client.incr(keys.gallery_version)
+    announce_change(redis_client, keys, identity_id)
+
+
+def announce_change(redis_client: redis.Redis, keys: Keys, identity_id: int) -> None:
+    """One change-log entry naming the identity, and the version's increment, together: each
+    recognition replica re-reads that identity alone (docs/recognition.md, "The gallery")."""
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.xadd(
+        keys.gallery_changes,
+        {"identity": str(identity_id)},
+        maxlen=GALLERY_CHANGES_MAXLEN,
+        approximate=True,
+    )
+    pipe.incr(keys.gallery_version)
+    pipe.execute()

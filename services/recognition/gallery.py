@@ -1,20 +1,31 @@
-"""The enrolled faces as one in-memory matrix; 1:N search is one vectorised distance pass.
+"""The enrolled faces in memory, changed one identity at a time; 1:N search over them.
 
 Identities are scored, not samples: an identity's distance to a face is the mean of its `k`
 nearest samples (all of them when it has fewer). With the nearest sample alone (k=1) every photo
 enrolled is one more chance for a stranger to fall within the threshold, so false accepts grew
 with each photo; the mean of a few nearest asks the face to resemble several of them.
+
+Storage is a slot array that grows by doubling: a sample added takes a free slot (or the next
+one), a sample removed frees its slot (its squared norm set to infinity, so no search finds it).
+Enrolling or erasing a person touches that person's rows only, never the whole matrix.
+
+Search is exact (one matrix-vector product over every slot) below `approximate_from` samples.
+At and above it, an approximate index (faiss IVF-Flat, docs/performance.md says why) proposes
+the nearest samples; the identities owning them are then scored exactly on all their own
+samples, so the k-mean scoring is the same, only the candidate set is approximate.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 # Identities scored first per query: those owning the nearest CANDIDATES samples. Another
 # identity has no sample among them, so its k-mean is no nearer than the CANDIDATES-th sample;
-# when the best two candidates are not nearer than that, every identity is scored.
+# when the best two candidates are not nearer than that, the candidate set grows (x4).
 CANDIDATES = 64
 
 
@@ -26,6 +37,16 @@ class Match:
     runner_up_distance: float | None
 
 
+@dataclass(frozen=True)
+class IndexSettings:
+    """When and how the approximate index is used (see `RecognitionSettings`)."""
+
+    approximate_from: int = 200_000  # samples; below, exact search (0: never approximate)
+    nlist: int = 0  # IVF cells; 0: about 4 * sqrt(n) at build time
+    nprobe: int = 48  # cells searched per query
+    candidates: int = 64  # samples the index returns per query
+
+
 def identity_distance(samples: np.ndarray, embedding: np.ndarray, *, k: int) -> float:
     """One identity's score for a face: the mean distance of its k nearest samples (1:1)."""
     if len(samples) == 0:
@@ -35,89 +56,289 @@ def identity_distance(samples: np.ndarray, embedding: np.ndarray, *, k: int) -> 
     return float(nearest.mean())
 
 
+class _IvfIndex:
+    """faiss IVF-Flat over the gallery's slots (the slot number is the faiss id)."""
+
+    def __init__(self, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> None:
+        import faiss  # only galleries this large need it
+
+        faiss.omp_set_num_threads(1)  # one query at a time: threads cost more than they save
+        n = len(vectors)
+        nlist = settings.nlist or max(64, int(4 * np.sqrt(n)))
+        quantizer = faiss.IndexFlatL2(128)
+        index = faiss.IndexIVFFlat(quantizer, 128, nlist)
+        rng = np.random.default_rng(0)
+        train = vectors[rng.choice(n, min(n, nlist * 40), replace=False)]
+        index.train(np.ascontiguousarray(train, dtype=np.float32))
+        # removal by id without a scan (faiss builds DirectMap at import: no stub knows it)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        index.nprobe = settings.nprobe
+        self._faiss = faiss
+        self._index: Any = index
+        self.add(slots, vectors)
+
+    def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
+        if len(slots):
+            self._index.add_with_ids(
+                np.ascontiguousarray(vectors, dtype=np.float32), slots.astype(np.int64)
+            )
+
+    def remove(self, slots: np.ndarray) -> None:
+        if len(slots):
+            self._index.remove_ids(self._faiss.IDSelectorArray(slots.astype(np.int64)))
+
+    def search(self, query: np.ndarray, count: int) -> np.ndarray:
+        _, found = self._index.search(query.reshape(1, 128), count)
+        return np.asarray(found[0][found[0] >= 0], dtype=np.int64)
+
+
 class Gallery:
+    """Thread-safe: searches and changes take one lock (a change of one identity costs
+    microseconds, a search milliseconds)."""
+
     def __init__(
-        self, embeddings: np.ndarray, identity_ids: list[int], names: list[str], *, k: int = 1
+        self,
+        embeddings: np.ndarray,
+        identity_ids: list[int] | np.ndarray,
+        names: list[str] | dict[int, str],
+        *,
+        k: int = 1,
+        sample_ids: np.ndarray | None = None,
+        index: IndexSettings | None = None,
     ) -> None:
-        if embeddings.shape != (len(identity_ids), 128) or len(names) != len(identity_ids):
+        """`names` is one per row, or a dict of each identity's name."""
+        n = len(identity_ids)
+        if embeddings.shape != (n, 128) or (not isinstance(names, dict) and len(names) != n):
             raise ValueError("gallery rows, ids and names must line up")
+        if sample_ids is not None and len(sample_ids) != n:
+            raise ValueError("gallery rows and sample ids must line up")
         if k < 1:
             raise ValueError("k must be at least 1")
         self.k = k
+        # Without settings, always exact (benchmarks, calibration); the service passes its own.
+        self.index_settings = index or IndexSettings(approximate_from=0)
+        self._lock = threading.RLock()
         ids = np.asarray(identity_ids, dtype=np.int64)
-        order = np.argsort(ids, kind="stable")  # each identity's samples in one slice
-        self._embeddings = np.ascontiguousarray(np.asarray(embeddings)[order], dtype=np.float32)
+        capacity = max(1024, n + n // 4)
+        self._emb = np.zeros((capacity, 128), np.float32)
+        self._emb[:n] = embeddings
         # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix-vector product per query instead of an
-        # (n, 128) difference array, about 10x faster at 100k embeddings.
-        self._sq_norms = np.einsum("ij,ij->i", self._embeddings, self._embeddings)
-        self._ids = ids[order]
-        unique, starts, counts = np.unique(self._ids, return_index=True, return_counts=True)
-        self._slices = {
-            int(i): (int(s), int(s + c)) for i, s, c in zip(unique, starts, counts, strict=True)
-        }
-        self._names = {i: n for i, n in zip(identity_ids, names, strict=True)}
+        # (n, 128) difference array, about 10x faster at 100k embeddings. A free slot's norm is
+        # infinite, so its distance is too.
+        self._sq = np.full(capacity, np.inf, np.float32)
+        self._sq[:n] = np.einsum("ij,ij->i", self._emb[:n], self._emb[:n])
+        self._owner = np.full(capacity, -1, np.int64)
+        self._owner[:n] = ids
+        self._sample = np.full(capacity, -1, np.int64)
+        self._sample[:n] = np.arange(n) if sample_ids is None else sample_ids
+        self._end = n  # slots in use or freed lie below this
+        self._free: list[int] = []
+        self._rows: dict[int, np.ndarray] = {}
+        if n:
+            order = np.argsort(ids, kind="stable")
+            unique, starts = np.unique(ids[order], return_index=True)
+            for identity, rows in zip(unique.tolist(), np.split(order, starts[1:]), strict=True):
+                self._rows[identity] = rows
+        if isinstance(names, dict):
+            self._names = {int(i): names.get(int(i), "") for i in self._rows}
+        else:
+            self._names = {int(i): nm for i, nm in zip(ids.tolist(), names, strict=True)}
+        self._index: _IvfIndex | None = None
+        self._maybe_build_index()
 
     @classmethod
-    def empty(cls, *, k: int = 1) -> Gallery:
-        return cls(np.zeros((0, 128), np.float32), [], [], k=k)
+    def empty(cls, *, k: int = 1, index: IndexSettings | None = None) -> Gallery:
+        return cls(np.zeros((0, 128), np.float32), [], [], k=k, index=index)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._end - len(self._free)
 
     @property
     def identity_count(self) -> int:
-        return len(self._names)
+        return len(self._rows)
+
+    @property
+    def approximate(self) -> bool:
+        return self._index is not None
+
+    @property
+    def max_sample_id(self) -> int:
+        """The largest sample id held (-1 when empty)."""
+        with self._lock:
+            return int(self._sample[: self._end].max()) if self._end else -1
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays (the index's own lists are about the embeddings' size again)."""
+        return self._emb.nbytes + self._sq.nbytes + self._owner.nbytes + self._sample.nbytes
+
+    def sample_summary(self) -> tuple[int, int]:
+        """(samples held, sum of their sample ids): compared with PostgreSQL's to find drift."""
+        with self._lock:
+            live = self._sample[: self._end]
+            live = live[live >= 0]
+            return len(live), int(live.sum())
+
+    def has(self, identity_id: int) -> bool:
+        return identity_id in self._rows
+
+    def name_of(self, identity_id: int) -> str | None:
+        return self._names.get(identity_id)
+
+    # Changes -------------------------------------------------------------------------------
+
+    def replace_identity(
+        self, identity_id: int, name: str | None, embeddings: np.ndarray, sample_ids: np.ndarray
+    ) -> None:
+        """The identity's samples become exactly these (none: it leaves the gallery)."""
+        with self._lock:
+            self._remove_rows(identity_id)
+            if len(embeddings):
+                self._add_rows(identity_id, name or "", embeddings, sample_ids)
+
+    def remove_identity(self, identity_id: int) -> None:
+        with self._lock:
+            self._remove_rows(identity_id)
+
+    def add_samples(
+        self,
+        identity_ids: np.ndarray,
+        names: dict[int, str],
+        embeddings: np.ndarray,
+        sample_ids: np.ndarray,
+    ) -> int:
+        """Add samples not yet held (by sample id); the number added."""
+        added = 0
+        with self._lock:
+            for identity in np.unique(identity_ids).tolist():
+                mine = identity_ids == identity
+                rows = self._rows.get(identity)
+                held = self._sample[rows] if rows is not None else np.zeros(0, np.int64)
+                new = mine & ~np.isin(sample_ids, held)
+                if new.any():
+                    self._add_rows(identity, names[identity], embeddings[new], sample_ids[new])
+                    added += int(new.sum())
+        return added
+
+    def _add_rows(
+        self, identity_id: int, name: str, embeddings: np.ndarray, sample_ids: np.ndarray
+    ) -> None:
+        count = len(embeddings)
+        reuse = [self._free.pop() for _ in range(min(count, len(self._free)))]
+        fresh = count - len(reuse)
+        if self._end + fresh > len(self._emb):
+            self._grow(self._end + fresh)
+        slots = np.asarray(reuse + list(range(self._end, self._end + fresh)), dtype=np.int64)
+        self._end += fresh
+        vectors = np.asarray(embeddings, np.float32).reshape(count, 128)
+        self._emb[slots] = vectors
+        self._sq[slots] = np.einsum("ij,ij->i", vectors, vectors)
+        self._owner[slots] = identity_id
+        self._sample[slots] = sample_ids
+        old = self._rows.get(identity_id)
+        self._rows[identity_id] = slots if old is None else np.concatenate([old, slots])
+        self._names[identity_id] = name
+        if self._index is not None:
+            self._index.add(slots, vectors)
+        else:
+            self._maybe_build_index()
+
+    def _remove_rows(self, identity_id: int) -> None:
+        slots = self._rows.pop(identity_id, None)
+        self._names.pop(identity_id, None)
+        if slots is None:
+            return
+        self._sq[slots] = np.inf
+        self._owner[slots] = -1
+        self._sample[slots] = -1
+        self._emb[slots] = 0.0
+        self._free.extend(slots.tolist())
+        if self._index is not None:
+            self._index.remove(slots)
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(needed, 2 * len(self._emb))
+        emb = np.zeros((capacity, 128), np.float32)
+        emb[: self._end] = self._emb[: self._end]
+        self._emb = emb
+        for name, fill in (("_sq", np.inf), ("_owner", -1), ("_sample", -1)):
+            old = getattr(self, name)
+            new = np.full(capacity, fill, old.dtype)
+            new[: self._end] = old[: self._end]
+            setattr(self, name, new)
+
+    def _maybe_build_index(self) -> None:
+        threshold = self.index_settings.approximate_from
+        if self._index is None and threshold and len(self) >= threshold:
+            live = np.flatnonzero(self._owner[: self._end] >= 0)
+            self._index = _IvfIndex(self._emb[live], live, self.index_settings)
+
+    # Search --------------------------------------------------------------------------------
 
     def distances(self, embedding: np.ndarray) -> np.ndarray:
-        """The distance from `embedding` to every sample (in the gallery's row order)."""
+        """The distance from `embedding` to every slot (infinite for free slots)."""
         query = embedding.astype(np.float32)
-        squared = self._sq_norms - 2.0 * (self._embeddings @ query) + float(query @ query)
+        end = self._end
+        squared = self._sq[:end] - 2.0 * (self._emb[:end] @ query) + float(query @ query)
         return np.sqrt(np.maximum(squared, 0.0))
 
-    def scores(self, embedding: np.ndarray) -> dict[int, float]:
-        """The k-mean distance of the identities that can be the nearest two (exact)."""
+    def scores(self, embedding: np.ndarray, *, exact: bool = False) -> dict[int, float]:
+        """The k-mean distance of the identities that can be the nearest two: exact below the
+        index threshold (or when asked), else of the identities the index proposes."""
+        with self._lock:
+            if self._index is not None and not exact:
+                return self._approximate_scores(embedding)
+            return self._exact_scores(embedding)
+
+    def _exact_scores(self, embedding: np.ndarray) -> dict[int, float]:
         distances = self.distances(embedding)
-        candidates = set(self._slices)
-        bound = np.inf
-        if len(distances) > CANDIDATES:
-            nearest = np.argpartition(distances, CANDIDATES - 1)[:CANDIDATES]
-            candidates = {int(i) for i in self._ids[nearest]}
+        live = len(self)
+        count = CANDIDATES
+        while count < live:
+            nearest = np.argpartition(distances, count - 1)[:count]
+            owners = self._owner[nearest]
+            candidates = set(owners[owners >= 0].tolist())
             bound = float(distances[nearest].max())
-        scores = self._score(distances, candidates)
-        # An identity with no sample among the nearest has a k-mean of at least `bound`; only
-        # when the best two candidates are nearer than that is the search done.
-        if len(scores) < 2 or sorted(scores.values())[1] > bound:
-            scores = self._score(distances, set(self._slices))
+            scores = {i: self._k_mean(distances[self._rows[i]]) for i in candidates}
+            # An identity with no sample among the nearest has a k-mean of at least `bound`;
+            # only when the best two candidates are nearer than that is the search done.
+            if len(scores) >= 2 and sorted(scores.values())[1] <= bound:
+                return scores
+            count *= 4
+        return {i: self._k_mean(distances[rows]) for i, rows in self._rows.items()}
+
+    def _approximate_scores(self, embedding: np.ndarray) -> dict[int, float]:
+        assert self._index is not None
+        query = np.asarray(embedding, np.float32)
+        nearest = self._index.search(query, self.index_settings.candidates)
+        owners = self._owner[nearest]
+        candidates = list(dict.fromkeys(owners[owners >= 0].tolist()))
+        if not candidates:
+            return {}
+        rows = [self._rows[i] for i in candidates]
+        slots = np.concatenate(rows)
+        own = np.linalg.norm(self._emb[slots] - query, axis=1)
+        scores, start = {}, 0
+        for identity, r in zip(candidates, rows, strict=True):
+            scores[identity] = self._k_mean(own[start : start + len(r)])
+            start += len(r)
         return scores
 
-    def _score(self, distances: np.ndarray, identities: set[int]) -> dict[int, float]:
-        scores = {}
-        for identity in identities:
-            start, end = self._slices[identity]
-            own = distances[start:end]
-            k = min(self.k, len(own))
-            scores[identity] = float(np.partition(own, k - 1)[:k].mean())
-        return scores
+    def _k_mean(self, own: np.ndarray) -> float:
+        k = min(self.k, len(own))
+        return float(np.partition(own, k - 1)[:k].mean())
 
-    def identify(self, embedding: np.ndarray, *, threshold: float) -> Match:
+    def identify(self, embedding: np.ndarray, *, threshold: float, exact: bool = False) -> Match:
         """Nearest enrolled identity within `threshold`, and the margin to the next identity."""
-        if len(self._ids) == 0:
-            return Match(None, None, None, None)
-        if self.k == 1:  # the nearest sample: no per-identity pass needed
-            distances = self.distances(embedding)
-            best = int(np.argmin(distances))
-            best_id = int(self._ids[best])
-            others = distances[self._ids != best_id]
-            scores = {best_id: float(distances[best])}
-            if others.size:
-                nearest_other = int(np.argmin(np.where(self._ids != best_id, distances, np.inf)))
-                scores[int(self._ids[nearest_other])] = float(others.min())
-        else:
-            scores = self.scores(embedding)
-        ranked = sorted(scores, key=scores.__getitem__)
-        best_id = ranked[0]
-        distance = scores[best_id]
-        runner_up = scores[ranked[1]] if len(ranked) > 1 else None
-        if distance > threshold:
-            return Match(None, None, distance, runner_up)
-        return Match(best_id, self._names[best_id], distance, runner_up)
+        with self._lock:
+            if not self._rows:
+                return Match(None, None, None, None)
+            scores = self.scores(embedding, exact=exact)
+            if not scores:
+                return Match(None, None, None, None)
+            ranked = sorted(scores, key=scores.__getitem__)
+            best_id = ranked[0]
+            distance = scores[best_id]
+            runner_up = scores[ranked[1]] if len(ranked) > 1 else None
+            if distance > threshold:
+                return Match(None, None, distance, runner_up)
+            return Match(best_id, self._names[best_id], distance, runner_up)

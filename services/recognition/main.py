@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.recognition.burst import BurstFace, splice_problem
-from services.recognition.gallery import identity_distance
+from services.recognition.gallery import IndexSettings, identity_distance
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost import calibration
 from watchpost.auth import Principal, Role
@@ -48,10 +48,23 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             resources.redis,
             Keys(settings.stream_prefix),
             k=settings.recognition_score_k,
+            index=IndexSettings(
+                approximate_from=settings.recognition_gallery_approximate_from,
+                nprobe=settings.recognition_gallery_nprobe,
+                candidates=settings.recognition_gallery_candidates,
+            ),
         )
-        holder.refresh(force=True)
-        warm_up(encoder=True)  # before the service reports ready
+        # The first load runs in the background (binary, seconds at a million samples); the
+        # service is not ready, and the frame handler waits, until it is done.
+        resources.checks["gallery"] = lambda: holder.loaded
         app.state.gallery = holder
+        gallery_loop = BackgroundLoop(
+            "gallery",
+            lambda stop: holder.run(
+                stop, reconcile_every_s=settings.recognition_gallery_reconcile_seconds
+            ),
+        )
+        warm_up(encoder=True)  # before the service reports ready
         recognizer = FrameRecognizer(settings, redis_client=resources.redis, gallery=holder)
 
         worker = stream_worker(
@@ -62,7 +75,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             handle=under_lock(recognizer.handle),
             housekeeping=holder.reload,
         )
-        return [BackgroundLoop("recognition", worker.run)]
+        return [gallery_loop, BackgroundLoop("recognition", worker.run)]
 
     # Who may call: the dashboard (its service token) to embed and identify enrolment photos, and
     # login kiosks (API keys with the kiosk role) to verify; large bodies only once admitted.
@@ -104,6 +117,8 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
                     embedding=[float(x) for x in embedding],
                 )
                 if identify:
+                    if not app.state.gallery.loaded:
+                        raise HTTPException(503, detail="the gallery is still loading; try again")
                     match = app.state.gallery.refresh().identify(
                         embedding, threshold=settings.recognition_threshold
                     )
@@ -131,9 +146,13 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
 
     def calibrate(target_far: float) -> dict:
         with app.state.resources.pool.connection() as conn:
-            matrix, ids, _ = identities.load_gallery(conn)
+            snapshot = identities.load_gallery_binary(conn)
         try:
-            scores = calibration.gallery_scores(matrix, ids, k=settings.recognition_score_k)
+            scores = calibration.gallery_scores(
+                snapshot.embeddings,
+                snapshot.identity_ids.tolist(),
+                k=settings.recognition_score_k,
+            )
             return calibration.calibrate(
                 scores,
                 target_far=target_far,

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import cast
 
+import psycopg
 import redis
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.recognition.gallery import Gallery
+from services.recognition.gallery import Gallery, IndexSettings
 from watchpost.db import identities
 from watchpost.db.pool import Pool
 from watchpost.images import decode_jpeg, sharpness
@@ -32,6 +34,7 @@ EMBED_SECONDS = Histogram("watchpost_recognition_embed_seconds", "One 128-d embe
 STALE_FRAMES = Counter("watchpost_recognition_stale_frames_total", "Frames skipped as too old")
 VERDICTS = Counter("watchpost_recognition_verdicts_total", "Verdicts published", ["result"])
 GALLERY_SIZE = Gauge("watchpost_recognition_gallery_embeddings", "Embeddings in memory")
+LOAD_SECONDS = Gauge("watchpost_recognition_gallery_load_seconds", "Last full gallery load")
 
 MAX_TRACKS = 10_000
 
@@ -53,40 +56,199 @@ class _TrackChecks:
 
 
 class GalleryHolder:
-    """The current gallery, reloaded from Postgres when the shared version key moves."""
+    """The current gallery, kept in step with PostgreSQL one identity at a time.
 
-    def __init__(self, pool: Pool, redis_client: redis.Redis, keys: Keys, *, k: int = 1) -> None:
+    The first load (`load`, binary COPY) runs in the background; until it is done `loaded`
+    is false, `/readyz` says so, and the frame handler waits for it (`ensure_loaded`) rather
+    than call everyone a stranger. After that, `refresh` (before every embedding) reads the
+    version key (one GET); when it moved, it reads the change log from where it left off,
+    re-reads each identity named there (its samples, or its absence: an erased person leaves
+    at once), and adds any sample with an id above the highest seen (writers that only move
+    the version). A change log trimmed past its place, or a count that disagrees with
+    PostgreSQL (`reconcile`), starts a full reload in the background; deltas go on meanwhile
+    and are replayed onto the new gallery.
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        redis_client: redis.Redis,
+        keys: Keys,
+        *,
+        k: int = 1,
+        index: IndexSettings | None = None,
+    ) -> None:
         self.k = k  # identities are scored by the mean of their k nearest samples
+        self.index = index
         self.pool = pool
         self.redis = redis_client
         self.keys = keys
-        self.gallery = Gallery.empty(k=k)
+        self.gallery = Gallery.empty(k=k, index=index)
         self.version: bytes | None = b"unloaded"
+        self.cursor = "0-0"  # the last change-log entry applied
+        self.log_added = 0  # entries the change log had had when last read
+        self.last_sample_id = -1  # the highest sample id ever seen
+        self._loaded = threading.Event()
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()  # one full reload at a time
+        self.reload_thread: threading.Thread | None = None  # the last background reload
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded.is_set()
+
+    def ensure_loaded(self) -> None:
+        """Load now unless done; waits for a load under way instead of starting another."""
+        if not self._loaded.is_set():
+            self.load(only_if_unloaded=True)
+
+    def load(self, *, only_if_unloaded: bool = False) -> Gallery:
+        """Read every sample (binary) into a new gallery and swap it in; changes committed
+        while it was read are replayed from the change log (re-reading an identity is
+        idempotent, so one seen twice costs nothing)."""
+        with self._reloading:
+            if only_if_unloaded and self._loaded.is_set():
+                return self.gallery
+            started = time.perf_counter()
+            _, added, cursor = self._read_log("+")  # the log's end, before the snapshot
+            with self.pool.connection() as conn:
+                snapshot = identities.load_gallery_binary(conn)
+            gallery = Gallery(
+                snapshot.embeddings,
+                snapshot.identity_ids,
+                snapshot.names,
+                k=self.k,
+                sample_ids=snapshot.sample_ids,
+                index=self.index,
+            )
+            with self._lock:
+                self.gallery = gallery
+                self.cursor = cursor
+                self.log_added = added
+                self.last_sample_id = max(self.last_sample_id, gallery.max_sample_id)
+                self.version = b"\0reloaded"  # catch up now, whatever the key says
+                self._catch_up()
+            self._loaded.set()
+            LOAD_SECONDS.set(time.perf_counter() - started)
+            log.info(
+                "gallery loaded in %.1f s: %d embeddings of %d identities%s",
+                time.perf_counter() - started,
+                len(gallery),
+                gallery.identity_count,
+                " (approximate index)" if gallery.approximate else "",
+            )
+            return gallery
 
     def reload(self) -> None:
         """`refresh`, as the worker's housekeeping."""
         self.refresh()
 
     def refresh(self, *, force: bool = False) -> Gallery:
-        """Reload when the version moved. The version is read on every call (one Redis GET,
-        against an 80 ms embedding): throttling it let a gallery loaded halfway through an
-        enrolment stand for a second, and an enrolled person's first checks called them a
-        stranger."""
+        """The gallery with every committed change applied. `force`: a full reload now."""
+        if force:
+            return self.load()
+        self.ensure_loaded()
         with self._lock:
-            version = cast(bytes | None, self.redis.get(self.keys.gallery_version))
-            if force or version != self.version:
-                with self.pool.connection() as conn:
-                    matrix, ids, names = identities.load_gallery(conn)
-                self.gallery = Gallery(matrix, ids, names, k=self.k)
-                self.version = version
-                GALLERY_SIZE.set(len(self.gallery))
-                log.info(
-                    "gallery loaded: %d embeddings of %d identities",
-                    len(self.gallery),
-                    self.gallery.identity_count,
+            self._catch_up()
+            return self.gallery
+
+    def _catch_up(self) -> None:
+        version = cast(bytes | None, self.redis.get(self.keys.gallery_version))
+        if version == self.version:
+            return
+        entries, added, _ = self._read_log(f"({self.cursor}")
+        # Entries ever added = those seen before + those read now, unless some this replica
+        # never read were trimmed (or Redis lost the stream): then only a full reload is safe.
+        if added != self.log_added + len(entries):
+            log.warning("gallery change log lost entries past %s: reloading in full", self.cursor)
+            self.reload_in_background()
+        self.log_added = added
+        changed = list(dict.fromkeys(int(fields[b"identity"]) for _, fields in entries))
+        with self.pool.connection() as conn:
+            for identity in changed:
+                name, embeddings, sample_ids = identities.identity_gallery_rows(conn, identity)
+                self.gallery.replace_identity(identity, name, embeddings, sample_ids)
+                if len(sample_ids):
+                    self.last_sample_id = max(self.last_sample_id, int(sample_ids.max()))
+            while True:
+                new = identities.samples_after(conn, self.last_sample_id)
+                if not len(new.sample_ids):
+                    break
+                self.gallery.add_samples(
+                    new.identity_ids, new.names, new.embeddings, new.sample_ids
                 )
-        return self.gallery
+                self.last_sample_id = int(new.sample_ids.max())
+        if entries:
+            self.cursor = _entry_id(entries[-1][0])
+        self.version = version
+        GALLERY_SIZE.set(len(self.gallery))
+        if changed:
+            log.info("gallery: %d identities re-read", len(changed))
+
+    def _read_log(self, start: str) -> tuple[list, int, str]:
+        """Change-log entries from `start`, how many entries the log ever had, and its last
+        entry's id, read at one instant (MULTI)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xrange(self.keys.gallery_changes, min=start, max="+")
+        pipe.xinfo_stream(self.keys.gallery_changes)
+        entries, info = pipe.execute(raise_on_error=False)
+        if isinstance(info, redis.ResponseError):  # no change yet: no stream
+            return [], 0, "0-0"
+        if isinstance(entries, Exception):
+            raise entries
+        return entries, int(info["entries-added"]), _entry_id(info["last-generated-id"])
+
+    def reload_in_background(self) -> None:
+        if not self._reloading.locked():
+            self.reload_thread = threading.Thread(
+                target=self.load, name="gallery-reload", daemon=True
+            )
+            self.reload_thread.start()
+
+    def reconcile(self) -> bool:
+        """Compare the sample count and id sum with PostgreSQL; on a difference (a change whose
+        notice was lost, e.g. Redis away just after a commit) reload in the background. True
+        when they agreed."""
+        if not self.loaded:
+            return True
+        with self._lock:
+            self._catch_up()
+            held = self.gallery.sample_summary()
+        with self.pool.connection() as conn:
+            stored = identities.sample_summary(conn)
+        if stored == held:
+            return True
+        # A change may have landed between the two reads: look again before reloading.
+        with self._lock:
+            self._catch_up()
+            held = self.gallery.sample_summary()
+        with self.pool.connection() as conn:
+            stored = identities.sample_summary(conn)
+        if stored != held:
+            log.warning("gallery disagrees with PostgreSQL (%s vs %s): reloading", held, stored)
+            self.reload_in_background()
+        return stored == held
+
+    def run(self, stop: threading.Event, *, reconcile_every_s: float = 60.0) -> None:
+        """The gallery's loop: load (retrying while PostgreSQL or Redis is away), then
+        reconcile now and then."""
+        delay = 1.0
+        while not stop.is_set() and not self.loaded:
+            try:
+                self.ensure_loaded()
+            except (psycopg.Error, redis.RedisError) as exc:
+                log.warning("gallery load failed (%s); retrying in %.0f s", exc, delay)
+                stop.wait(delay)
+                delay = min(30.0, delay * 2)
+        while not stop.wait(reconcile_every_s):
+            try:
+                self.reconcile()
+            except (psycopg.Error, redis.RedisError) as exc:
+                log.warning("gallery reconcile failed: %s", exc)
+
+
+def _entry_id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 class FrameRecognizer:
@@ -101,6 +263,7 @@ class FrameRecognizer:
 
     def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
+        self.gallery.ensure_loaded()  # nobody is a stranger to a gallery not yet read
         if frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return

@@ -140,6 +140,19 @@ def recognition_api(env_settings):
         yield client
 
 
+def test_readyz_waits_for_the_gallery_loop(recognition_api):
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        body = recognition_api.get("/readyz").json()
+        assert "gallery" in body["checks"]
+        if body["checks"]["gallery"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert body["ready"] and body["checks"]["gallery"]
+
+
 def test_http_api_embeds_every_face(recognition_api):
     photo = require_data("faces/test/obama_and_biden.jpg")
     response = recognition_api.post("/v1/faces", files={"file": ("two.jpg", photo.read_bytes())})

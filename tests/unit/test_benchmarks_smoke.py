@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_data
-from watchpost.settings import PROJECT_ROOT
+from watchpost.settings import PROJECT_ROOT, RecognitionSettings
 
 
 def run_benchmark(*args: str, progress: str | None = None) -> dict:
@@ -245,3 +245,20 @@ def test_verification_embeds_the_face_nearest_the_centre_where_there_are_several
     assert nearest_centre([neighbour, person, corner], 250, 250) == person
     assert nearest_centre([(163, 44, 270, 152), (79, 80, 187, 187)], 250, 250) == (79, 80, 187, 187)
     assert nearest_centre([corner], 250, 250) == corner
+
+
+@pytest.mark.data
+def test_gallery_scale_runs_on_a_small_gallery(env_settings, monkeypatch):
+    """Real Postgres and Redis (this test's own); the LFW statistics from the shared photos."""
+    require_data("faces/lfw_view1_devtest")
+    settings = env_settings(RecognitionSettings)
+    monkeypatch.setenv("WATCHPOST_DATABASE_URL", settings.require_database_url())
+    monkeypatch.setenv("WATCHPOST_REDIS_URL", settings.require_redis_url())
+    monkeypatch.setenv("WATCHPOST_DATA_DIR", str(settings.data_dir))
+    figures = run_benchmark(
+        "benchmarks.gallery_scale", "--sizes", "3000", "--queries", "10", "--lfw-images", "40"
+    )
+    (result,) = figures["results"]
+    assert result["size"] == 3000 and result["identities"] == 750
+    assert result["load_binary_s"] > 0 and result["load_rows_s"] > 0
+    assert 0 <= result["recall_at_1_decision"] <= 1 and result["enrol_to_recognisable_ms_max"] > 0

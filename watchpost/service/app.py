@@ -58,6 +58,8 @@ class Resources(Generic[SettingsT]):
             self.redis, settings.stream_prefix, settings.auth_failures_per_minute
         )
         self.loops: list[BackgroundLoop] = []
+        # More readiness checks a service adds (recognition: its gallery is loaded).
+        self.checks: dict[str, Callable[[], bool]] = {}
 
     def require_pool(self) -> Pool:
         """The database pool of a service built with `needs_db=True`."""
@@ -69,6 +71,8 @@ class Resources(Generic[SettingsT]):
         checks = {"redis": redis_ok(self.redis)}
         if self.pool is not None:
             checks["postgres"] = postgres_ok(self.pool)
+        for name, check in self.checks.items():
+            checks[name] = check()
         return checks
 
     def close(self) -> None:

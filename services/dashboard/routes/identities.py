@@ -127,7 +127,7 @@ def update_identity(
         raise HTTPException(404, detail=f"identity {identity_id} not found")
     audit(conn, request, who, "identity_update", "identity", identity_id, fields=sorted(changes))
     if "display_name" in changes:  # names travel with the gallery
-        gallery_changed(conn, redis_client, keys)
+        gallery_changed(conn, redis_client, keys, identity_id)
     return IdentityPublic.model_validate(row)
 
 
@@ -177,7 +177,8 @@ def delete_identity(
         alerts_scrubbed=erased["alerts_scrubbed"],
         redis_removed=removed,
     )
-    gallery_changed(conn, redis_client, keys)  # commits, then recognition reloads without them
+    # Commits, then every recognition replica drops the person at its next look.
+    gallery_changed(conn, redis_client, keys, identity_id)
     try:
         forget()  # what was decided about them while the erasure committed
     except redis.RedisError as exc:
@@ -294,10 +295,11 @@ def delete_face(
     who: Admin,
     request: Request,
 ) -> Response:
-    if not identities.delete_face(conn, face_id):
+    owner = identities.delete_face(conn, face_id)
+    if owner is None:
         raise HTTPException(404, detail=f"face {face_id} not found")
     audit(conn, request, who, "face_delete", "face", face_id)
-    gallery_changed(conn, redis_client, keys)
+    gallery_changed(conn, redis_client, keys, owner)
     return Response(status_code=204)
 
 
