@@ -70,7 +70,7 @@ def eer_threshold(scores, labels) -> float:
     then the lower threshold. Returned as the midpoint between neighbouring scores so it also
     holds for a model whose scores move a little."""
     scores, labels = _check(scores, labels)
-    best, best_key = None, None
+    best, best_key = float(np.inf), None
     for t in _candidates(scores):
         rates = error_rates(scores, labels, t)
         key = (abs(rates.apcer - rates.bpcer), rates.acer)
@@ -129,7 +129,7 @@ def minimax_threshold(scores, labels, folds) -> float:
         [[unique[0] - 1e-6], (unique[1:] + unique[:-1]) / 2, [unique[-1] + 1e-6]]
     )
     names = np.unique(folds)
-    best, best_key = None, None
+    best, best_key = float(candidates[-1]), None
     for t in candidates:
         acers = [error_rates(scores[folds == f], labels[folds == f], t).acer for f in names]
         key = (max(acers), float(np.mean(acers)))

@@ -214,7 +214,9 @@ def load_samples(
     missing = [item.path for item in items if item.path not in cached]
     if missing:
         with ProcessPoolExecutor(workers) as pool:
-            results = pool.map(_extract, [(str(data), rel) for rel in missing], chunksize=8)
+            results: Iterable[tuple[np.ndarray, bool]] = pool.map(
+                _extract, [(str(data), rel) for rel in missing], chunksize=8
+            )
             if progress is not None:
                 results = progress(results)
             for rel, result in zip(missing, results, strict=True):

@@ -25,6 +25,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -110,7 +111,9 @@ def augment(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.7:
         quality = int(rng.integers(30, 96))
         _ok, buffer = cv2.imencode(".jpg", out[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buffer, cv2.IMREAD_COLOR)[..., ::-1]
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        assert decoded is not None  # our own encoding
+        out = decoded[..., ::-1]
     if rng.random() < 0.7:
         gains = rng.uniform(0.85, 1.15, 3) * rng.uniform(0.8, 1.2)
         out = np.clip(out.astype(np.float32) * gains, 0, 255).astype(np.uint8)
@@ -258,7 +261,7 @@ def leave_one_out(x, y, units, presentations, config, augmented, order) -> dict:
 
 def headline(folds: dict) -> tuple[float, float, str]:
     acers = {fold: r["presentation"]["acer"] for fold, r in folds.items()}
-    worst = max(acers, key=acers.get)
+    worst = max(acers, key=lambda fold: acers[fold])
     return float(np.median(list(acers.values()))), acers[worst], worst
 
 
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     y = np.array([s.item.label for s in lo_samples])
     units = np.array([s.item.fold for s in lo_samples])
     presentations = np.array([s.item.presentation for s in lo_samples])
-    found = {}
+    found: dict[str, Any] = {}
     for s in samples:
         key = s.item.source
         f, n = found.get(key, (0, 0))
@@ -357,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Nested: per held-out fold, the configuration whose inner LOSO on the five training folds
     # scored best (median + worst ACER), so no held-out fold's labels choose anything.
     nested_choice = {
-        fold: min(configs, key=lambda c, f=fold: runs[c.name]["folds"][f]["inner_key"]).name
+        fold: min(configs, key=lambda c: runs[c.name]["folds"][fold]["inner_key"]).name
         for fold in FOLDS
     }
     nested = {fold: runs[name]["folds"][fold] for fold, name in nested_choice.items()}

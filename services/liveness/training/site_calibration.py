@@ -42,6 +42,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -236,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     tables = feature_tables(samples, (config.augment,))
     x, augmented = tables["plain"], tables[config.augment]
 
-    results, sites_seen = {}, {}
+    results: dict[str, dict[str, Any]] = {}
+    sites_seen: dict[str, Any] = {}
     for held_name in track(FOLDS, description="held-out folds"):
         held = units == held_name
         train = ~held
@@ -275,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
 
     methods = ["global", "shift"] + [f"quantile@{b:g}" for b in args.targets]
-    headline = {}
+    headline: dict[str, dict[str, Any]] = {}
     for n in args.sizes:
         table = Table(
             title=f"held-out fold test parts, calibration from {n} real presentations "
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         for method in methods:
             acers = {f: r["by_size"][str(n)][method]["acer"]["mean"] for f, r in results.items()}
             bpcers = {f: r["by_size"][str(n)][method]["bpcer"]["mean"] for f, r in results.items()}
-            worst = max(acers, key=acers.get)
+            worst = max(acers, key=lambda fold: acers[fold])
             headline[str(n)][method] = {
                 "median_acer": round(float(np.median(list(acers.values()))), 4),
                 "worst_acer": acers[worst],
