@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from watchpost.messages import (
     AlertEvent,
     Frame,
+    GalleryChange,
     LivenessVerdict,
     Message,
     RecognitionVerdict,
@@ -100,6 +101,10 @@ VERDICTS: StreamSpec[RecognitionVerdict | LivenessVerdict] = StreamSpec(
 # its own websockets); the webhook notifier and the MQTT bridge read through groups.
 ALERTS: StreamSpec[AlertEvent] = StreamSpec(
     "alerts", TypeAdapter(AlertEvent), ALERTS_MAXLEN, (Group.NOTIFIER, Group.MQTT)
+)
+# Read whole (XRANGE) by every recognition replica from its own place, so it needs no group.
+GALLERY_CHANGES: StreamSpec[GalleryChange] = StreamSpec(
+    "gallery:changes", TypeAdapter(GalleryChange), GALLERY_CHANGES_MAXLEN
 )
 
 
@@ -193,7 +198,7 @@ class Keys:
         return f"{self.prefix}:ratelimit:{bucket}:{who}"
 
     @property
-    def gallery_changes(self) -> str:
-        """Stream of `{identity: id}`, one entry per committed change of an identity's faces or
-        name (enrolment, deletion, erasure, renaming), added with the version's increment."""
-        return f"{self.prefix}:gallery:changes"
+    def gallery_changes(self) -> Stream[GalleryChange]:
+        """One entry per committed change of an identity's faces or name, added with the
+        version's increment."""
+        return GALLERY_CHANGES.under(self.prefix)

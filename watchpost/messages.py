@@ -234,6 +234,13 @@ def _alert_v1_to_v2(old: Payload) -> Payload:
     return new
 
 
+class GalleryChange(Message):
+    """One committed change of an identity's faces or name (enrolment, deletion, erasure,
+    renaming): every recognition replica re-reads that identity alone."""
+
+    identity_id: int
+
+
 class AlertEvent(Message):
     """An alert stored in PostgreSQL, in its one public shape: published on the alerts stream
     (for the dashboard's websocket and webhooks), sent to the page, and answered by the REST API

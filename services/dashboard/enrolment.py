@@ -13,7 +13,9 @@ from watchpost.contracts import FacesOut
 from watchpost.db import identities
 from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
-from watchpost.keys import GALLERY_CHANGES_MAXLEN, Keys
+from watchpost.keys import Keys
+from watchpost.messages import GalleryChange
+from watchpost.streams import publish
 
 
 class EnrolmentError(ValueError):
@@ -184,11 +186,6 @@ def announce_change(redis_client: redis.Redis, keys: Keys, identity_id: int) -> 
     """One change-log entry naming the identity, and the version's increment, together: each
     recognition replica re-reads that identity alone (docs/recognition.md, "The gallery")."""
     pipe = redis_client.pipeline(transaction=True)
-    pipe.xadd(
-        keys.gallery_changes,
-        {"identity": str(identity_id)},
-        maxlen=GALLERY_CHANGES_MAXLEN,
-        approximate=True,
-    )
+    publish(pipe, keys.gallery_changes, GalleryChange(identity_id=identity_id))
     pipe.incr(keys.gallery_version)
     pipe.execute()

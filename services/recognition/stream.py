@@ -23,7 +23,7 @@ from watchpost.db import identities
 from watchpost.db.pool import Pool
 from watchpost.images import decode_jpeg, sharpness
 from watchpost.keys import Keys
-from watchpost.messages import Frame, RecognitionVerdict
+from watchpost.messages import Frame, GalleryChange, MessageError, RecognitionVerdict, decode
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
 from watchpost.vision.faces import embed_face_with_pose
@@ -163,7 +163,13 @@ class GalleryHolder:
             log.warning("gallery change log lost entries past %s: reloading in full", self.cursor)
             self.reload_in_background()
         self.log_added = added
-        changed = list(dict.fromkeys(int(fields[b"identity"]) for _, fields in entries))
+        changed: dict[int, None] = {}  # in order, once each
+        for entry_id, fields in entries:
+            try:
+                changed[decode(fields, GalleryChange)[0].identity_id] = None
+            except MessageError as exc:  # not ours: only a full reload is sure to be right
+                log.warning("gallery change %s unreadable (%s): reloading in full", entry_id, exc)
+                self.reload_in_background()
         with self.pool.connection() as conn:
             for identity in changed:
                 name, embeddings, sample_ids = identities.identity_gallery_rows(conn, identity)

@@ -184,6 +184,23 @@ def test_a_change_log_trimmed_past_its_place_reloads_in_full(pool, redis_client,
     assert holder.gallery is not before and len(holder.refresh()) == 0
 
 
+def test_an_unreadable_change_log_entry_reloads_in_full(pool, redis_client, prefix):
+    """An entry that is not a GalleryChange (a foreign writer, an older format) cannot say which
+    identity changed: the replica reloads everything rather than guess, and keeps answering."""
+    keys = Keys(prefix)
+    holder = GalleryHolder(pool, redis_client, keys, k=1)
+    holder.ensure_loaded()
+    with pool.connection() as conn:
+        person = add_person(conn, "Hidden", 90)
+        conn.commit()  # stored, but its only notice is unreadable
+    redis_client.xadd(keys.gallery_changes, {"identity": str(person)})
+    redis_client.incr(keys.gallery_version)
+    holder.refresh()
+    assert holder.reload_thread is not None
+    holder.reload_thread.join(10)
+    assert known(holder, 90) == "Hidden"
+
+
 def test_reconcile_finds_a_change_whose_notice_was_lost(pool, redis_client, prefix, monkeypatch):
     keys = Keys(prefix)
     with pool.connection() as conn:
