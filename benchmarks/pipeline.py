@@ -256,7 +256,7 @@ def run_watchpost(
             "WATCHPOST_AGGREGATOR_TRACK_TIMEOUT_SECONDS": str(track_timeout),
         }
     )
-    stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset))
+    stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset, capture_processes=1))
     try:
         stack.start()
         key = stack.make_key("admin", "benchmark")

@@ -94,7 +94,6 @@ class Stack:
         env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
         if self.args.camera:
             env["WATCHPOST_CAPTURE_SOURCE"] = self.args.camera
-        env.update(demo_loop(self.args.camera, os.environ))
         from watchpost.db import apply_migrations
 
         apply_migrations(database_url)  # once, before five services race for the lock
@@ -348,6 +347,9 @@ def up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # The demo loops for a newcomer's `make up`; the stack itself (benchmarks, tests) plays a
+    # file once unless told otherwise.
+    os.environ.update(demo_loop(args.camera, os.environ))
     stack = Stack(args)
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -86,7 +86,7 @@ class GalleryHolder:
         self.gallery = Gallery.empty(k=k, index=index)
         self.version: bytes | None = b"unloaded"
         self.cursor = "0-0"  # the last change-log entry applied
-        self.log_added = 0  # entries the change log had had when last read
+        self.log_added: int | None = 0  # entries the log had had when last read (None: unknown)
         self.last_sample_id = -1  # the highest sample id ever seen
         self._loaded = threading.Event()
         self._lock = threading.Lock()
@@ -110,7 +110,7 @@ class GalleryHolder:
             if only_if_unloaded and self._loaded.is_set():
                 return self.gallery
             started = time.perf_counter()
-            _, added, cursor = self._read_log("+")  # the log's end, before the snapshot
+            _, added, cursor, _ = self._read_log("+")  # the log's end, before the snapshot
             with self.pool.connection() as conn:
                 snapshot = identities.load_gallery_binary(conn)
             gallery = Gallery(
@@ -156,10 +156,14 @@ class GalleryHolder:
         version = cast(bytes | None, self.redis.get(self.keys.gallery_version))
         if version == self.version:
             return
-        entries, added, _ = self._read_log(f"({self.cursor}")
+        entries, added, _, first = self._read_log(f"({self.cursor}")
         # Entries ever added = those seen before + those read now, unless some this replica
         # never read were trimmed (or Redis lost the stream): then only a full reload is safe.
-        if added != self.log_added + len(entries):
+        if added is not None and self.log_added is not None:
+            lost = added != self.log_added + len(entries)
+        else:  # Redis before 7 (the embedded one) does not count: the oldest entry tells
+            lost = self.cursor != "0-0" and (added == 0 or _id_after(first, self.cursor))
+        if lost:
             log.warning("gallery change log lost entries past %s: reloading in full", self.cursor)
             self.reload_in_background()
         self.log_added = added
@@ -191,18 +195,22 @@ class GalleryHolder:
         if changed:
             log.info("gallery: %d identities re-read", len(changed))
 
-    def _read_log(self, start: str) -> tuple[list, int, str]:
-        """Change-log entries from `start`, how many entries the log ever had, and its last
-        entry's id, read at one instant (MULTI)."""
+    def _read_log(self, start: str) -> tuple[list, int | None, str, str | None]:
+        """Change-log entries from `start`, how many entries the log ever had (None where Redis
+        does not say: before 7.0), its last entry's id and its oldest one's, read at one instant
+        (MULTI)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.xrange(self.keys.gallery_changes, min=start, max="+")
         pipe.xinfo_stream(self.keys.gallery_changes)
         entries, info = pipe.execute(raise_on_error=False)
         if isinstance(info, redis.ResponseError):  # no change yet: no stream
-            return [], 0, "0-0"
+            return [], 0, "0-0", None
         if isinstance(entries, Exception):
             raise entries
-        return entries, int(info["entries-added"]), _entry_id(info["last-generated-id"])
+        added = int(info["entries-added"]) if "entries-added" in info else None
+        oldest = info.get("first-entry")
+        first = _entry_id(oldest[0]) if oldest else None
+        return entries, added, _entry_id(info["last-generated-id"]), first
 
     def reload_in_background(self) -> None:
         if not self._reloading.locked():
@@ -255,6 +263,13 @@ class GalleryHolder:
 
 def _entry_id(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
+
+
+def _id_after(entry_id: str | None, cursor: str) -> bool:
+    """True when stream entry `entry_id` comes after `cursor` (ids are `<ms>-<seq>`)."""
+    if entry_id is None:
+        return False
+    return tuple(map(int, entry_id.split("-"))) > tuple(map(int, cursor.split("-")))
 
 
 class FrameRecognizer:

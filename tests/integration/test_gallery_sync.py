@@ -229,3 +229,35 @@ def test_recognition_is_not_ready_until_its_gallery_is_loaded(pool, redis_client
     stop.set()
     loop.join(5)
     assert holder.loaded and not loop.is_alive()
+
+
+def test_the_change_log_works_on_the_embedded_redis_6_too(pool, tmp_path):
+    """`make up` runs on the embedded Redis (6.2), whose XINFO STREAM does not count the
+    entries ever added: changes still arrive, and a log trimmed past the replica's place still
+    makes it reload in full (told by the oldest entry left)."""
+    import redis as redis_py
+
+    from watchpost.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    client = redis_py.Redis.from_url(server.start())
+    try:
+        assert client.info()["redis_version"].startswith("6.")
+        keys = Keys("embedded")
+        holder = GalleryHolder(pool, client, keys, k=1)
+        holder.ensure_loaded()
+        with pool.connection() as conn:
+            person = add_person(conn, "Six", 95)
+            gallery_changed(conn, client, keys, person)
+        assert known(holder, 95) == "Six"
+        assert holder.reload_thread is None  # a plain change is no reason to reload
+        for _ in range(3):
+            announce_change(client, keys, person)
+        client.xtrim(keys.gallery_changes, maxlen=1, approximate=False)
+        holder.refresh()
+        assert holder.reload_thread is not None
+        holder.reload_thread.join(10)
+        assert known(holder, 95) == "Six"
+    finally:
+        client.close()
+        server.stop()

@@ -21,12 +21,17 @@ def seed_everything(seed: int) -> None:
 
     tf.random.set_seed(seed)
     # Two threads unless TensorFlow's own variables ask for fewer (e.g. on a shared machine).
-    tf.config.threading.set_inter_op_parallelism_threads(
-        int(os.environ.get("TF_NUM_INTEROP_THREADS", 2))
-    )
-    tf.config.threading.set_intra_op_parallelism_threads(
-        int(os.environ.get("TF_NUM_INTRAOP_THREADS", 2))
-    )
+    # The pools are the process's: where TensorFlow already runs (a caller that loaded a model
+    # first, a test process), they are fixed and stay as they are.
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(
+            int(os.environ.get("TF_NUM_INTEROP_THREADS", 2))
+        )
+        tf.config.threading.set_intra_op_parallelism_threads(
+            int(os.environ.get("TF_NUM_INTRAOP_THREADS", 2))
+        )
+    except RuntimeError:
+        pass
 
 
 def split_of(group: str, *, test: float, validation: float) -> str:
