@@ -262,3 +262,18 @@ def test_gallery_scale_runs_on_a_small_gallery(env_settings, monkeypatch):
     assert result["size"] == 3000 and result["identities"] == 750
     assert result["load_binary_s"] > 0 and result["load_rows_s"] > 0
     assert 0 <= result["recall_at_1_decision"] <= 1 and result["enrol_to_recognisable_ms_max"] > 0
+
+
+@pytest.mark.data
+def test_bus_capacity_reads_back_every_frame_and_prints_its_figures():
+    clip = require_data("video/talking_blinks_720p.mp4")
+    figures = run_benchmark(
+        "benchmarks.bus_capacity", "--frames", "60", "--alerts", "20", "--clients", "1", "2",
+        "--clip", str(clip), progress="sighting updates x2",
+    )  # fmt: skip
+    redis_figures = figures["redis"]
+    # A frame entry holds the bus JPEG and a camera-resolution crop: tens of kB, not bytes.
+    assert 10_000 < redis_figures["bytes_per_entry"] < 500_000
+    assert redis_figures["frames_per_redis_core"] > 0 and redis_figures["ratio_to_raw"] > 0
+    assert set(figures["postgres"]) == {"clients_1", "clients_2"}
+    assert all(f["alerts_per_s"] > 0 for f in figures["postgres"].values())
