@@ -212,7 +212,8 @@ def test_a_file_that_ended_is_not_played_again(env_settings, redis_client, pool,
         assert eventually(
             lambda: (
                 "demo" in supervisor.running and supervisor.running["demo"].loop.status == "ended"
-            )
+            ),
+            timeout=180,  # the whole 1080p clip, detected unpaced: ~10 s quiet, far more on load
         )
         played = supervisor.running["demo"].loop.frames_published
         redis_client.incr(Keys(prefix).cameras_version)  # a reconcile must not restart it
