@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from watchpost.keys import FRAMES_MAXLEN
@@ -685,13 +685,13 @@ class DashboardSettings(CommonSettings):
         "(mqtt://user:password@host:1883, mqtts:// for TLS; default ports 1883 and 8883). "
         "Unset: no MQTT. See docs/mqtt.md.",
     )
-    mqtt_ca_file: Path | None = Field(
+    mqtt_ca_file: FilePath | None = Field(
         None, description="CA certificate(s) that sign the broker's (mqtts://); default: system's."
     )
-    mqtt_cert_file: Path | None = Field(
+    mqtt_cert_file: FilePath | None = Field(
         None, description="Client certificate (PEM) presented to the broker over mqtts://."
     )
-    mqtt_key_file: Path | None = Field(
+    mqtt_key_file: FilePath | None = Field(
         None, description="Private key of mqtt_cert_file (PEM), when not in the same file."
     )
     mqtt_topic_prefix: str = Field(

@@ -470,6 +470,15 @@ def test_mqtt_settings_are_checked(url, reason):
         DashboardSettings(mqtt_url=url)
 
 
+@pytest.mark.parametrize("setting", ["mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"])
+def test_a_missing_tls_file_is_refused_at_start_not_at_the_first_connect(setting, tmp_path):
+    with pytest.raises(ValidationError, match=f"{setting}[\\s\\S]*Path does not point to a file"):
+        DashboardSettings(mqtt_url="mqtts://broker", **{setting: tmp_path / "absent.pem"})
+    present = tmp_path / "present.pem"
+    present.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert getattr(DashboardSettings(mqtt_url="mqtts://broker", **{setting: present}), setting)
+
+
 def test_mqtt_is_off_unless_a_url_is_set():
     assert DashboardSettings(mqtt_url="").mqtt_url is None
     assert DashboardSettings().mqtt_url is None
