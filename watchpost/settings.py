@@ -567,6 +567,13 @@ class AggregatorSettings(CommonSettings):
         description="An unknown face (a track's mean embedding) joins the group of its nearest "
         "unknown face within this distance; else it starts a group of its own.",
     )
+    aggregator_unknown_group_merge_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How often unnamed unknown groups whose centroids (mean embeddings) are "
+        "within aggregator_unknown_group_distance are merged: a stranger whose tracks started "
+        "two groups becomes one. 0: never (a guard can still merge by hand).",
+    )
     aggregator_travel_seconds: dict[str, float] = Field(
         default_factory=dict,
         description='Least seconds to walk between two cameras, per pair: {"door,lobby": 20}. '

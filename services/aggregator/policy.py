@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
-from watchpost.messages import AlertKind, LivenessState
+from watchpost.messages import AlertKind, LivenessState, RecognitionVerdict
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,20 @@ class Recognition:
     face_px: int | None = None
     sharpness: float | None = None
     yaw: float | None = None
+
+
+def recognition_of(verdict: RecognitionVerdict) -> Recognition:
+    """What the policy reads of one recognition verdict."""
+    return Recognition(
+        verdict.identity_id,
+        verdict.display_name,
+        verdict.distance,
+        runner_up_distance=verdict.runner_up_distance,
+        detected=verdict.detected,
+        face_px=verdict.box.width,
+        sharpness=verdict.sharpness,
+        yaw=verdict.yaw,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,13 @@ def check_quality(r: Recognition, policy: AlertPolicy) -> float | None:
     sharp = min(1.0, r.sharpness / policy.full_sharpness)
     pose = 1.0 - abs(r.yaw) / (2 * policy.max_yaw)  # 1 frontal, 0.5 at the gate
     return size * sharp * pose
+
+
+def usable(recognitions: list[Recognition], policy: AlertPolicy) -> list[Recognition]:
+    """The checks that are evidence: on a box the detector found, through the quality gates.
+    Access votes over these; so do sightings and unknown groups (a tracker box drifted onto
+    half a face, or a blurred 50 px face, is on record nowhere)."""
+    return [r for r in recognitions if check_quality(r, policy) is not None]
 
 
 def margin_of(r: Recognition) -> float:

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from services.aggregator.policy import TrackEvidence, vote_identity
+from services.aggregator.policy import (
+    AlertPolicy,
+    IdentityVote,
+    TrackEvidence,
+    check_quality,
+    recognition_of,
+    usable,
+    vote_identity,
+)
 from watchpost.db import alerts, sightings
 from watchpost.db.pool import Pool
 from watchpost.images import ImageError, crop_jpeg, decode_jpeg, draw_box, sharpness
@@ -78,8 +86,10 @@ class SightingRecorder:
         redis_client: redis.Redis,
         pool: Pool,
         publish_alert: Callable[[dict, bool], None],
+        policy: AlertPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self.policy = policy or AlertPolicy()
         self.redis = redis_client
         self.pool = pool
         self.keys = Keys(settings.stream_prefix)
@@ -92,23 +102,17 @@ class SightingRecorder:
         verdict: RecognitionVerdict | LivenessVerdict,
         image: bytes | None,
     ) -> None:
-        """Take in a verdict of the track (already in `evidence`); write the sighting when due."""
+        """Take in a verdict of the track (already in `evidence`); write the sighting when due.
+        Only evidence counts: checks on a box the detector found that pass the access quality
+        gates (`policy.usable`) name the sighting, make its unknown embedding and give its best
+        face; a track without one leaves no sighting."""
         if isinstance(verdict, RecognitionVerdict):
             state.see(verdict.captured_at)
-            if verdict.identity_id is None and verdict.embedding is not None:
-                vector = np.asarray(verdict.embedding, np.float32)
-                state.unknown_sum = (
-                    vector if state.unknown_sum is None else state.unknown_sum + vector
-                )
-                state.unknown_count += 1
-            if image is not None and verdict.box.width > state.quality:  # else it cannot win
-                quality = face_quality(image, verdict)
-                if quality > state.quality or state.best is None:
-                    state.quality, state.best, state.best_frame = quality, verdict, image
-                    state.images_dirty = True
+            if check_quality(recognition_of(verdict), self.policy) is not None:
+                self._take_evidence(state, verdict, image)
         else:
             state.see(verdict.captured_at)
-        vote = vote_identity(evidence.recognitions)
+        vote = self.vote(evidence)
         if vote is None or state.erased:
             return
         due = (
@@ -120,9 +124,23 @@ class SightingRecorder:
         if due:
             self.write(state, evidence)
 
+    def _take_evidence(
+        self, state: SightingState, verdict: RecognitionVerdict, image: bytes | None
+    ) -> None:
+        """A usable check: into the unknown mean, and a candidate for the best face."""
+        if verdict.identity_id is None and verdict.embedding is not None:
+            vector = np.asarray(verdict.embedding, np.float32)
+            state.unknown_sum = vector if state.unknown_sum is None else state.unknown_sum + vector
+            state.unknown_count += 1
+        if image is not None and verdict.box.width > state.quality:  # else it cannot win
+            quality = face_quality(image, verdict)
+            if quality > state.quality or state.best is None:
+                state.quality, state.best, state.best_frame = quality, verdict, image
+                state.images_dirty = True
+
     def end(self, state: SightingState, evidence: TrackEvidence) -> None:
         """The track is over: write the sighting a last time, and group it if it is unknown."""
-        vote = vote_identity(evidence.recognitions)
+        vote = self.vote(evidence)
         if state.ended or state.erased or vote is None:
             return
         row = self.write(state, evidence, ended=True)
@@ -167,11 +185,26 @@ class SightingRecorder:
                 sightings.mark_ended(conn, row["id"])
         return len(rows)
 
+    def merge_groups(self) -> list[tuple[int, list[int]]]:
+        """Housekeeping: merge unnamed groups whose centroids are within the group distance
+        (one stranger whose tracks started a group each). Returns (kept, merged into it)."""
+        with self.pool.connection() as conn:
+            merged = sightings.merge_close_groups(
+                conn, max_distance=self.settings.aggregator_unknown_group_distance
+            )
+        for kept, gone in merged:
+            log.info("unknown groups %s merged into group %s", gone, kept)
+        return merged
+
+    def vote(self, evidence: TrackEvidence) -> IdentityVote | None:
+        """Who the track's evidence names (None: no usable check yet, so no sighting)."""
+        return vote_identity(usable(evidence.recognitions, self.policy))
+
     def write(
         self, state: SightingState, evidence: TrackEvidence, *, ended: bool = False
     ) -> dict | None:
-        vote = vote_identity(evidence.recognitions)
-        # A vote needs a recognition verdict, which always brings its frame and capture time.
+        vote = self.vote(evidence)
+        # A vote needs a usable recognition verdict, which always brings its frame and time.
         assert vote is not None and state.best is not None and state.best_frame is not None
         assert state.first_seen is not None and state.last_seen is not None
         shot = state.best

@@ -16,10 +16,10 @@ from services.aggregator.policy import (
     AlertDecision,
     AlertPolicy,
     Claim,
-    Recognition,
     TrackEvidence,
     cooldown_key,
     decide_alerts,
+    recognition_of,
     vote_identity,
 )
 from services.aggregator.sightings import SightingRecorder, SightingState
@@ -80,8 +80,13 @@ class AlertAggregator:
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
         self._orphans_checked = float("-inf")  # sightings left open: checked at the start
+        self._groups_merged = float("-inf")  # close unknown groups: merged at the start too
         self.sightings = SightingRecorder(
-            settings, redis_client=redis_client, pool=pool, publish_alert=self._published
+            settings,
+            redis_client=redis_client,
+            pool=pool,
+            publish_alert=self._published,
+            policy=self.policy,
         )
 
     def handle(self, delivery: Delivery[RecognitionVerdict | LivenessVerdict]) -> None:
@@ -91,18 +96,7 @@ class AlertAggregator:
         if not fresh:
             pass  # retried after an outage: its evidence is in already, only the alert is due
         elif isinstance(verdict, RecognitionVerdict):
-            track.evidence.recognitions.append(
-                Recognition(
-                    verdict.identity_id,
-                    verdict.display_name,
-                    verdict.distance,
-                    runner_up_distance=verdict.runner_up_distance,
-                    detected=verdict.detected,
-                    face_px=verdict.box.width,
-                    sharpness=verdict.sharpness,
-                    yaw=verdict.yaw,
-                )
-            )
+            track.evidence.recognitions.append(recognition_of(verdict))
             if track.snapshot is None or verdict.box.width > track.snapshot.box.width:
                 track.snapshot, track.snapshot_jpeg = verdict, delivery.image
         elif isinstance(verdict, LivenessVerdict):
@@ -134,6 +128,10 @@ class AlertAggregator:
             self._orphans_checked = now
             if ended := self.sightings.finish_orphans():
                 log.info("ended %d sightings left open by a stopped aggregator", ended)
+        every = self.settings.aggregator_unknown_group_merge_seconds
+        if every > 0 and now - self._groups_merged >= every:
+            self._groups_merged = now
+            self.sightings.merge_groups()
 
     def end_all(self) -> None:
         """End every open track now (at shutdown, and when a replay is over)."""

@@ -171,6 +171,14 @@ class UnknownGroupPublic(BaseModel):
     face_url: str | None = None
 
 
+class GroupMerge(BaseModel):
+    """Merge other unknown groups into this one: the same stranger, seen on several tracks."""
+
+    group_ids: list[int] = Field(
+        min_length=1, max_length=100, description="Unnamed groups whose sightings move here."
+    )
+
+
 class GroupNamed(BaseModel):
     identity: IdentityPublic
     sightings: int = Field(description="Sightings of the group now on record as the person.")

@@ -64,6 +64,37 @@ def test_search_latency_runs_on_small_galleries():
     assert result["size"] == 2000 and result["disagreements"] == 0
 
 
+@pytest.mark.data
+def test_embedding_levers_benchmark_scores_each_lever_against_the_shipped_one(tmp_path):
+    require_data("faces")
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.make_pairs", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    args = (
+        "benchmarks.embedding_levers",
+        str(tmp_path / "pairs.txt"),
+        str(tmp_path / "images"),
+        "--levers",
+        "pad0.30",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--cost-faces",
+        "3",
+    )
+    figures = run_benchmark(*args, progress="shipped")
+    levers = figures["levers"]
+    assert {"shipped", "pad0.30", "flip-mean", "flip-one-side", "cosine"} <= set(levers)
+    assert levers["shipped"]["gain"] == 0 and levers["shipped"]["cost_ratio"] == 1
+    assert levers["flip-mean"]["cost_ratio"] > 1  # two network passes per face
+    # The cache makes a second run score the same embeddings.
+    again = run_benchmark(*args)
+    assert again["levers"]["pad0.30"]["accuracy"] == levers["pad0.30"]["accuracy"]
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_verification_benchmark_on_a_pairs_file_built_from_the_shared_faces(tmp_path):

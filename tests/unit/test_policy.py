@@ -7,6 +7,8 @@ from services.aggregator.policy import (
     check_quality,
     decide_alerts,
     grant_vote,
+    recognition_of,
+    usable,
     vote_identity,
 )
 from tests.support.values import present
@@ -176,3 +178,38 @@ def test_the_grant_names_the_evidence_and_its_reason():
     assert (decision.identity_id, decision.display_name) == (1, "Alice")
     assert decision.distance == pytest.approx(0.40)
     assert "2 quality checks of 2 agree" in decision.reason and "blinked" in decision.reason
+
+
+def test_only_detector_checks_through_the_gates_are_usable_evidence():
+    policy = AlertPolicy()
+    drifted = check(None, 0.75, detected=False)  # a tracker box
+    half_face = check(None, 0.80, px=53, sharp=5.0)  # as seen on two_people_1080p.mp4
+    turned = check(1, 0.40, yaw=0.5)
+    unknown_quality = check(1, 0.40, detected=None)  # an older recognition: no quality fields
+    assert usable([ALICE, drifted, half_face, turned, unknown_quality, UNKNOWN], policy) == [
+        ALICE,
+        UNKNOWN,
+    ]
+    assert usable([drifted, half_face], policy) == []
+
+
+def test_recognition_of_reads_every_field_the_gates_need():
+    from watchpost.geometry import Box
+    from watchpost.messages import RecognitionVerdict
+
+    verdict = RecognitionVerdict(
+        camera_id="door",
+        track_id="t1",
+        frame_seq=1,
+        captured_at=1.0,
+        box=Box(left=10, top=10, right=90, bottom=100),
+        identity_id=1,
+        display_name="Alice",
+        distance=0.4,
+        runner_up_distance=0.7,
+        threshold=0.55,
+        detected=True,
+        sharpness=80.0,
+        yaw=0.1,
+    )
+    assert recognition_of(verdict) == Recognition(1, "Alice", 0.4, 0.7, True, 80, 80.0, 0.1)

@@ -256,6 +256,100 @@ def assign_group(
     return group_id
 
 
+class GroupNamedError(ValueError):
+    """A named group cannot merge: its faces are someone's, enrolled through the checks."""
+
+
+def merge_groups(conn: Conn, into_id: int, from_ids: list[int]) -> int:
+    """Move every sighting of the groups `from_ids` into group `into_id` and delete those
+    groups: one stranger seen on several tracks that started a group each. Only unnamed groups
+    merge (naming enrols faces through the enrolment checks; a merge must not bypass them).
+    Returns how many sightings moved. Raises LookupError for a group that does not exist,
+    GroupNamedError for a named one, ValueError for a group merged into itself."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_GROUP_LOCK,))
+    wanted = [into_id, *from_ids]
+    if into_id in from_ids or len(set(from_ids)) != len(from_ids):
+        raise ValueError(f"group {into_id} cannot be merged into itself")
+    rows = conn.execute(
+        "SELECT id, named_identity_id FROM unknown_groups WHERE id = ANY(%s) FOR UPDATE",
+        (wanted,),
+    ).fetchall()
+    found = {r["id"]: r for r in rows}
+    if missing := [g for g in wanted if g not in found]:
+        raise LookupError(f"unknown group {missing[0]} not found")
+    if named := [g for g in wanted if found[g]["named_identity_id"] is not None]:
+        raise GroupNamedError(
+            f"unknown group {named[0]} is already named (identity "
+            f"{found[named[0]]['named_identity_id']}): only unnamed groups merge"
+        )
+    moved = conn.execute(
+        "UPDATE sightings SET group_id = %s, updated_at = now() WHERE group_id = ANY(%s)",
+        (into_id, from_ids),
+    ).rowcount
+    conn.execute("DELETE FROM unknown_groups WHERE id = ANY(%s)", (from_ids,))
+    return moved
+
+
+def group_centroids(conn: Conn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every unnamed group's id, centroid (the mean of its unknown sightings' embeddings) and
+    sighting count, by id."""
+    rows = conn.execute(
+        "SELECT s.group_id, s.embedding FROM sightings s JOIN unknown_groups g"
+        " ON g.id = s.group_id WHERE g.named_identity_id IS NULL AND s.identity_id IS NULL"
+        " AND s.embedding IS NOT NULL ORDER BY s.group_id, s.id"
+    ).fetchall()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 128), np.float32), np.zeros(0, np.int64)
+    group_of = np.array([r["group_id"] for r in rows], np.int64)
+    vectors = np.array([r["embedding"] for r in rows], np.float32)
+    ids, index, counts = np.unique(group_of, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(ids), vectors.shape[1]), np.float64)
+    np.add.at(sums, index, vectors)
+    return ids, (sums / counts[:, None]).astype(np.float32), counts
+
+
+def merge_close_groups(conn: Conn, *, max_distance: float) -> list[tuple[int, list[int]]]:
+    """Housekeeping: merge unnamed groups whose centroids are within `max_distance` (the group
+    threshold), closest pair first, the merged group's centroid recomputed (weighted by
+    sightings) before the next pair, until no two are that close. The older group (lower id)
+    keeps its id. Returns (kept group, groups merged into it) for each group that grew."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_GROUP_LOCK,))
+    ids, centroids, counts = group_centroids(conn)
+    if len(ids) < 2:
+        return []
+    centroids = centroids.astype(np.float64)
+    weights = counts.astype(np.float64)
+    alive = np.ones(len(ids), bool)
+    distances = np.linalg.norm(centroids[:, None, :] - centroids[None, :, :], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    absorbed: dict[int, list[int]] = {}
+    while True:
+        flat = int(np.argmin(distances))
+        a, b = divmod(flat, len(ids))
+        if not distances[a, b] <= max_distance:
+            break
+        keep, gone = (a, b) if ids[a] < ids[b] else (b, a)
+        total = weights[keep] + weights[gone]
+        centroids[keep] = (
+            centroids[keep] * weights[keep] + centroids[gone] * weights[gone]
+        ) / total
+        weights[keep] = total
+        alive[gone] = False
+        distances[gone, :] = distances[:, gone] = np.inf
+        row = np.linalg.norm(centroids - centroids[keep], axis=1)
+        row[~alive] = np.inf
+        row[keep] = np.inf
+        distances[keep, :] = distances[:, keep] = row
+        absorbed.setdefault(int(ids[keep]), []).extend(
+            [int(ids[gone]), *absorbed.pop(int(ids[gone]), [])]
+        )
+    merged = []
+    for keep_id, gone_ids in sorted(absorbed.items()):
+        merge_groups(conn, keep_id, sorted(gone_ids))
+        merged.append((keep_id, sorted(gone_ids)))
+    return merged
+
+
 _GROUP_COLUMNS = (
     "g.id, g.named_identity_id, g.named_at, g.created_at,"
     " count(s.id) AS sightings, count(s.face_jpeg) AS faces,"

@@ -21,7 +21,7 @@ from services.dashboard.api import (
     target_check,
     target_identity,
 )
-from services.dashboard.auth import Admin, audit, throttle
+from services.dashboard.auth import Admin, Operator, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
 from services.dashboard.enrolment import (
     CheckedFace,
@@ -34,8 +34,10 @@ from services.dashboard.schemas import (
     EnrolTarget,
     FaceRejection,
     FaceSamplePublic,
+    GroupMerge,
     GroupNamed,
     IdentityPublic,
+    Problem,
     SightingPublic,
     UnknownGroupPublic,
 )
@@ -147,6 +149,44 @@ def get_unknown_group(group_id: int, conn: ConnDep) -> UnknownGroupPublic:
     if row is None:
         raise HTTPException(404, detail=f"unknown group {group_id} not found")
     return group_public(row)
+
+
+@router.post(
+    "/unknown-groups/{group_id}/merge",
+    response_model=UnknownGroupPublic,
+    tags=["sightings"],
+    responses={**NOT_FOUND, 409: {"model": Problem}},
+)
+def merge_unknown_groups(
+    group_id: int, body: GroupMerge, conn: ConnDep, who: Operator, request: Request
+) -> UnknownGroupPublic:
+    """One stranger seen on several tracks may have started several groups: move the sightings
+    of `group_ids` into this group, and delete those groups. Only unnamed groups merge (409 for
+    a named one: naming enrols faces through the enrolment checks; a merge would bypass them)."""
+    try:
+        moved = sightings.merge_groups(conn, group_id, body.group_ids)
+    except LookupError as exc:
+        conn.rollback()
+        raise HTTPException(404, detail=str(exc)) from None
+    except sightings.GroupNamedError as exc:
+        conn.rollback()
+        raise HTTPException(409, detail=str(exc)) from None
+    except ValueError as exc:  # a group merged into itself
+        conn.rollback()
+        raise HTTPException(422, detail=str(exc)) from None
+    audit(
+        conn,
+        request,
+        who,
+        "unknown_groups_merge",
+        "unknown_group",
+        group_id,
+        merged=body.group_ids,
+        sightings=moved,
+    )
+    merged = sightings.get_group(conn, group_id)
+    assert merged is not None  # locked and kept by the merge
+    return group_public(merged)
 
 
 @router.post(
