@@ -1,4 +1,4 @@
-"""The approximate 1:N index's levers, each against the shipped index in the same run.
+"""The approximate 1:N index's levers, each against the index shipped before them, in one run.
 
     WATCHPOST_DATA_DIR=/work/shared/data nice -n 10 \\
       .venv/bin/python -m benchmarks.gallery_index [--size 100000] [--queries 400]
@@ -11,8 +11,9 @@ threads) is then searched through `Gallery.identify`, the service's own path: th
 candidates, their owners are scored exactly (mean of the 3 nearest samples). The variants take
 each probe in a shuffled order, so a load spike on the shared machine falls on all of them
 alike; the figures are p50/p99 per query, the p99 ratio against the reference variant (the
-shipped setting), and recall@1 of the identity decision (and of the best identity regardless of
-the threshold) against exact search over every identity, and the CPU time of the query's
+index shipped before these levers: IVF-Flat, nprobe 48), recall@1 of the identity decision (and
+of the best identity regardless of the threshold) against exact search over every identity, and
+the CPU time of the query's
 thread (what a query costs without the other jobs' preemptions of a shared machine). The query
 phase runs at the service's priority (nice 0) even when the build ran under `nice`. Batching
 (several faces of one frame in one faiss call) is measured at the index alone. Last line: one
@@ -47,18 +48,33 @@ class Variant:
 
 
 def variants(shipped: IndexSettings, nlist: int) -> list[Variant]:
-    ivf = replace(shipped, kind="ivf-flat", nlist=nlist)
+    # The reference: the index as shipped before these levers were measured (IVF-Flat, 48 of
+    # 4 sqrt(n) cells, 64 candidates, trained on 40 samples a cell with one thread).
+    before = IndexSettings(
+        approximate_from=1,
+        nlist=nlist,
+        nprobe=48,
+        candidates=64,
+        kind="ivf-flat",
+        train_per_cell=40,
+        build_threads=1,
+    )
+    ivf = before
     sq8 = replace(ivf, kind="ivf-sq8")
     pq = replace(ivf, kind="ivf-pq")
-    hnsw = replace(shipped, kind="hnsw")
+    hnsw = replace(ivf, kind="hnsw")
     return [
-        Variant("reference: shipped", shipped),
+        Variant("reference: ivf-flat nprobe 48", before),
+        Variant("shipped", replace(shipped, approximate_from=1, nlist=nlist)),
         Variant("ivf-flat nprobe 96", replace(ivf, nprobe=96)),
         Variant("ivf-flat nprobe 128", replace(ivf, nprobe=128)),
         Variant("ivf-sq8 nprobe 48", replace(sq8, nprobe=48)),
         Variant("ivf-sq8 nprobe 128", replace(sq8, nprobe=128)),
         Variant("ivf-sq8 nprobe 192", replace(sq8, nprobe=192)),
         Variant("ivf-sq8 nprobe 256, 128 cand.", replace(sq8, nprobe=256, candidates=128)),
+        Variant("ivf-flat, built with 2 threads", replace(ivf, build_threads=2)),
+        Variant("ivf-sq8 nprobe 128, 16 a cell", replace(sq8, nprobe=128, train_per_cell=16)),
+        Variant("ivf-sq8 nprobe 192, 16 a cell", replace(sq8, nprobe=192, train_per_cell=16)),
         Variant("ivf-pq nprobe 128, 128 cand.", replace(pq, nprobe=128, candidates=128)),
         Variant("hnsw ef 64", replace(hnsw, ef_search=64)),
         Variant("hnsw ef 128", replace(hnsw, ef_search=128)),
@@ -66,7 +82,15 @@ def variants(shipped: IndexSettings, nlist: int) -> list[Variant]:
 
 
 def index_key(settings: IndexSettings) -> tuple:
-    return (settings.kind, settings.nlist, settings.hnsw_m if settings.kind == "hnsw" else 0)
+    """What the built index depends on (searches differ only in what `tune` sets)."""
+    return (
+        settings.kind,
+        settings.nlist,
+        settings.hnsw_m if settings.kind == "hnsw" else 0,
+        settings.train_per_cell,
+        settings.train_iterations,
+        settings.build_threads,
+    )
 
 
 def resident_bytes() -> int:
@@ -86,6 +110,7 @@ def main() -> None:
     parser.add_argument("--no-hnsw", action="store_true", help="skip HNSW (slow to build)")
     parser.add_argument("--no-pq", action="store_true", help="skip IVF-PQ (slow to train)")
     parser.add_argument("--only", nargs="+", help="variants whose names start so (and reference)")
+    parser.add_argument("--skip", nargs="+", default=[], help="variants whose names start so")
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
     settings = RecognitionSettings()
@@ -98,13 +123,13 @@ def main() -> None:
     gallery = Gallery(rows, owner, names, k=k, index=IndexSettings(approximate_from=0))
     live = np.arange(args.size, dtype=np.int64)
     nlist = shipped.nlist or max(64, int(4 * np.sqrt(args.size)))
-    shipped = replace(shipped, nlist=nlist)  # the cells the service would choose
     chosen = [
         v
         for v in variants(shipped, nlist)
         if not (args.no_hnsw and v.settings.kind == "hnsw")
         and not (args.no_pq and v.settings.kind == "ivf-pq")
         and (not args.only or v.name.startswith("reference") or v.name.startswith(tuple(args.only)))
+        and not (args.skip and v.name.startswith(tuple(args.skip)))
     ]
     print(
         f"{args.size:,} samples of {len(centres):,} identities; {nlist} IVF cells;"
@@ -117,7 +142,7 @@ def main() -> None:
         key = index_key(variant.settings)
         if key in indexes:
             continue
-        STDERR.print(f"building {key[0]} over {args.size:,} samples ...")
+        STDERR.print(f"building {variant.name} over {args.size:,} samples ...")
         before, load_before = resident_bytes(), os.getloadavg()[0]
         start = time.perf_counter()
         indexes[key] = index = build_index(rows, live, variant.settings)
@@ -125,13 +150,17 @@ def main() -> None:
         grown = resident_bytes() - before
         builds[key] = {
             "kind": key[0],
+            "for": variant.name,
+            "train_per_cell": variant.settings.train_per_cell,
+            "build_threads": variant.settings.build_threads or os.cpu_count(),
             "build_s": seconds,
             "load_average": load_before,
             "mb_per_million_counted": index.nbytes() / args.size * 1e6 / 2**20,
             "mb_per_million_resident": grown / args.size * 1e6 / 2**20,
         }
         print(
-            f"  {key[0]:<9} built in {seconds:6.1f} s (load {load_before:.1f}),"
+            f"  {key[0]:<9} for {variant.name!r}: built in {seconds:6.1f} s"
+            f" (load {load_before:.1f}, {builds[key]['build_threads']} threads),"
             f" {builds[key]['mb_per_million_counted']:.0f} MB per million counted,"
             f" {builds[key]['mb_per_million_resident']:.0f} resident"
         )
@@ -195,6 +224,23 @@ def main() -> None:
             threads_ms[label].append((time.perf_counter() - t) * 1000)
     faiss.omp_set_num_threads(1)
 
+    # Each variant alone over every probe, as the service runs one index: in the shuffled loop
+    # each query finds the caches full of the other variants' lists.
+    alone: dict[str, tuple[float, float, float]] = {}
+    for variant in chosen:
+        index = indexes[index_key(variant.settings)]
+        index.tune(variant.settings)  # type: ignore[attr-defined]
+        gallery._index = index  # type: ignore[assignment]
+        gallery.index_settings = variant.settings
+        ms, cpu_ms = [], []
+        for probe in probes:
+            t, c = time.perf_counter(), time.thread_time()
+            gallery.identify(probe, threshold=threshold)
+            ms.append((time.perf_counter() - t) * 1000)
+            cpu_ms.append((time.thread_time() - c) * 1000)
+        alone[variant.name] = (*percentiles(ms), percentiles(cpu_ms)[1])
+    load_alone = os.getloadavg()[0]
+
     batching = {}
     for key, index in indexes.items():
         faiss_index = index._index  # type: ignore[attr-defined]
@@ -249,6 +295,13 @@ def main() -> None:
     threads = {label: percentiles(ms) for label, ms in threads_ms.items()}
     for label, (p50, p99) in threads.items():
         print(f"reference with {label} faiss thread(s): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    ref_alone = alone[chosen[0].name][1]
+    print(f"each variant alone over every probe (load average {load_alone:.1f}):")
+    for name, (p50, p99, cpu99) in alone.items():
+        print(
+            f"  {name:<32} p50 {p50:.2f} ms, p99 {p99:.2f} ms (x{p99 / ref_alone:.2f}),"
+            f" cpu p99 {cpu99:.2f} ms"
+        )
     for kind, b in batching.items():
         print(
             f"batching, {kind} index alone: {b['one_ms_per_query']:.2f} ms per query one at a"
@@ -273,6 +326,8 @@ def main() -> None:
                 "gallery_mb_per_million": round(exact_arrays, 1),
                 "builds": [rounded(b) for b in builds.values()],
                 "batching": {a: rounded(b) for a, b in batching.items()},
+                "alone_p50_p99_cpu99_ms": {a: [round(x, 3) for x in b] for a, b in alone.items()},
+                "load_average_alone": load_alone,
                 "threads_p50_p99_ms": {a: [round(x, 3) for x in b] for a, b in threads.items()},
                 "variants": [rounded(r) for r in results],
             }

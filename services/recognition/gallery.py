@@ -17,6 +17,7 @@ samples, so the k-mean scoring is the same, only the candidate set is approximat
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -57,11 +58,16 @@ class IndexSettings:
 
     approximate_from: int = 200_000  # samples; below, exact search (0: never approximate)
     nlist: int = 0  # IVF cells; 0: about 4 * sqrt(n) at build time
-    nprobe: int = 48  # cells searched per query
+    nprobe: int = 192  # cells searched per query
     candidates: int = 64  # samples the index returns per query
-    kind: str = "ivf-flat"  # one of INDEX_KINDS
+    kind: str = "ivf-sq8"  # one of INDEX_KINDS
     ef_search: int = 64  # HNSW: the search's candidate list
     hnsw_m: int = 32  # HNSW: links per node
+    train_per_cell: int = 16  # IVF: training samples per cell (k-means is most of the build)
+    train_iterations: int = 10  # IVF: k-means iterations (faiss's default)
+    # faiss threads while building (0: every core); searches use one. One: on the shared
+    # 2-core machine two threads built slower (docs/performance.md)
+    build_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -97,7 +103,7 @@ class _IvfIndex:
     def __init__(self, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> None:
         import faiss  # only galleries this large need it
 
-        faiss.omp_set_num_threads(1)  # one query at a time: threads cost more than they save
+        faiss.omp_set_num_threads(settings.build_threads or os.cpu_count() or 1)
         n = len(vectors)
         nlist = settings.nlist or max(64, int(4 * np.sqrt(n)))
         quantizer = faiss.IndexFlatL2(128)
@@ -110,8 +116,10 @@ class _IvfIndex:
             index = faiss.IndexIVFPQ(quantizer, 128, nlist, 32, 8)
         else:
             index = faiss.IndexIVFFlat(quantizer, 128, nlist)
+        index.cp.niter = settings.train_iterations
+        index.cp.min_points_per_centroid = 1  # fewer than faiss's 39 per cell is our choice
         rng = np.random.default_rng(0)
-        train = vectors[rng.choice(n, min(n, nlist * 40), replace=False)]
+        train = vectors[rng.choice(n, min(n, nlist * settings.train_per_cell), replace=False)]
         index.train(np.ascontiguousarray(train, dtype=np.float32))
         # removal by id without a scan (faiss builds DirectMap at import: no stub knows it)
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
@@ -120,6 +128,7 @@ class _IvfIndex:
         self._index: Any = index
         self.tune(settings)
         self.add(slots, vectors)
+        faiss.omp_set_num_threads(1)  # one query at a time: threads cost more than they save
 
     def tune(self, settings: IndexSettings) -> None:
         self._index.nprobe = settings.nprobe
@@ -153,13 +162,14 @@ class _HnswIndex:
     def __init__(self, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> None:
         import faiss
 
-        faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(settings.build_threads or os.cpu_count() or 1)
         self._index: Any = faiss.IndexHNSWFlat(128, settings.hnsw_m)
         self._index.hnsw.efConstruction = 40
         self._slot_of = np.zeros(0, np.int64)  # graph position -> slot (-1: removed)
         self._position_of: dict[int, int] = {}
         self.tune(settings)
         self.add(slots, vectors)
+        faiss.omp_set_num_threads(1)
 
     def tune(self, settings: IndexSettings) -> None:
         self._index.hnsw.efSearch = settings.ef_search
