@@ -25,6 +25,7 @@ import json
 import time
 import tracemalloc
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -170,18 +171,12 @@ def search(rows, owner, centres, stats, rng, queries, threshold, k, index) -> di
         owner,
         {i: f"p{i}" for i in range(len(centres))},
         k=k,
-        index=IndexSettings(1, index.nlist, index.nprobe, index.candidates),
+        index=replace(index, approximate_from=1),
     )
     build_index = time.perf_counter() - start
     assert approximate.approximate
-    # faiss's own memory is not traced: its inverted lists hold each vector and its id, the
-    # direct map an id -> position hash entry (about 16 bytes), the quantizer the centroids.
-    faiss_index = approximate._index._index if approximate._index else None
-    index_bytes = (
-        faiss_index.ntotal * (faiss_index.code_size + 8 + 16) + faiss_index.nlist * 128 * 4
-        if faiss_index is not None
-        else 0
-    )
+    # faiss's own memory is not traced: the index counts it (`nbytes`).
+    index_bytes = approximate._index.nbytes() if approximate._index else 0
     half = queries // 2
     genuine = centres[rng.integers(0, len(centres), half)] + noise(stats, half, rng)
     strangers = rng.multivariate_normal(stats.mean, stats.between, queries - half).astype(
@@ -284,11 +279,7 @@ def main() -> None:
         f"LFW statistics: {stats.images} photos of {stats.people} people; mean distance "
         f"{stats.intra_distance:.3f} within a person, {stats.inter_distance:.3f} between people"
     )
-    index = IndexSettings(
-        approximate_from=settings.recognition_gallery_approximate_from,
-        nprobe=settings.recognition_gallery_nprobe,
-        candidates=settings.recognition_gallery_candidates,
-    )
+    index = IndexSettings.of(settings)
     sizes = list(args.sizes) + ([1_000_000] if args.million else [])
     results = []
     for size in sizes:
@@ -328,6 +319,7 @@ def main() -> None:
         "lfw_people": stats.people,
         "intra_distance": round(stats.intra_distance, 4),
         "inter_distance": round(stats.inter_distance, 4),
+        "index": index.kind,
         "nprobe": index.nprobe,
         "candidates": index.candidates,
         "approximate_from": index.approximate_from,

@@ -62,3 +62,30 @@ class VerifyOut(BaseModel):
         None, description="The liveness service's report on the frames"
     )
     liveness_note: str | None = None
+
+
+class NearestIn(BaseModel):
+    """A face about to be enrolled, placed in recognition's gallery (`POST /v1/gallery/nearest`):
+    the dashboard's enrolment checks ask this instead of reading every sample."""
+
+    embedding: list[float] = Field(min_length=128, max_length=128)
+    identity_id: int | None = Field(
+        None, description="The person it is for (their own samples are set apart); none: new"
+    )
+
+
+class Neighbour(BaseModel):
+    identity_id: int
+    display_name: str
+    distance: float = Field(description="To this identity's nearest sample")
+
+
+class NearestOut(BaseModel):
+    """Where the face falls in the gallery: the person's own samples, and the nearest sample of
+    anyone else (found by the approximate index at scale, so it may miss a neighbour now and
+    then: docs/recognition.md)."""
+
+    own_samples: int
+    own_nearest: float | None = Field(description="Distance to the nearest own sample")
+    other: Neighbour | None = Field(description="The nearest sample of another identity")
+    approximate: bool

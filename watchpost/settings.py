@@ -368,8 +368,20 @@ class RecognitionSettings(CommonSettings):
         "IVF-Flat) for its candidates; below, exact search. 0: always exact. "
         "docs/performance.md measures both.",
     )
+    recognition_gallery_index: Literal["ivf-sq8", "ivf-sq8", "ivf-pq", "hnsw"] = Field(
+        "ivf-sq8",
+        description="The approximate index (faiss): IVF with full vectors, with a byte per "
+        "dimension (SQ8) or 32-byte codes (PQ), or an HNSW graph. docs/performance.md measures "
+        "each.",
+    )
+    recognition_gallery_nlist: int = Field(
+        0, ge=0, le=65536, description="IVF cells; 0: about 4 * sqrt(samples) at build time."
+    )
     recognition_gallery_nprobe: int = Field(
-        48, ge=1, le=4096, description="Index cells searched per query (recall against time)."
+        192, ge=1, le=4096, description="Index cells searched per query (recall against time)."
+    )
+    recognition_gallery_ef_search: int = Field(
+        64, ge=1, le=4096, description="HNSW: the search's candidate list (recall against time)."
     )
     recognition_gallery_candidates: int = Field(
         64,

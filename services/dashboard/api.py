@@ -1,9 +1,10 @@
 """What the dashboard's routers share: OpenAPI answer shapes, turning rows into public models,
-JPEG answers, and the checks enrolment routes run (services/dashboard/routes/ holds the routes)."""
+JPEG answers, and the checks every enrolment route runs, `screen_faces`
+(services/dashboard/routes/ holds the routes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
@@ -11,17 +12,22 @@ from fastapi import APIRouter, HTTPException, Response
 from services.dashboard.auth import VIEWER
 from services.dashboard.enrolment import (
     CheckedFace,
+    EnrolmentError,
     FaceRules,
+    RecognitionUnavailable,
+    check_face,
     gallery_check,
 )
 from services.dashboard.schemas import (
     AlertEnrol,
+    FaceRejection,
     Problem,
     SightingPublic,
     UnknownGroupPublic,
 )
 from watchpost.db import Conn, Row, identities
 from watchpost.db.identities import DuplicateLoginError
+from watchpost.service import service_headers
 from watchpost.settings import DashboardSettings
 
 
@@ -63,11 +69,12 @@ def group_public(row: dict) -> UnknownGroupPublic:
 LAST_SIGHTINGS = 10  # what a person's view shows of where they were seen
 
 
-def jpeg_response(data: bytes | None, missing: str) -> Response:
+def jpeg_response(data: bytes | None, missing: str, *, max_age: int = 3600) -> Response:
+    """The JPEG, cached privately for `max_age` seconds; 404 saying `missing` when there is none."""
     if data is None:
         raise HTTPException(404, detail=missing)
     return Response(
-        data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
+        data, media_type="image/jpeg", headers={"Cache-Control": f"private, max-age={max_age}"}
     )
 
 
@@ -105,14 +112,44 @@ def target_identity(conn: Conn, body: AlertEnrol) -> int:
     return int(row["id"])
 
 
-def target_check(
-    conn: Conn, body: AlertEnrol, target: Row | None, face_rules: FaceRules
-) -> Callable[[CheckedFace], None]:
-    """The gallery checks for faces bound for the request's identity (or a new person, -1),
-    under the name its refusals use."""
-    name = str(target["display_name"]) if target else str(body.display_name)
-    identity_id = body.identity_id if body.identity_id is not None else -1
-    return gallery_check(conn, identity_id, name, face_rules)
+def target_name(body: AlertEnrol, target: Row | None) -> str:
+    """The name a request's refusals use: the identity it names, or the new person's."""
+    return str(target["display_name"]) if target else str(body.display_name)
+
+
+def screen_faces(
+    photos: Iterable[tuple[bytes, str]],
+    *,
+    identity_id: int | None,
+    name: str,
+    settings: DashboardSettings,
+    largest: bool,
+    force: bool = False,
+) -> tuple[list[CheckedFace], list[FaceRejection]]:
+    """Every photo (bytes, file name) through the enrolment checks for one identity (None: a
+    new person, named `name`): one usable face, like the person's own photos, unlike anyone
+    else's (recognition's gallery answers). The accepted faces and the rejected files with
+    their reasons; recognition away or not ready is a 503 with the reason."""
+    face_rules = rules(settings, largest=largest, force=force)
+    headers = service_headers(settings)
+    url = settings.dashboard_recognition_url
+    against_gallery = gallery_check(
+        identity_id, name, face_rules, recognition_url=url, headers=headers
+    )
+    accepted: list[CheckedFace] = []
+    rejected: list[FaceRejection] = []
+    for data, filename in photos:
+        try:
+            face = check_face(
+                data, filename, recognition_url=url, rules=face_rules, headers=headers
+            )
+            against_gallery(face)
+            accepted.append(face)
+        except EnrolmentError as exc:
+            rejected.append(FaceRejection(filename=filename, reason=str(exc)))
+        except RecognitionUnavailable as exc:
+            raise HTTPException(503, detail=str(exc)) from None
+    return accepted, rejected
 
 
 # -- identities -----------------------------------------------------------------------------

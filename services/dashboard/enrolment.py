@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -9,7 +10,7 @@ import numpy as np
 import redis
 from pydantic import ValidationError
 
-from watchpost.contracts import FacesOut
+from watchpost.contracts import FacesOut, NearestIn, NearestOut
 from watchpost.db import identities
 from watchpost.db.pool import Conn, Row
 from watchpost.images import ImageError, crop, decode_upload, encode_jpeg, sharpness
@@ -90,63 +91,95 @@ def check_face(
 def check_against_gallery(
     face: CheckedFace,
     *,
-    identity_id: int,
     name: str,
-    own: np.ndarray,
-    others: np.ndarray,
-    other_ids: list[int],
-    other_names: list[str],
+    place: NearestOut,
+    earlier: list[np.ndarray],
     rules: FaceRules,
 ) -> None:
-    """EnrolmentError when the new face is unlike the person's other photos (`own`), or so like
-    another person's photo that it may be the same person enrolled twice; `rules.force` allows
-    both (the error says how)."""
+    """EnrolmentError when the new face is unlike the person's other photos (their stored
+    samples, as `place` says, and `earlier` faces of the same upload), or so like another
+    person's photo that it may be the same person enrolled twice; `rules.force` allows both
+    (the error says how)."""
     if rules.force:
         return
-    if len(own):
-        nearest = float(np.linalg.norm(own - face.embedding, axis=1).min())
+    own = place.own_samples + len(earlier)
+    distances = [float(np.linalg.norm(e - face.embedding)) for e in earlier]
+    if place.own_nearest is not None:
+        distances.append(place.own_nearest)
+    if distances:
+        nearest = min(distances)
         if nearest > rules.outlier_distance:
             raise EnrolmentError(
-                f"this face is unlike {name}'s other {len(own)} photo(s) (distance {nearest:.2f} "
+                f"this face is unlike {name}'s other {own} photo(s) (distance {nearest:.2f} "
                 f"to the nearest, at most {rules.outlier_distance:.2f} expected): another person, "
                 "or a poor photo? Send force=true to enrol it anyway"
             )
-    if len(others):
-        distances = np.linalg.norm(others - face.embedding, axis=1)
-        closest = int(np.argmin(distances))
-        if distances[closest] < rules.duplicate_distance:
-            raise EnrolmentError(
-                f"this face is very like {other_names[closest]!r} (identity "
-                f"{other_ids[closest]}, distance {distances[closest]:.2f}, below "
-                f"{rules.duplicate_distance:.2f}): possibly the same person enrolled twice. "
-                "Send force=true to enrol it anyway"
-            )
+    other = place.other
+    if other is not None and other.distance < rules.duplicate_distance:
+        raise EnrolmentError(
+            f"this face is very like {other.display_name!r} (identity "
+            f"{other.identity_id}, distance {other.distance:.2f}, below "
+            f"{rules.duplicate_distance:.2f}): possibly the same person enrolled twice. "
+            "Send force=true to enrol it anyway"
+        )
 
 
-def gallery_check(conn: Conn, identity_id: int, name: str, rules: FaceRules):
-    """A checker for one identity's new faces against the stored gallery; faces accepted earlier
-    in the same upload count as the person's own photos."""
-    # Binary load (8x the row-by-row one at 100k; still a full read: see docs/performance.md).
-    snapshot = identities.load_gallery_binary(conn)
-    order = np.argsort(snapshot.sample_ids, kind="stable")  # enrolment order, as before
-    matrix, owners = snapshot.embeddings[order], snapshot.identity_ids[order]
-    mine = owners == identity_id
-    own = [matrix[mine]]
-    others, other_ids = matrix[~mine], owners[~mine].tolist()
-    other_names = [snapshot.names.get(i, "") for i in other_ids]
+def nearest_in_gallery(
+    embedding: np.ndarray,
+    identity_id: int | None,
+    *,
+    recognition_url: str,
+    headers: dict[str, str],
+) -> NearestOut:
+    """Where the face falls in recognition's gallery (in memory there: no sample is read
+    here); RecognitionUnavailable, with the reason, when recognition is away or not ready."""
+    body = NearestIn(embedding=[float(x) for x in embedding], identity_id=identity_id)
+    try:
+        response = httpx.post(
+            f"{recognition_url.rstrip('/')}/v1/gallery/nearest",
+            content=body.model_dump_json(),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=30.0,
+        )
+    except httpx.HTTPError as exc:
+        raise RecognitionUnavailable(f"recognition service unreachable: {exc}") from None
+    if response.status_code == 503:
+        try:
+            reason = str(response.json().get("detail", "not ready"))
+        except ValueError:
+            reason = "not ready"
+        raise RecognitionUnavailable(f"recognition is not ready: {reason}")
+    if response.status_code != 200:
+        raise RecognitionUnavailable(
+            f"recognition's gallery answered {response.status_code}: the enrolment checks "
+            "cannot run"
+        )
+    try:
+        return NearestOut.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise RecognitionUnavailable(f"recognition sent an unreadable answer: {exc}") from None
+
+
+def gallery_check(
+    identity_id: int | None,
+    name: str,
+    rules: FaceRules,
+    *,
+    recognition_url: str,
+    headers: dict[str, str],
+) -> Callable[[CheckedFace], None]:
+    """A checker for one identity's new faces (None: a new person) against the gallery, which
+    recognition holds in memory (one call per face); faces accepted earlier in the same upload
+    count as the person's own photos."""
+    earlier: list[np.ndarray] = []
 
     def check(face: CheckedFace) -> None:
-        check_against_gallery(
-            face,
-            identity_id=identity_id,
-            name=name,
-            own=np.concatenate(own),
-            others=others,
-            other_ids=other_ids,
-            other_names=other_names,
-            rules=rules,
-        )
-        own.append(face.embedding.reshape(1, 128))
+        if not rules.force:
+            place = nearest_in_gallery(
+                face.embedding, identity_id, recognition_url=recognition_url, headers=headers
+            )
+            check_against_gallery(face, name=name, place=place, earlier=earlier, rules=rules)
+        earlier.append(face.embedding)
 
     return check
 

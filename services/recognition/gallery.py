@@ -17,6 +17,7 @@ samples, so the k-mean scoring is the same, only the candidate set is approximat
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,25 @@ CANDIDATES = 64
 
 
 @dataclass(frozen=True)
+class Neighbours:
+    """Where a face falls: its person's own samples, and the nearest sample of anyone else."""
+
+    own_samples: int
+    own_nearest: float | None
+    other_id: int | None
+    other_name: str | None
+    other_distance: float | None
+
+
+@dataclass(frozen=True)
 class Match:
     identity_id: int | None
     display_name: str | None
     distance: float | None
     runner_up_distance: float | None
+
+
+INDEX_KINDS = ("ivf-flat", "ivf-sq8", "ivf-pq", "hnsw")
 
 
 @dataclass(frozen=True)
@@ -43,8 +58,32 @@ class IndexSettings:
 
     approximate_from: int = 200_000  # samples; below, exact search (0: never approximate)
     nlist: int = 0  # IVF cells; 0: about 4 * sqrt(n) at build time
-    nprobe: int = 48  # cells searched per query
+    nprobe: int = 192  # cells searched per query
     candidates: int = 64  # samples the index returns per query
+    kind: str = "ivf-sq8"  # one of INDEX_KINDS
+    ef_search: int = 64  # HNSW: the search's candidate list
+    hnsw_m: int = 32  # HNSW: links per node
+    train_per_cell: int = 16  # IVF: training samples per cell (k-means is most of the build)
+    train_iterations: int = 10  # IVF: k-means iterations (faiss's default)
+    # faiss threads while building (0: every core); searches use one. One: on the shared
+    # 2-core machine two threads built slower (docs/performance.md)
+    build_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"unknown index kind {self.kind!r}: one of {', '.join(INDEX_KINDS)}")
+
+    @classmethod
+    def of(cls, settings: Any) -> IndexSettings:
+        """The index settings of a `RecognitionSettings`."""
+        return cls(
+            approximate_from=settings.recognition_gallery_approximate_from,
+            nlist=settings.recognition_gallery_nlist,
+            nprobe=settings.recognition_gallery_nprobe,
+            candidates=settings.recognition_gallery_candidates,
+            kind=settings.recognition_gallery_index,
+            ef_search=settings.recognition_gallery_ef_search,
+        )
 
 
 def identity_distance(samples: np.ndarray, embedding: np.ndarray, *, k: int) -> float:
@@ -57,25 +96,42 @@ def identity_distance(samples: np.ndarray, embedding: np.ndarray, *, k: int) -> 
 
 
 class _IvfIndex:
-    """faiss IVF-Flat over the gallery's slots (the slot number is the faiss id)."""
+    """faiss IVF over the gallery's slots (the slot number is the faiss id): Flat keeps each
+    vector, SQ8 a byte per dimension, PQ 32 bytes; the candidates' owners are scored on their
+    exact vectors anyway, so a coarser code only costs recall of the candidate set."""
 
     def __init__(self, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> None:
         import faiss  # only galleries this large need it
 
-        faiss.omp_set_num_threads(1)  # one query at a time: threads cost more than they save
+        faiss.omp_set_num_threads(settings.build_threads or os.cpu_count() or 1)
         n = len(vectors)
         nlist = settings.nlist or max(64, int(4 * np.sqrt(n)))
         quantizer = faiss.IndexFlatL2(128)
-        index = faiss.IndexIVFFlat(quantizer, 128, nlist)
+        index: Any
+        if settings.kind == "ivf-sq8":
+            index = faiss.IndexIVFScalarQuantizer(
+                quantizer, 128, nlist, faiss.ScalarQuantizer.QT_8bit
+            )
+        elif settings.kind == "ivf-pq":
+            index = faiss.IndexIVFPQ(quantizer, 128, nlist, 32, 8)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, 128, nlist)
+        index.cp.niter = settings.train_iterations
+        index.cp.min_points_per_centroid = 1  # fewer than faiss's 39 per cell is our choice
         rng = np.random.default_rng(0)
-        train = vectors[rng.choice(n, min(n, nlist * 40), replace=False)]
+        train = vectors[rng.choice(n, min(n, nlist * settings.train_per_cell), replace=False)]
         index.train(np.ascontiguousarray(train, dtype=np.float32))
         # removal by id without a scan (faiss builds DirectMap at import: no stub knows it)
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-        index.nprobe = settings.nprobe
+        self._quantizer = quantizer  # faiss does not own it: keep it alive
         self._faiss = faiss
         self._index: Any = index
+        self.tune(settings)
         self.add(slots, vectors)
+        faiss.omp_set_num_threads(1)  # one query at a time: threads cost more than they save
+
+    def tune(self, settings: IndexSettings) -> None:
+        self._index.nprobe = settings.nprobe
 
     def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
         if len(slots):
@@ -88,8 +144,69 @@ class _IvfIndex:
             self._index.remove_ids(self._faiss.IDSelectorArray(slots.astype(np.int64)))
 
     def search(self, query: np.ndarray, count: int) -> np.ndarray:
-        _, found = self._index.search(query.reshape(1, 128), count)
+        _, found = self._index.search(query.reshape(-1, 128), count)
         return np.asarray(found[0][found[0] >= 0], dtype=np.int64)
+
+    def nbytes(self) -> int:
+        """The index's own memory: codes and ids in the lists, the direct map (an id ->
+        position hash entry, about 16 bytes), the centroids."""
+        index = self._index
+        return index.ntotal * (index.code_size + 8 + 16) + index.nlist * 128 * 4
+
+
+class _HnswIndex:
+    """faiss HNSW-Flat. It cannot remove a vector: a removed slot's node stays in the graph as a
+    tombstone (its position maps to no slot) and is dropped from the answer, so a gallery with
+    much churn should be rebuilt now and then."""
+
+    def __init__(self, vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(settings.build_threads or os.cpu_count() or 1)
+        self._index: Any = faiss.IndexHNSWFlat(128, settings.hnsw_m)
+        self._index.hnsw.efConstruction = 40
+        self._slot_of = np.zeros(0, np.int64)  # graph position -> slot (-1: removed)
+        self._position_of: dict[int, int] = {}
+        self.tune(settings)
+        self.add(slots, vectors)
+        faiss.omp_set_num_threads(1)
+
+    def tune(self, settings: IndexSettings) -> None:
+        self._index.hnsw.efSearch = settings.ef_search
+
+    def add(self, slots: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(slots):
+            return
+        start = self._index.ntotal
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self._slot_of = np.concatenate([self._slot_of, slots.astype(np.int64)])
+        self._position_of.update(zip(slots.tolist(), range(start, start + len(slots)), strict=True))
+
+    def remove(self, slots: np.ndarray) -> None:
+        for slot in slots.tolist():
+            position = self._position_of.pop(slot, None)
+            if position is not None:
+                self._slot_of[position] = -1
+
+    def search(self, query: np.ndarray, count: int) -> np.ndarray:
+        _, found = self._index.search(query.reshape(-1, 128), count)
+        positions = found[0][found[0] >= 0]
+        slots = self._slot_of[positions]
+        return np.asarray(slots[slots >= 0], dtype=np.int64)
+
+    def nbytes(self) -> int:
+        """Vectors, level-0 links (2M per node) and the upper levels' (about M / (M - 1) more
+        nodes' worth of M links), and the position maps."""
+        m = self._index.hnsw.nb_neighbors(1)
+        n = self._index.ntotal
+        return n * (128 * 4 + 2 * m * 4 + 8 + 8 + 64) + int(n / (m - 1)) * m * 4
+
+
+def build_index(vectors: np.ndarray, slots: np.ndarray, settings: IndexSettings):
+    """The approximate index `settings.kind` over these slots' vectors."""
+    if settings.kind == "hnsw":
+        return _HnswIndex(vectors, slots, settings)
+    return _IvfIndex(vectors, slots, settings)
 
 
 class Gallery:
@@ -143,7 +260,7 @@ class Gallery:
             self._names = {int(i): names.get(int(i), "") for i in self._rows}
         else:
             self._names = {int(i): nm for i, nm in zip(ids.tolist(), names, strict=True)}
-        self._index: _IvfIndex | None = None
+        self._index: _IvfIndex | _HnswIndex | None = None
         self._maybe_build_index()
 
     @classmethod
@@ -270,7 +387,7 @@ class Gallery:
         threshold = self.index_settings.approximate_from
         if self._index is None and threshold and len(self) >= threshold:
             live = np.flatnonzero(self._owner[: self._end] >= 0)
-            self._index = _IvfIndex(self._emb[live], live, self.index_settings)
+            self._index = build_index(self._emb[live], live, self.index_settings)
 
     # Search --------------------------------------------------------------------------------
 
@@ -314,18 +431,58 @@ class Gallery:
         candidates = list(dict.fromkeys(owners[owners >= 0].tolist()))
         if not candidates:
             return {}
+        # Every candidate's k-mean on all its own samples, in one pass: the distances sorted
+        # within each identity's run, the first k of each run summed.
         rows = [self._rows[i] for i in candidates]
+        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
         slots = np.concatenate(rows)
-        own = np.linalg.norm(self._emb[slots] - query, axis=1)
-        scores, start = {}, 0
-        for identity, r in zip(candidates, rows, strict=True):
-            scores[identity] = self._k_mean(own[start : start + len(r)])
-            start += len(r)
-        return scores
+        diff = self._emb[slots] - query
+        own = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        group = np.repeat(np.arange(len(rows)), lengths)
+        own = own[np.lexsort((own, group))]  # runs stay in place, each sorted
+        rank = np.arange(len(own)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        kept = rank < self.k
+        sums = np.bincount(group[kept], weights=own[kept], minlength=len(rows))
+        means = sums / np.minimum(lengths, self.k)
+        return dict(zip(candidates, means.tolist(), strict=True))
 
     def _k_mean(self, own: np.ndarray) -> float:
         k = min(self.k, len(own))
         return float(np.partition(own, k - 1)[:k].mean())
+
+    def neighbours(self, embedding: np.ndarray, identity_id: int | None) -> Neighbours:
+        """The distance to the nearest of `identity_id`'s own samples, and the nearest sample
+        of any other identity: exact below the index threshold; above it, the nearest among
+        the samples the index proposes (more asked while all of them are the person's own)."""
+        query = np.asarray(embedding, np.float32).reshape(128)
+        with self._lock:
+            mine = self._rows.get(identity_id) if identity_id is not None else None
+            own = np.zeros(0, np.int64) if mine is None else mine
+            own_nearest = (
+                float(np.linalg.norm(self._emb[own] - query, axis=1).min()) if len(own) else None
+            )
+            excluded = -1 if identity_id is None else identity_id  # free slots' owner is -1
+            if self._index is not None:
+                count = self.index_settings.candidates + len(own)
+                while True:
+                    found = self._index.search(query, count)
+                    owners = self._owner[found]
+                    slots = found[(owners >= 0) & (owners != excluded)]
+                    if len(slots) or count >= len(self):
+                        break
+                    count *= 4
+                distances = np.linalg.norm(self._emb[slots] - query, axis=1)
+            else:
+                distances = self.distances(query)
+                distances[own] = np.inf
+                slots = np.arange(len(distances))
+            if len(slots) and np.isfinite(distances.min()):
+                nearest = int(slots[int(np.argmin(distances))])
+                other = int(self._owner[nearest])
+                return Neighbours(
+                    len(own), own_nearest, other, self._names[other], float(distances.min())
+                )
+            return Neighbours(len(own), own_nearest, None, None, None)
 
     def identify(self, embedding: np.ndarray, *, threshold: float, exact: bool = False) -> Match:
         """Nearest enrolled identity within `threshold`, and the margin to the next identity."""

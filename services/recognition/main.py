@@ -19,7 +19,15 @@ from services.recognition.stream import FrameRecognizer, GalleryHolder
 from watchpost import calibration
 from watchpost.auth import Principal, Role
 from watchpost.consumers import stream_worker
-from watchpost.contracts import FaceOut, FacesOut, LivenessReport, VerifyOut
+from watchpost.contracts import (
+    FaceOut,
+    FacesOut,
+    LivenessReport,
+    NearestIn,
+    NearestOut,
+    Neighbour,
+    VerifyOut,
+)
 from watchpost.db import audit_log, identities
 from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
@@ -48,11 +56,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
             resources.redis,
             Keys(settings.stream_prefix),
             k=settings.recognition_score_k,
-            index=IndexSettings(
-                approximate_from=settings.recognition_gallery_approximate_from,
-                nprobe=settings.recognition_gallery_nprobe,
-                candidates=settings.recognition_gallery_candidates,
-            ),
+            index=IndexSettings.of(settings),
         )
         # The first load runs in the background (binary, seconds at a million samples); the
         # service is not ready, and the frame handler waits, until it is done.
@@ -143,6 +147,39 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         """Every face in the image with the best enrolled identity within the threshold."""
         rgb = await read_image(file)
         return await run_in_threadpool(faces_in, rgb, identify=True)
+
+    def nearest(body: NearestIn) -> NearestOut:
+        holder: GalleryHolder = app.state.gallery
+        if not holder.loaded:
+            raise HTTPException(503, detail="the gallery is still loading; try again")
+        gallery = holder.refresh()  # every committed enrolment and erasure applied
+        found = gallery.neighbours(np.asarray(body.embedding, np.float32), body.identity_id)
+        other = None
+        if found.other_id is not None and found.other_distance is not None:
+            other = Neighbour(
+                identity_id=found.other_id,
+                display_name=found.other_name or "",
+                distance=found.other_distance,
+            )
+        return NearestOut(
+            own_samples=found.own_samples,
+            own_nearest=found.own_nearest,
+            other=other,
+            approximate=gallery.approximate,
+        )
+
+    @app.post(
+        "/v1/gallery/nearest",
+        response_model=NearestOut,
+        tags=["recognition"],
+        dependencies=internal,
+        responses={503: {"description": "the gallery is not loaded yet"}},
+    )
+    async def gallery_nearest(body: NearestIn) -> NearestOut:
+        """Where a face about to be enrolled falls in the gallery held in memory: the nearest
+        of its person's own samples and the nearest sample of anyone else (the dashboard's
+        outlier and duplicate checks)."""
+        return await run_in_threadpool(nearest, body)
 
     def calibrate(target_far: float) -> dict:
         with app.state.resources.pool.connection() as conn:

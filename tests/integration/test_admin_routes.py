@@ -129,9 +129,10 @@ def test_calibration_report_comes_from_recognition(env_settings, admin_key, pool
 def test_a_person_thumbnail_is_their_first_photo(env_settings, admin_key, make_key):
     from tests.conftest import require_data
     from tests.integration.test_dashboard import person, upload
+    from tests.support.dashboard import recognition_server
 
     photo = require_data("faces/train/obama/obama.jpg").read_bytes()
-    with serving(recognition_app(env_settings(RecognitionSettings))) as recognition_url:
+    with recognition_server(env_settings(RecognitionSettings)) as recognition_url:
         settings = env_settings(DashboardSettings, dashboard_recognition_url=recognition_url)
         with TestClient(dashboard_app(settings), headers=key_headers(admin_key)) as admin:
             obama = person(admin)
@@ -140,6 +141,7 @@ def test_a_person_thumbnail_is_their_first_photo(env_settings, admin_key, make_k
             viewer = key_headers(make_key("viewer"))
             thumb = admin.get(f"/api/v1/identities/{obama['id']}/thumbnail", headers=viewer)
             assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+            assert thumb.headers["cache-control"] == "private, max-age=60"  # a new photo shows soon
             (face,) = admin.get(f"/api/v1/identities/{obama['id']}/faces").json()
             assert thumb.content == admin.get(f"/api/v1/faces/{face['id']}/image").content
             assert admin.get("/api/v1/identities/999999/thumbnail").status_code == 404

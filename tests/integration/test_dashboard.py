@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import numpy as np
@@ -18,13 +19,15 @@ from watchpost.db import alerts
 from watchpost.images import encode_jpeg
 from watchpost.keys import Keys
 from watchpost.messages import AlertKind
-from watchpost.settings import DashboardSettings
+from watchpost.settings import DashboardSettings, RecognitionSettings
 from watchpost.streams import publish
 
 
-@pytest.fixture(scope="module")
-def recognition_url(redis_url, postgres_url):
-    with recognition_server(redis_url, postgres_url, "wpt-dash-recognition") as url:
+@pytest.fixture
+def recognition_url(env_settings):
+    """Recognition on this test's database and prefix: it embeds, and its gallery answers the
+    enrolment checks."""
+    with recognition_server(env_settings(RecognitionSettings)) as url:
         yield url
 
 
@@ -119,6 +122,42 @@ def test_recognition_down_is_a_503_not_a_crash(env_settings, admin_key):
         response = upload(client, person(client)["id"], photo)
         assert response.status_code == 503 and "unreachable" in response.json()["detail"]
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.data
+def test_recognition_not_ready_is_a_503_with_the_reason(env_settings, admin_key, monkeypatch):
+    """The enrolment checks ask recognition's gallery; while it is still loading, enrolment
+    answers 503 saying so and stores nothing, and goes through once it is loaded."""
+    import threading
+
+    from services.recognition import stream
+    from services.recognition.main import create_app as recognition_app
+
+    release = threading.Event()
+    read = stream.identities.load_gallery_binary
+
+    def slow_read(conn, **kwargs):
+        release.wait(60)
+        return read(conn, **kwargs)
+
+    monkeypatch.setattr(stream.identities, "load_gallery_binary", slow_read)
+    photo = (require_data("faces/train") / "obama/obama.jpg").read_bytes()
+    recognition = recognition_app(env_settings(RecognitionSettings))
+    try:
+        with serving(recognition) as url, dashboard_client(env_settings, url, admin_key) as client:
+            assert httpx.get(f"{url}/readyz").status_code == 503
+            obama = person(client)
+            response = upload(client, obama["id"], photo)
+            assert response.status_code == 503, response.text
+            detail = response.json()["detail"]
+            assert "not ready" in detail and "still loading" in detail
+            assert client.get(f"/api/v1/identities/{obama['id']}").json()["face_count"] == 0
+            release.set()
+            while httpx.get(f"{url}/readyz").status_code != 200:
+                time.sleep(0.05)
+            assert upload(client, obama["id"], photo).status_code == 201
+    finally:
+        release.set()
 
 
 def test_identity_errors(client):

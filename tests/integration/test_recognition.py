@@ -288,3 +288,54 @@ def test_a_re_check_waits_for_a_box_the_detector_confirmed(env_settings, redis_c
     verdicts = run_recognition(env_settings, redis_client, pool, frames)
     # Due again at 3 s, but embedded only on the next detector-confirmed frame.
     assert [(v.frame_seq, v.detected) for v in verdicts] == [(0, True), (3, True)]
+
+
+def test_the_gallery_places_a_new_face_among_its_own_samples_and_everyone_elses(
+    recognition_api, pool, redis_client, prefix
+):
+    """`/v1/gallery/nearest`, which the dashboard's enrolment checks ask: the distance to the
+    person's nearest own sample and the nearest sample of anyone else, after every committed
+    enrolment (the change log read first)."""
+    import time
+
+    import numpy as np
+
+    from services.dashboard.enrolment import announce_change
+    from watchpost.contracts import NearestOut
+
+    while not recognition_api.get("/readyz").json()["checks"]["gallery"]:
+        time.sleep(0.05)
+    faces = require_data("faces/train")
+    with pool.connection() as conn:
+        obama = enrol(conn, "Obama", faces / "obama/obama.jpg")
+        biden = enrol(conn, "Biden", faces / "biden/biden.jpg")
+        conn.commit()
+    for person in (obama, biden):
+        announce_change(redis_client, Keys(prefix), person)
+    rgb = load_rgb(faces / "obama/obama2.jpg")
+    face = [float(x) for x in embed_face(rgb, detect_faces(rgb, upsample=1)[0])]
+    with pool.connection() as conn:
+        own = identities.identity_embeddings(conn, obama)
+        other = identities.identity_embeddings(conn, biden)
+
+    response = recognition_api.post(
+        "/v1/gallery/nearest", json={"embedding": face, "identity_id": obama}
+    )
+    assert response.status_code == 200, response.text
+    placed = NearestOut.model_validate(response.json())
+    assert placed.own_samples == 1 and not placed.approximate
+    assert placed.own_nearest == pytest.approx(float(np.linalg.norm(own[0] - face)), abs=1e-5)
+    assert placed.other is not None
+    assert (placed.other.identity_id, placed.other.display_name) == (biden, "Biden")
+    assert placed.other.distance == pytest.approx(float(np.linalg.norm(other[0] - face)), abs=1e-5)
+    # A new person has no own samples: Obama's photo is then the nearest other one.
+    new = recognition_api.post("/v1/gallery/nearest", json={"embedding": face}).json()
+    assert new["own_samples"] == 0 and new["own_nearest"] is None
+    assert new["other"]["identity_id"] == obama
+    assert (
+        recognition_api.post("/v1/gallery/nearest", json={"embedding": face[:5]}).status_code == 422
+    )
+    anonymous = recognition_api.post(
+        "/v1/gallery/nearest", json={"embedding": face}, headers={"Authorization": ""}
+    )
+    assert anonymous.status_code == 401

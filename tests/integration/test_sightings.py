@@ -25,7 +25,7 @@ from watchpost.messages import (
     RecognitionVerdict,
     Verdict,
 )
-from watchpost.settings import AggregatorSettings
+from watchpost.settings import AggregatorSettings, RecognitionSettings
 
 T0 = 1_700_000_000.0
 FRAME = encode_jpeg(np.full((240, 320, 3), 120, np.uint8))
@@ -513,11 +513,12 @@ def test_one_stray_match_or_cameras_seeing_one_place_raise_nothing(
 
 
 # -- the dashboard API ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def recognition_url(redis_url, postgres_url):
+@pytest.fixture
+def recognition_url(env_settings):
+    """Recognition on this test's database and prefix: its gallery answers the checks."""
     from tests.support.dashboard import recognition_server
 
-    with recognition_server(redis_url, postgres_url, "wpt-sightings-recognition") as url:
+    with recognition_server(env_settings(RecognitionSettings)) as url:
         yield url
 
 

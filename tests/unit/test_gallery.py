@@ -158,3 +158,51 @@ def test_below_the_threshold_search_stays_exact():
     assert not gallery.approximate
     gallery.replace_identity(500, "x", rows[:1] + 0.5, np.array([9999]))
     assert not gallery.approximate
+
+
+@pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "hnsw"])
+def test_every_index_kind_proposes_candidates_and_follows_changes(kind):
+    rng = np.random.default_rng(4)
+    rows, ids, centres = clustered(rng, 1500, 4)
+    index = IndexSettings(approximate_from=1000, nprobe=16, candidates=64, kind=kind)
+    gallery = Gallery(rows, ids, [f"p{i}" for i in ids], k=3, index=index)
+    assert gallery.approximate
+    probes = centres[:60] + rng.standard_normal((60, 128)).astype(np.float32) * 0.025
+    agree = sum(
+        gallery.identify(p, threshold=10.0).identity_id
+        == gallery.identify(p, threshold=10.0, exact=True).identity_id
+        for p in probes
+    )
+    assert agree >= 57
+    gallery.remove_identity(3)  # HNSW keeps a tombstone: still never proposed
+    assert gallery.identify(probes[3], threshold=10.0).identity_id != 3
+    gallery.replace_identity(99_999, "new", probes[3:4] + 0.001, np.array([10**6]))
+    assert gallery.identify(probes[3], threshold=10.0).identity_id == 99_999
+
+
+def test_an_unknown_index_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown index kind"):
+        IndexSettings(kind="lsh")
+
+
+@pytest.mark.parametrize("approximate_from", [0, 1000])
+def test_neighbours_place_a_face_among_its_own_samples_and_everyone_elses(approximate_from):
+    rng = np.random.default_rng(5)
+    rows, ids, centres = clustered(rng, 1500, 4)
+    # Every cell searched: the index path, with the exact answer to compare.
+    index = IndexSettings(approximate_from=approximate_from, nlist=64, nprobe=64)
+    gallery = Gallery(rows, ids, [f"p{i}" for i in ids], k=3, index=index)
+    assert gallery.approximate == bool(approximate_from)
+    face = centres[7] + 0.001
+    mine = gallery.neighbours(face, 7)
+    distances = np.linalg.norm(rows - face, axis=1)
+    assert mine.own_samples == 4
+    assert mine.own_nearest == pytest.approx(distances[ids == 7].min(), abs=1e-5)
+    others = np.where(ids == 7, np.inf, distances)
+    assert mine.other_id == ids[int(np.argmin(others))] != 7
+    assert mine.other_name == f"p{mine.other_id}"
+    assert mine.other_distance == pytest.approx(others.min(), abs=1e-5)
+    # For a new person nothing is their own: the nearest sample is person 7's.
+    new = gallery.neighbours(face, None)
+    assert (new.own_samples, new.own_nearest, new.other_id) == (0, None, 7)
+    assert Gallery.empty().neighbours(face, 7) == type(new)(0, None, None, None, None)

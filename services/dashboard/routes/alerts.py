@@ -15,18 +15,13 @@ from services.dashboard.api import (
     api_router,
     existing_identity,
     jpeg_response,
-    rules,
-    target_check,
+    screen_faces,
     target_identity,
+    target_name,
 )
 from services.dashboard.auth import Admin, Operator, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
-from services.dashboard.enrolment import (
-    EnrolmentError,
-    RecognitionUnavailable,
-    check_face,
-    store_faces,
-)
+from services.dashboard.enrolment import store_faces
 from services.dashboard.schemas import (
     Acknowledge,
     AlertCount,
@@ -38,7 +33,6 @@ from services.dashboard.schemas import (
 )
 from watchpost.db import alerts, identities
 from watchpost.messages import AlertKind
-from watchpost.service import service_headers
 
 router = api_router()
 
@@ -161,19 +155,17 @@ def enrol_from_alert(
     if face_jpeg is None:
         raise HTTPException(404, detail=f"alert {alert_id} has no face crop or does not exist")
     target = existing_identity(conn, body.identity_id) if body.identity_id is not None else None
-    try:
-        face = check_face(
-            face_jpeg,
-            f"alert-{alert_id}.jpg",
-            recognition_url=settings.dashboard_recognition_url,
-            headers=service_headers(settings),
-            rules=rules(settings, largest=True),
-        )
-        target_check(conn, body, target, rules(settings, largest=True, force=force))(face)
-    except EnrolmentError as exc:
-        raise HTTPException(422, detail=f"alert {alert_id}: {exc}") from None
-    except RecognitionUnavailable as exc:
-        raise HTTPException(503, detail=str(exc)) from None
+    accepted, rejected = screen_faces(
+        [(face_jpeg, f"alert-{alert_id}.jpg")],
+        identity_id=body.identity_id,
+        name=target_name(body, target),
+        settings=settings,
+        largest=True,
+        force=force,
+    )
+    if rejected:
+        raise HTTPException(422, detail=f"alert {alert_id}: {rejected[0].reason}")
+    (face,) = accepted
     identity_id = target_identity(conn, body)
     audit(conn, request, who, "faces_add", "identity", identity_id, count=1, alert_id=alert_id)
     try:

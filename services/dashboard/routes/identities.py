@@ -18,23 +18,14 @@ from services.dashboard.api import (
     api_router,
     existing_identity,
     jpeg_response,
-    rules,
+    screen_faces,
     sighting_public,
 )
 from services.dashboard.auth import Admin, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
-from services.dashboard.enrolment import (
-    CheckedFace,
-    EnrolmentError,
-    RecognitionUnavailable,
-    check_face,
-    gallery_changed,
-    gallery_check,
-    store_faces,
-)
+from services.dashboard.enrolment import gallery_changed, store_faces
 from services.dashboard.schemas import (
     EnrolmentResult,
-    FaceRejection,
     FaceSamplePublic,
     IdentityCreate,
     IdentityDetail,
@@ -46,7 +37,6 @@ from services.dashboard.schemas import (
 from watchpost.db import erasure, identities, sightings
 from watchpost.db.identities import DuplicateLoginError
 from watchpost.erasure import forget_person
-from watchpost.service import service_headers
 
 log = logging.getLogger(__name__)
 router = api_router()
@@ -221,30 +211,19 @@ async def add_faces(
         raise HTTPException(
             413, detail=f"at most {settings.dashboard_max_files} photos per request"
         )
-    face_rules = rules(settings, largest=largest, force=force)
-    against_gallery = await run_in_threadpool(
-        gallery_check, conn, identity_id, identity["display_name"], face_rules
+    photos = [
+        (await upload.read(settings.dashboard_max_upload_bytes + 1), upload.filename or "upload")
+        for upload in file
+    ]
+    accepted, rejected = await run_in_threadpool(
+        screen_faces,
+        photos,
+        identity_id=identity_id,
+        name=identity["display_name"],
+        settings=settings,
+        largest=largest,
+        force=force,
     )
-    accepted: list[CheckedFace] = []
-    rejected: list[FaceRejection] = []
-    for upload in file:
-        name = upload.filename or "upload"
-        data = await upload.read(settings.dashboard_max_upload_bytes + 1)
-        try:
-            face = await run_in_threadpool(
-                check_face,
-                data,
-                name,
-                recognition_url=settings.dashboard_recognition_url,
-                headers=service_headers(settings),
-                rules=face_rules,
-            )
-            against_gallery(face)
-            accepted.append(face)
-        except EnrolmentError as exc:
-            rejected.append(FaceRejection(filename=name, reason=str(exc)))
-        except RecognitionUnavailable as exc:
-            raise HTTPException(503, detail=str(exc)) from None
     try:
         if accepted:
             await run_in_threadpool(
@@ -310,17 +289,12 @@ def delete_face(
     "/identities/{identity_id}/thumbnail",
     tags=["faces"],
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": Problem}},
+    responses={**NOT_FOUND, **JPEG},
 )
 def identity_thumbnail(identity_id: int, conn: ConnDep) -> Response:
     """The person's first enrolment crop; 404 for an unknown person or one with no photo."""
-    if identities.get_identity(conn, identity_id) is None:
-        raise HTTPException(404, detail=f"identity {identity_id} not found")
+    existing_identity(conn, identity_id)
     faces = identities.list_faces(conn, identity_id)
     image = identities.face_image(conn, faces[0]["id"]) if faces else None
-    if image is None:
-        raise HTTPException(404, detail=f"identity {identity_id} has no photo")
     # Short: a new first photo (or its removal) shows within a minute.
-    return Response(
-        image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"}
-    )
+    return jpeg_response(image, f"identity {identity_id} has no photo", max_age=60)

@@ -16,23 +16,16 @@ from services.dashboard.api import (
     existing_identity,
     group_public,
     jpeg_response,
-    rules,
+    screen_faces,
     sighting_public,
-    target_check,
     target_identity,
+    target_name,
 )
 from services.dashboard.auth import Admin, Operator, audit, throttle
 from services.dashboard.deps import ConnDep, KeysDep, RedisDep, SettingsDep
-from services.dashboard.enrolment import (
-    CheckedFace,
-    EnrolmentError,
-    RecognitionUnavailable,
-    check_face,
-    store_faces,
-)
+from services.dashboard.enrolment import store_faces
 from services.dashboard.schemas import (
     EnrolTarget,
-    FaceRejection,
     FaceSamplePublic,
     GroupMerge,
     GroupNamed,
@@ -42,7 +35,6 @@ from services.dashboard.schemas import (
     UnknownGroupPublic,
 )
 from watchpost.db import identities, sightings
-from watchpost.service import service_headers
 
 router = api_router()
 
@@ -227,25 +219,17 @@ def name_unknown_group(
     if not faces:
         raise HTTPException(422, detail=f"unknown group {group_id} has no face crops to enrol")
     # The same checks as every enrolment: against the person's photos and everyone else's.
-    against_gallery = target_check(conn, body, target, rules(settings, largest=True, force=force))
-    accepted: list[CheckedFace] = []
-    rejected: list[FaceRejection] = []
-    for face in faces[: settings.dashboard_max_files]:
-        name = f"sighting-{face['id']}.jpg"
-        try:
-            checked = check_face(
-                face["face_jpeg"],
-                name,
-                recognition_url=settings.dashboard_recognition_url,
-                headers=service_headers(settings),
-                rules=rules(settings, largest=True),
-            )
-            against_gallery(checked)
-            accepted.append(checked)
-        except EnrolmentError as exc:
-            rejected.append(FaceRejection(filename=name, reason=str(exc)))
-        except RecognitionUnavailable as exc:
-            raise HTTPException(503, detail=str(exc)) from None
+    accepted, rejected = screen_faces(
+        [
+            (f["face_jpeg"], f"sighting-{f['id']}.jpg")
+            for f in faces[: settings.dashboard_max_files]
+        ],
+        identity_id=body.identity_id,
+        name=target_name(body, target),
+        settings=settings,
+        largest=True,
+        force=force,
+    )
     if not accepted:
         raise HTTPException(
             422,
