@@ -89,11 +89,17 @@ def shared(which: str, data: Path, fps: float) -> list[Presentation]:
     found: list[Presentation] = []
     if which in ("nuaa", "all"):
         for folder, kind in (("ClientRaw", "real"), ("ImposterRaw", "print")):
-            sessions: dict[str, list[Path]] = defaultdict(list)
-            for path in sorted((data / "liveness/nuaa_train" / folder).rglob("*.jpg")):
-                subject, _, _, session, _ = path.stem.split("_")
-                sessions[f"nuaa-{kind}-{subject}-{session}"].append(path)
-            found += [Presentation(n, kind, sorted(p), fps) for n, p in sorted(sessions.items())]
+            sessions: dict[str, list[tuple[tuple[str, str, int], Path]]] = defaultdict(list)
+            for path in (data / "liveness/nuaa_train" / folder).rglob("*.jpg"):
+                subject, glasses, pos, session, picture = path.stem.split("_")
+                key = (glasses, pos, int(picture))
+                sessions[f"nuaa-{kind}-{subject}-{session}"].append((key, path))
+            # In time order: by picture number (as a number: by name, 101 comes before 12),
+            # each position/lighting take of the session in turn.
+            found += [
+                Presentation(n, kind, [p for _, p in sorted(items)], fps)
+                for n, items in sorted(sessions.items())
+            ]
     if which in ("videos", "all"):
         lestari = data / "liveness/extra/lestari15__CNN-face-detection"
         for path in sorted((data / "video").glob("*.mp4")):
