@@ -34,6 +34,18 @@ def run_benchmark(*args: str, progress: str | None = None) -> dict:
 BAR = "\u2501"  # the bar's line character
 
 
+def make_pairs(folder) -> None:
+    """An LFW-format pairs file and its images under `folder`, from the shared faces."""
+    require_data("faces")
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.make_pairs", str(folder)],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.data
 def test_stage_costs_prints_its_figures_as_json():
     video = require_data("video/talking_blinks_720p.mp4")
@@ -66,14 +78,7 @@ def test_search_latency_runs_on_small_galleries():
 
 @pytest.mark.data
 def test_embedding_levers_benchmark_scores_each_lever_against_the_shipped_one(tmp_path):
-    require_data("faces")
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.make_pairs", str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    make_pairs(tmp_path)
     args = (
         "benchmarks.embedding_levers",
         str(tmp_path / "pairs.txt"),
@@ -98,14 +103,7 @@ def test_embedding_levers_benchmark_scores_each_lever_against_the_shipped_one(tm
 @pytest.mark.slow
 @pytest.mark.data
 def test_verification_benchmark_on_a_pairs_file_built_from_the_shared_faces(tmp_path):
-    require_data("faces")
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.make_pairs", str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    make_pairs(tmp_path)
     header = (tmp_path / "pairs.txt").read_text().splitlines()[0].split()
     assert header[0] == "10"
     figures = run_benchmark(
