@@ -1,7 +1,15 @@
 """The whole pipeline against the naive loop, on the same clip, in the same run.
 
-    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 2] [--realtime]
-        [--track-timeout 5]
+    .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 4] [--realtime]
+        [--track-timeout 5] [--width 640] [--detectors hog blazeface hog:0 blazeface:full]
+
+`--width` scales the clip to that width first (an MJPEG copy, as capture would scale it), so the
+reference and Watchpost read the same 640-px frames. `--detectors` runs Watchpost once per
+detector against the one reference: `hog` (the shipped setting), `hog:0` (HOG without
+upsampling), `blazeface` (its shipped network) or `blazeface:short` / `blazeface:full`.
+Frames per second count every frame capture decoded (with faces or not: the reference loop's
+unit), summed over the cameras, over the wall time from adding the cameras to the last frame read
+by both consumers.
 
 ENROL_DIR holds `<name>/*.jpg`. The reference is the loop every tutorial writes: for each frame,
 HOG detection with one upsampling step on the full frame, a 128-d encoding of every face, the
@@ -224,8 +232,50 @@ def by_sightings(reference: dict, sightings: list[dict]) -> dict:
     return dict(sorted(people.items(), key=lambda kv: (kv[1]["name"] is None, kv[0])))
 
 
+def scaled_clip(video: Path, width: int, folder: Path) -> Path:
+    """An MJPEG copy of `video` at `width` px (the aspect kept, the frame rate the same)."""
+    source = cv2.VideoCapture(str(video))
+    fps = source.get(cv2.CAP_PROP_FPS) or 30.0
+    out = folder / f"{video.stem}_{width}.avi"
+    writer = None
+    while True:
+        ok, bgr = source.read()
+        if not ok:
+            break
+        h, w = bgr.shape[:2]
+        if w != width:
+            bgr = cv2.resize(bgr, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+        if writer is None:
+            fourcc = cv2.VideoWriter.fourcc(*"MJPG")
+            writer = cv2.VideoWriter(str(out), fourcc, fps, (bgr.shape[1], bgr.shape[0]))
+        writer.write(bgr)
+    source.release()
+    if writer is None:
+        raise SystemExit(f"no frames in {video}")
+    writer.release()
+    return out
+
+
+def detector_environment(spec: str) -> dict[str, str]:
+    """The capture settings a `--detectors` entry stands for."""
+    name, _, option = spec.partition(":")
+    if name == "hog":
+        return {"WATCHPOST_CAPTURE_DETECTOR": "hog", "WATCHPOST_CAPTURE_UPSAMPLE": option or "1"}
+    if name == "blazeface":
+        environment = {"WATCHPOST_CAPTURE_DETECTOR": "blazeface"}
+        if option:
+            environment["WATCHPOST_CAPTURE_BLAZEFACE_NETWORK"] = option
+        return environment
+    raise SystemExit(f"unknown detector {spec!r}: hog[:UPSAMPLE] or blazeface[:short|full]")
+
+
 def run_watchpost(
-    video: Path, photos: dict[str, list[Path]], cameras: int, realtime: bool, track_timeout: float
+    video: Path,
+    photos: dict[str, list[Path]],
+    cameras: int,
+    realtime: bool,
+    track_timeout: float,
+    detector: str = "hog",
 ) -> dict:
     offset = free_port_block()
     ports = {
@@ -254,6 +304,7 @@ def run_watchpost(
             # Tracks end this long after their last frame (60 s shipped), so the sightings read
             # at the end are final; a track in view gets news on every frame it is in.
             "WATCHPOST_AGGREGATOR_TRACK_TIMEOUT_SECONDS": str(track_timeout),
+            **detector_environment(detector),
         }
     )
     stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset, capture_processes=1))
@@ -290,6 +341,7 @@ def run_watchpost(
             while True:  # until every camera ended and both consumers have read every frame
                 status = httpx.get(f"{url['capture']}/status", headers=auth).json()
                 published = sum(c["frames_published"] for c in status)
+                decoded = sum(c.get("frames_read", 0) for c in status)
                 ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
                 read = min(
                     processed(url["recognition"], "recognition"),
@@ -318,7 +370,11 @@ def run_watchpost(
     finally:
         stack.stop()
     return {
-        "fps": published / wall,
+        "detector": detector,
+        "fps": decoded / wall,  # every decoded frame, as the reference loop counts
+        "frames_read": decoded,
+        "frames_in_clips": frame_count(video) * cameras,
+        "fps_with_faces": published / wall,
         "frames_with_faces": published,
         "seconds": wall,
         "alert_latency_p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
@@ -334,6 +390,31 @@ def run_watchpost(
         "sightings": seen,
         "cpu_share_of_one_core": {n: (u[0] - usage_before[n]) / wall for n, u in usage.items()},
         "peak_memory_mb": {n: u[1] for n, u in usage.items()},
+    }
+
+
+def compare(reference: dict, ours: dict) -> dict:
+    """Who each side saw, and the speed ratio, for one Watchpost run against the reference."""
+    named_by_reference = sorted(n for n in reference["faces_by_identity"] if n != "unknown")
+    named_by_watchpost = sorted({a["name"] for a in ours["alerts"] if a["name"]})
+    named_by_sightings = sorted({s["name"] for s in ours["sightings"] if s["name"]})
+    people = by_sightings(reference, ours["sightings"])
+    # A stranger alert where the reference knew every face is a disagreement too.
+    strangers = sum(a["kind"] == "unknown_person" for a in ours["alerts"])
+    reference_strangers = reference["faces_by_identity"].get("unknown", 0)
+    return {
+        "detector": ours["detector"],
+        "watchpost": ours,
+        "speedup": ours["fps"] / reference["fps"],
+        "identities_reference": named_by_reference,
+        "identities_watchpost": named_by_watchpost,
+        "stranger_alerts": strangers,
+        "same_people": named_by_reference == named_by_watchpost
+        and (strangers == 0 or reference_strangers > 0),
+        "identities_sightings": named_by_sightings,
+        "unknown_sightings": sum(s["name"] is None for s in ours["sightings"]),
+        "same_people_by_sightings": named_by_reference == named_by_sightings,
+        "people": list(people.values()),
     }
 
 
@@ -354,47 +435,55 @@ def main() -> None:
         default=5.0,
         help="seconds without news before a track (and its sighting) ends (shipped: 60)",
     )
+    parser.add_argument("--width", type=int, default=None, help="scale the clip to this first")
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        default=["hog"],
+        help="one Watchpost run per detector: hog[:UPSAMPLE], blazeface[:short|full]",
+    )
     args = parser.parse_args()
+    for spec in args.detectors:
+        detector_environment(spec)  # an unknown one fails before the long runs
+    video = args.video
+    if args.width:
+        video = scaled_clip(video, args.width, Path(tempfile.mkdtemp(prefix="wp-clip-")))
     photos = enrolment_photos(args.enrol)
-    reference = reference_loop(args.video, known_encodings(photos), args.max_frames)
-    ours = run_watchpost(args.video, photos, args.cameras, args.realtime, args.track_timeout)
-    named_by_reference = sorted(n for n in reference["faces_by_identity"] if n != "unknown")
-    named_by_watchpost = sorted({a["name"] for a in ours["alerts"] if a["name"]})
-    named_by_sightings = sorted({s["name"] for s in ours["sightings"] if s["name"]})
-    people = by_sightings(reference, ours["sightings"])
-    # A stranger alert where the reference knew every face is a disagreement too.
-    strangers = sum(a["kind"] == "unknown_person" for a in ours["alerts"])
-    reference_strangers = reference["faces_by_identity"].get("unknown", 0)
+    reference = reference_loop(video, known_encodings(photos), args.max_frames)
+    runs = [
+        compare(
+            reference,
+            run_watchpost(video, photos, args.cameras, args.realtime, args.track_timeout, detector),
+        )
+        for detector in args.detectors
+    ]
     figures = {
         "video": args.video.name,
+        "width": args.width,
         "cameras": args.cameras,
         "mode": "realtime" if args.realtime else "unpaced",
         "reference": reference,
-        "watchpost": ours,
-        "speedup": ours["fps"] / reference["fps"],
-        "identities_reference": named_by_reference,
-        "identities_watchpost": named_by_watchpost,
-        "stranger_alerts": strangers,
-        "same_people": named_by_reference == named_by_watchpost
-        and (strangers == 0 or reference_strangers > 0),
-        "identities_sightings": named_by_sightings,
-        "unknown_sightings": sum(s["name"] is None for s in ours["sightings"]),
-        "same_people_by_sightings": named_by_reference == named_by_sightings,
-        "people": list(people.values()),
+        "runs": runs,
     }
-    print(
-        f"reference loop {reference['fps']:.1f} fps; Watchpost {ours['fps']:.1f} fps with "
-        f"{args.cameras} camera(s) ({figures['speedup']:.1f}x); alert latency p50 "
-        f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; "
-        f"same people: {figures['same_people']} by alerts, "
-        f"{figures['same_people_by_sightings']} by sightings"
-    )
-    for person in people.values():
+    print(f"reference loop {reference['fps']:.1f} fps ({reference['frames']} frames)")
+    for run in runs:
+        ours = run["watchpost"]
         print(
-            f"  {person['name'] or 'unknown'}: reference {person['reference_faces']} faces; "
-            f"Watchpost {person['sightings']} sighting(s), {person['votes']}/{person['checks']} "
-            f"checks agreeing, cameras {', '.join(person['cameras']) or '-'}"
+            f"Watchpost, {run['detector']}: {ours['fps']:.1f} fps with {args.cameras} camera(s) "
+            f"({run['speedup']:.1f}x the reference; {ours['frames_read']} of "
+            f"{ours['frames_in_clips']} frames decoded); alert latency p50 "
+            f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; CPU "
+            f"capture {ours['cpu_share_of_one_core'].get('capture', 0):.2f} of a core; same "
+            f"people: {run['same_people']} by alerts, {run['same_people_by_sightings']} by "
+            "sightings"
         )
+        for person in run["people"]:
+            print(
+                f"  {person['name'] or 'unknown'}: reference {person['reference_faces']} faces; "
+                f"Watchpost {person['sightings']} sighting(s), "
+                f"{person['votes']}/{person['checks']} checks agreeing, cameras "
+                f"{', '.join(person['cameras']) or '-'}"
+            )
     print_json(figures)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "deploy" / "constraints.txt"
+NO_DEPS = ROOT / "deploy" / "no-deps.txt"  # wheels taken without their dependencies
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -296,6 +297,7 @@ def wheelhouse_tag(base: str) -> str:
         base_id,
         "\n".join(image_requirements()),
         CONSTRAINTS.read_text(),
+        NO_DEPS.read_text(),
         inspect.getsource(build_wheels),
     )
 
@@ -326,6 +328,7 @@ def build_wheels(base: str, work: Path, wheels: Path) -> None:
     wheels.mkdir()
     (work / "requirements.txt").write_text("\n".join(image_requirements()) + "\n")
     shutil.copy(CONSTRAINTS, work / "constraints.txt")
+    shutil.copy(NO_DEPS, work / "no-deps.txt")
     command = [
         "docker",
         "run",
@@ -351,7 +354,8 @@ def build_wheels(base: str, work: Path, wheels: Path) -> None:
     script = (
         "python3 -m venv /tmp/pip && /tmp/pip/bin/pip install --quiet --upgrade pip && "
         "/tmp/pip/bin/pip wheel --quiet --wheel-dir /work/wheels "
-        "-r /work/requirements.txt -c /work/constraints.txt"
+        "-r /work/requirements.txt -c /work/constraints.txt && "
+        "/tmp/pip/bin/pip wheel --quiet --no-deps --wheel-dir /work/wheels -r /work/no-deps.txt"
     )
     log(f"pip wheel in {base} ({len(image_requirements())} requirements; about a minute)")
     run([*command, base, "sh", "-c", script], capture=True)

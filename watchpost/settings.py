@@ -246,7 +246,21 @@ class CaptureSettings(CommonSettings):
     capture_detect_every: int = Field(
         5, ge=1, le=100, description="Run the face detector every N frames; track in between."
     )
-    capture_upsample: int = Field(1, ge=0, le=2, description="HOG detector upsampling steps.")
+    capture_detector: Literal["hog", "blazeface"] = Field(
+        "hog",
+        description="The face detector: `hog` (dlib's HOG, finds faces down to about 40 px with "
+        "one upsampling step) or `blazeface` (MediaPipe's BlazeFace, 0.05-0.15 of HOG's cost, "
+        "the same faces from 60 px, but it misses a third to two thirds of the faces under 60 px "
+        "that HOG finds: the door setting, where faces are large; docs/performance.md).",
+    )
+    capture_blazeface_network: Literal["short", "full"] = Field(
+        "short",
+        description="With `blazeface`: the `short`-range network (cheapest; faces from about 60 "
+        "px) or the `full`-range one (about 2.5x its cost; finds more of the faces under 60 px).",
+    )
+    capture_upsample: int = Field(
+        1, ge=0, le=2, description="HOG detector upsampling steps (with `hog` only)."
+    )
     capture_min_face: int = Field(40, ge=10, description="Ignore faces smaller than this (px).")
     capture_jpeg_quality: int = Field(85, ge=30, le=100)
     capture_reconnect_seconds: float = Field(5.0, gt=0, description="Retry a failed stream after.")

@@ -16,12 +16,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import Pool, cameras
 from watchpost.db.cameras import CameraStatus
-from watchpost.geometry import Box
+from watchpost.geometry import Box, BoxTuple
 from watchpost.keys import Keys
 from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 from watchpost.streams import publish
+from watchpost.vision import blazeface
 from watchpost.vision.faces import detect_faces
 from watchpost.vision.models import LOCK as MODEL_LOCK
 from watchpost.vision.tracking import FaceTracker
@@ -73,6 +74,7 @@ class CaptureLoop:
         self.status: CameraStatus = CameraStatus.STARTING
         self.last_error: str | None = None
         self.frames_published = 0
+        self.frames_read = 0  # decoded and processed, with faces or not
         self._seq = 0
         self._crop_counts: dict[str, int] = {}  # frames seen per track, to crop every N-th
         self._fps = 0.0
@@ -150,8 +152,15 @@ class CaptureLoop:
         return False
 
     # -- one frame ----------------------------------------------------------------------------
+    def detect(self, rgb: np.ndarray) -> list[BoxTuple]:
+        """The configured detector's faces (`WATCHPOST_CAPTURE_DETECTOR`), as HOG-like boxes."""
+        if self.settings.capture_detector == "blazeface":
+            return blazeface.detect_faces(rgb, network=self.settings.capture_blazeface_network)
+        return detect_faces(rgb, upsample=self.settings.capture_upsample)
+
     def process(self, bgr: np.ndarray, *, source_time: float) -> Frame | None:
         FRAMES_READ.labels(self.camera).inc()
+        self.frames_read += 1
         captured_at = time.time()
         camera_bgr = bgr
         bgr = self._resize(bgr)
@@ -163,7 +172,7 @@ class CaptureLoop:
             with DETECT_SECONDS.labels(self.camera).time(), MODEL_LOCK:
                 detections = [
                     b
-                    for b in detect_faces(rgb, upsample=self.settings.capture_upsample)
+                    for b in self.detect(rgb)
                     if min(b[2] - b[0], b[3] - b[1]) >= self.settings.capture_min_face
                 ]
         tracked = self.tracker.update(rgb, detections)

@@ -18,7 +18,11 @@ def create_app(settings: CaptureSettings | None = None) -> FastAPI:
     settings = settings or CaptureSettings()
 
     def build(resources: Resources[CaptureSettings]) -> list[BackgroundLoop]:
-        warm_up(detector=True)  # before the service reports ready
+        blaze = settings.capture_detector == "blazeface"
+        warm_up(  # before the service reports ready
+            detector=not blaze,
+            blazeface_network=settings.capture_blazeface_network if blaze else None,
+        )
         supervisor = CaptureSupervisor(
             settings,
             redis_client=resources.redis,

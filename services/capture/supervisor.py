@@ -129,6 +129,7 @@ class CaptureSupervisor:
                 "status": r.loop.status,
                 "last_error": r.loop.last_error,
                 "frames_published": r.loop.frames_published,
+                "frames_read": r.loop.frames_read,
                 "node": self.leases.node,
             }
             for c, r in sorted(self.running.items())

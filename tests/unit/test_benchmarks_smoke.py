@@ -57,6 +57,28 @@ def test_stage_costs_prints_its_figures_as_json():
 
 
 @pytest.mark.data
+def test_detectors_prints_its_table_and_json():
+    require_data("video")
+    figures = run_benchmark(
+        "benchmarks.detectors",
+        "--every",
+        "100",
+        "--max-per-source",
+        "1",
+        "--embed-max",
+        "1",
+        progress="every detector",
+    )
+    rows = figures["rows"]
+    assert {r["detector"] for r in rows} >= {
+        "hog, upsample 1 (reference)",
+        "blazeface short, tiled",
+    }
+    assert all(r["cost_vs_hog"] > 0 for r in rows)
+    assert all(r["recall_of_hog"] == 1 for r in rows if r["detector"].startswith("hog, upsample 1"))
+
+
+@pytest.mark.data
 def test_levers_prints_every_lever_as_json():
     video = require_data("video/talking_blinks_720p.mp4")
     figures = run_benchmark(
@@ -206,18 +228,26 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
     (tmp_path / "enrol" / "Speaker").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "enrol" / "Speaker" / "speaker.jpg"), frames[10])
     figures = run_benchmark(
-        "benchmarks.pipeline", str(tmp_path / "clip.avi"), str(tmp_path / "enrol")
+        "benchmarks.pipeline",
+        str(tmp_path / "clip.avi"),
+        str(tmp_path / "enrol"),
+        "--detectors",
+        "blazeface",
     )
-    assert figures["reference"]["frames"] == 45 and figures["watchpost"]["frames_with_faces"] > 0
-    assert figures["identities_reference"] == ["Speaker"]
+    (run,) = figures["runs"]
+    assert run["detector"] == "blazeface"
+    assert figures["reference"]["frames"] == 45 and run["watchpost"]["frames_with_faces"] > 0
+    # Every decoded frame counts, as in the reference loop.
+    assert run["watchpost"]["frames_read"] == run["watchpost"]["frames_in_clips"] == 45
+    assert run["identities_reference"] == ["Speaker"]
     # People are compared by sightings too: the speaker's track is on record by name.
-    assert figures["identities_sightings"] == ["Speaker"]
-    assert figures["same_people_by_sightings"] is True
-    speaker = next(p for p in figures["people"] if p["name"] == "Speaker")
+    assert run["identities_sightings"] == ["Speaker"]
+    assert run["same_people_by_sightings"] is True
+    speaker = next(p for p in run["people"] if p["name"] == "Speaker")
     assert speaker["reference_faces"] > 0 and speaker["sightings"] >= 1
     assert 1 <= speaker["votes"] <= speaker["checks"]
-    assert all(s["ended"] for s in figures["watchpost"]["sightings"])
-    assert set(figures["watchpost"]["cpu_share_of_one_core"]) == {
+    assert all(s["ended"] for s in run["watchpost"]["sightings"])
+    assert set(run["watchpost"]["cpu_share_of_one_core"]) == {
         "recognition",
         "liveness",
         "aggregator",

