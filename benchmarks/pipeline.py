@@ -16,10 +16,10 @@ HOG detection with one upsampling step on the full frame, a 128-d encoding of ev
 nearest known encoding within 0.6. Watchpost runs as `watchpost up` does (five processes, real
 Redis and Postgres: the local ones, else embedded), the photos are enrolled through the REST API,
 then each camera is added through the API with capture unpaced, so frames go in as fast as the
-services take them. Reported: frames per second end to end (frames with faces published by
-capture and read by both consumers), latency from the capture of the frame that completed an
-alert's evidence to the alert on the websocket
-(p50, p95), CPU (share of one core) and peak memory per service, and the speed ratio.
+services take them. Reported: frames per second end to end (every frame capture decoded, the
+run ending when both consumers have read every frame with faces), latency from the capture of
+the frame that completed an alert's evidence to the alert on the websocket (p50, p95), CPU
+(share of one core) and peak memory per service, and the speed ratio.
 
 Who was seen is compared twice: by alerts (access granted, strangers) and by sightings, the
 record every recognised track leaves (`GET /api/v1/sightings`) whether or not it raised an alert.
