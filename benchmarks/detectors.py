@@ -12,7 +12,7 @@ photos (faces/train, test, extra, bbt/group) capped at 640 px wide, as capture c
 A HOG face counts as found when a detector's box overlaps it by IoU >= 0.3 (the tracker's own
 matching threshold). A detector box overlapping no HOG face is checked with dlib's MMOD CNN on a
 crop around it: "confirmed" when the CNN finds a face there (a face HOG missed), else "false".
-The BlazeFace box mapping (watchpost/vision/blazeface.py `HOG_FIT`) is fitted on the talking
+The BlazeFace box mapping (watchpost/vision/blazeface.py `HOG_FITS`) is fitted on the talking
 clip and faces/train (`--fit` prints it from the raw boxes); every figure below is reported for
 the fit sources and the others apart, so the mapping is judged on data it was not fitted on.
 Progress on stderr; a table; last line one JSON object.

@@ -12,7 +12,7 @@ A frame is cut into square tiles (a 640x360 frame: two overlapping 360x360 squar
 keeps more of its pixels than in one letterboxed square, each tile is detected on, and the
 detections of all tiles are merged by weighted NMS. Boxes come back in the `Box` convention
 (frame pixels, right and bottom exclusive) and mapped to the box dlib's HOG detector draws
-around the same face (`HOG_FIT`), so the 5-point alignment, the tracker and the crops downstream
+around the same face (`HOG_FITS`), so the 5-point alignment, the tracker and the crops downstream
 see the boxes they always saw.
 """
 
