@@ -6,10 +6,16 @@ One definition each, so a caller reads typed fields and a change to a reply is a
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from watchpost.geometry import Box
 from watchpost.messages import AttackCue, LivenessState
+
+# One component of a 128-d dlib descriptor as a caller may send it: finite, and within a range no
+# descriptor leaves (they are within about +-0.5), so it casts to float32 without overflowing.
+EmbeddingComponent = Annotated[float, Field(ge=-10.0, le=10.0, allow_inf_nan=False)]
 
 
 class FaceOut(BaseModel):
@@ -68,7 +74,7 @@ class NearestIn(BaseModel):
     """A face about to be enrolled, placed in recognition's gallery (`POST /v1/gallery/nearest`):
     the dashboard's enrolment checks ask this instead of reading every sample."""
 
-    embedding: list[float] = Field(min_length=128, max_length=128)
+    embedding: list[EmbeddingComponent] = Field(min_length=128, max_length=128)
     identity_id: int | None = Field(
         None, description="The person it is for (their own samples are set apart); none: new"
     )
