@@ -33,8 +33,8 @@ class LivenessPolicy:
     edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
     edges_min_frames: int = 10
     min_live_seconds: float = 1.5  # in view at least this long before "live": cues need time
-    parallax: ParallaxMode = "off"
-    parallax_threshold: float = 0.2  # pooled flatness at or above which a face is flat
+    parallax: ParallaxMode = "corroborates"
+    parallax_threshold: float = 0.24  # pooled flatness at or above which a face is flat
     parallax_min_pairs: int = 5  # landmark pairs that moved beyond noise before it may flag
     # Real tracks of this camera its passive threshold was fitted on (0: the model's global
     # threshold; services/liveness/calibration.py).

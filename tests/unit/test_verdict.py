@@ -143,8 +143,15 @@ def with_parallax(e: TrackEvidence, flatness: float, pairs: int) -> TrackEvidenc
 
 
 def test_parallax_off_by_policy_is_not_read_into_the_verdict():
-    state, reason, cues = decide(with_parallax(evidence(BLINKING), 0.9, 10), POLICY)
+    from dataclasses import replace
+
+    off = replace(POLICY, parallax="off")
+    state, reason, cues = decide(with_parallax(evidence(BLINKING), 0.9, 10), off)
     assert state == "live" and cues == [] and "parallax" not in reason
+    # By default it corroborates: reported, and a blinking track it alone flags stays live.
+    state, reason, (parallax,) = decide(with_parallax(evidence(BLINKING), 0.9, 10), POLICY)
+    assert state == "live" and parallax.flagged and not parallax.decides
+    assert "parallax 0.90>=0.24 (10)" in reason
 
 
 @pytest.mark.parametrize(
