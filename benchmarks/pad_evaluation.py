@@ -24,16 +24,23 @@ type is named. Last line: JSON.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import pickle
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from services.liveness.blink import BlinkDetector
-from services.liveness.burst import burst_liveness
+from services.liveness.burst import burst_evidence, judge_burst
 from services.liveness.evidence import EvidenceReader
+from services.liveness.training import loso
+from services.liveness.verdict import LivenessPolicy, ParallaxMode, TrackEvidence
+from watchpost.contracts import LivenessReport
 from watchpost.progress import bar
 from watchpost.settings import LivenessSettings
 
@@ -111,20 +118,91 @@ def shared(which: str, data: Path, fps: float) -> list[Presentation]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, nargs="?")
-    parser.add_argument("--shared", choices=["nuaa", "videos", "all"])
-    parser.add_argument("--fps", type=float, default=10.0, help="of image sequences")
-    parser.add_argument("--passive-model", type=Path, help="passive weights to use instead")
-    parser.add_argument("--limit", type=int, default=0, help="at most N presentations per kind")
-    args = parser.parse_args()
-    if (args.root is None) == (args.shared is None):
-        parser.error("give ROOT or --shared")
-    settings = LivenessSettings()
+@dataclass
+class Read:
+    """One presentation's evidence, as read (saved by `--save-evidence`, judged again by
+    `--evidence` under other parallax levels without reading the frames again). `policy`: the
+    reader's, with the passive threshold of the model that scored it."""
+
+    name: str
+    kind: str
+    frames: int
+    with_face: int
+    evidence: TrackEvidence
+    policy: LivenessPolicy
+
+
+class _Unpickler(pickle.Unpickler):
+    """Evidence saved by `python -m benchmarks.pad_evaluation` names this module `__main__`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__" and name == "Read":
+            return Read
+        return super().find_class(module, name)
+
+
+def load_reads(paths: list[Path]) -> list[Read]:
+    """Evidence files written by `--save-evidence`, in order."""
+    reads: list[Read] = []
+    for path in paths:
+        with path.open("rb") as handle:
+            reads += _Unpickler(handle).load()
+    return reads
+
+
+def subject_of(name: str) -> str | None:
+    """The NUAA subject of a NUAA session (None for other presentations)."""
+    return name.split("-")[2] if name.startswith("nuaa-") else None
+
+
+def verdict_figures(rows: list[tuple[Read, LivenessReport]]) -> dict:
+    """Per presentation, for one policy: per kind the share judged live and spoof; APCER per
+    attack type (judged live), the worst; BPCER (real judged spoof), real not judged live."""
+    kinds = {}
+    for kind in sorted({p.kind for p, _ in rows}):
+        mine = [r for p, r in rows if p.kind == kind]
+        kinds[kind] = {
+            "presentations": len(mine),
+            "live": round(float(np.mean([r.state == "live" for r in mine])), 4),
+            "spoof": round(float(np.mean([r.state == "spoof" for r in mine])), 4),
+        }
+    attacks = {k: v for k, v in kinds.items() if k != "real"}
+    real = kinds.get("real")
+    apcer = {k: v["live"] for k, v in attacks.items()}
+    return {
+        "kinds": kinds,
+        "apcer_per_type": apcer,
+        "worst_apcer": max(apcer.values(), default=None),
+        "worst_attack_type": max(apcer, key=lambda k: apcer[k], default=None),
+        "bpcer": real["spoof"] if real else None,
+        "bona_fide_not_live": round(1 - real["live"], 4) if real else None,
+    }
+
+
+def score_figures(scores: list[tuple[str, float | None, float]]) -> dict:
+    """One score per presentation (kind, P(attack)-like score or None for no reading, its
+    threshold): APCER per attack type and BPCER at the threshold, and BPCER at APCER 5% over
+    every attack type (pooled scores)."""
+    read = [(k, s, t) for k, s, t in scores if s is not None]
+    out: dict = {"read": len(read), "of": len(scores)}
+    for kind in sorted({k for k, _, _ in read} - {"real"}):
+        mine = [s < t for k, s, t in read if k == kind]
+        out[f"apcer_{kind}"] = round(float(np.mean(mine)), 4)
+    real = [s >= t for k, s, t in read if k == "real"]
+    out["bpcer"] = round(float(np.mean(real)), 4) if real else None
+    labels = [int(k != "real") for k, _, _ in read]
+    if 0 < sum(labels) < len(labels):
+        pooled = [s for _, s, _ in read]
+        out["bpcer_at_apcer5"] = round(loso.bpcer_at_apcer(pooled, labels, 0.05), 4)
+    return out
+
+
+def read_all(args, settings: LivenessSettings) -> list[Read]:
+    """Every presentation's evidence: from saved files (`--evidence`), or read from its frames."""
+    if args.evidence:
+        return load_reads(args.evidence)
     if args.shared:
-        data = settings.data_dir
-        presentations = shared(args.shared, data, args.fps)
+        presentations = shared(args.shared, settings.data_dir, args.fps)
     else:
         presentations = from_root(args.root, args.fps)
     if args.limit:
@@ -134,12 +212,13 @@ def main() -> None:
         presentations = [p for kind in by_kind.values() for p in kind[: args.limit]]
     reader = EvidenceReader(settings, passive_model=args.passive_model)
     reader.warm_up()
-    results = []
+    reads = []
     with bar() as progress:
         task = progress.add_task("presentations", total=len(presentations))
         for p in presentations:
-            report = burst_liveness(
-                p.frames(),
+            frames = p.frames()
+            evidence, with_face = burst_evidence(
+                frames,
                 fps=p.fps,
                 reader=reader,
                 detector=BlinkDetector(
@@ -148,53 +227,148 @@ def main() -> None:
                     max_blink_seconds=settings.liveness_max_blink_seconds,
                 ),
             )
-            results.append((p, report))
+            reads.append(Read(p.name, p.kind, len(frames), with_face, evidence, reader.policy))
             progress.advance(task)
-    threshold = reader.policy.spoof_threshold
-    figures: dict = {"presentations": len(results), "passive_threshold": threshold, "kinds": {}}
-    misjudged = []
-    for kind in sorted({p.kind for p, _ in results}):
-        mine = [(p, r) for p, r in results if p.kind == kind]
-        scored = [r.passive_score for _, r in mine if r.passive_score is not None]
-        row = {
-            "presentations": len(mine),
-            "live": float(np.mean([r.state == "live" for _, r in mine])),
-            "spoof": float(np.mean([r.state == "spoof" for _, r in mine])),
-            "passive_scored": len(scored),
-            "passive_flagged": float(np.mean([s >= threshold for s in scored])) if scored else None,
-        }
-        figures["kinds"][kind] = row
-        for p, r in mine:
-            wrong = r.state == "live" if kind != "real" else r.state == "spoof"
-            if wrong:
-                misjudged.append(f"{kind} {p.name}: {r.state} ({r.reason})")
-    attacks = {k: v for k, v in figures["kinds"].items() if k != "real"}
-    real = figures["kinds"].get("real")
-    figures["apcer_per_type"] = {k: v["live"] for k, v in attacks.items()}
-    figures["worst_apcer"] = max(figures["apcer_per_type"].values(), default=None)
-    figures["worst_attack_type"] = max(attacks, key=lambda k: attacks[k]["live"], default=None)
-    figures["bpcer"] = real["spoof"] if real else None
-    figures["bona_fide_not_live"] = 1 - real["live"] if real else None
-    figures["passive_apcer_per_type"] = {
-        k: None if v["passive_flagged"] is None else 1 - v["passive_flagged"]
-        for k, v in attacks.items()
-    }
-    figures["passive_bpcer"] = real["passive_flagged"] if real else None
-    figures["misjudged"] = misjudged
-    print(f"{'kind':>10} {'n':>4} {'live':>6} {'spoof':>6} {'passive flagged':>16}")
-    for kind, row in figures["kinds"].items():
-        flagged = "-" if row["passive_flagged"] is None else f"{row['passive_flagged']:.3f}"
-        print(
-            f"{kind:>10} {row['presentations']:>4} {row['live']:>6.3f} {row['spoof']:>6.3f} "
-            f"{flagged:>16}"
-        )
-    print(
-        f"whole verdict: worst APCER {figures['worst_apcer']} ({figures['worst_attack_type']}), "
-        f"BPCER {figures['bpcer']}, bona fide not live {figures['bona_fide_not_live']}"
+    if args.save_evidence:
+        args.save_evidence.parent.mkdir(parents=True, exist_ok=True)
+        with args.save_evidence.open("wb") as handle:
+            pickle.dump(reads, handle)
+    return reads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, nargs="?")
+    parser.add_argument("--shared", choices=["nuaa", "videos", "all"])
+    parser.add_argument("--fps", type=float, default=10.0, help="of image sequences")
+    parser.add_argument("--passive-model", type=Path, help="passive weights to use instead")
+    parser.add_argument("--limit", type=int, default=0, help="at most N presentations per kind")
+    parser.add_argument(
+        "--parallax",
+        nargs="+",
+        choices=["off", "corroborates", "decides"],
+        default=["off", "corroborates", "decides"],
+        help="parallax modes to judge each presentation's evidence with (one run, same evidence)",
     )
-    for p, r in results:
-        cues = ", ".join(f"{c.name} {c.score:.2f}/{c.samples}" for c in r.cues)
-        print(f"  {p.kind:>8} {p.name:<28} {r.state:<9} blinks {r.blinks}  {cues}")
+    parser.add_argument(
+        "--held-out",
+        nargs="*",
+        default=["0006", "0007", "0008", "0009"],
+        help="NUAA subjects whose sessions are also reported alone (the parallax level was "
+        "chosen on the others: benchmarks/parallax.py)",
+    )
+    parser.add_argument("--save-evidence", type=Path, help="pickle every presentation's evidence")
+    parser.add_argument(
+        "--evidence", type=Path, nargs="+", help="judge saved evidence instead of reading frames"
+    )
+    args = parser.parse_args()
+    if sum(x is not None for x in (args.root, args.shared, args.evidence)) != 1:
+        parser.error("give ROOT, --shared or --evidence")
+    settings = LivenessSettings()
+    reads = read_all(args, settings)
+    modes: list[ParallaxMode] = list(args.parallax)
+
+    # The parallax levels are the settings' (so saved evidence can be judged at new levels); the
+    # rest of each policy is the one its evidence was read with.
+    def policy(read: Read, mode: ParallaxMode) -> LivenessPolicy:
+        return replace(
+            read.policy,
+            parallax=mode,
+            parallax_threshold=settings.liveness_parallax_threshold,
+            parallax_min_pairs=settings.liveness_parallax_min_pairs,
+        )
+
+    judged: dict[str, list[tuple[Read, LivenessReport]]] = {m: [] for m in modes}
+    for read in reads:
+        for mode in modes:
+            # decide() latches a spoof into the evidence: each policy judges its own copy
+            report = judge_burst(
+                copy.deepcopy(read.evidence), read.with_face, read.frames, policy(read, mode)
+            )
+            judged[mode].append((read, report))
+    groups = {"all": lambda r: True}
+    if any(subject_of(r.name) for r in reads) and args.held_out:
+        held = set(args.held_out)
+        groups["nuaa_held_out"] = lambda r: subject_of(r.name) in held
+        groups["nuaa_tuning"] = lambda r: subject_of(r.name) not in (held | {None})
+    if any(subject_of(r.name) is None for r in reads) and any(subject_of(r.name) for r in reads):
+        groups["videos"] = lambda r: subject_of(r.name) is None
+    threshold, min_pairs = (
+        settings.liveness_parallax_threshold,
+        settings.liveness_parallax_min_pairs,
+    )
+    figures: dict = {
+        "presentations": len(reads),
+        "passive_thresholds": sorted({r.policy.spoof_threshold for r in reads}),
+        "parallax_threshold": threshold,
+        "parallax_min_pairs": min_pairs,
+        "default_parallax": settings.liveness_parallax,
+        "held_out_subjects": args.held_out,
+        "groups": {},
+    }
+    for group, member in groups.items():
+        mine = [r for r in reads if member(r)]
+        passive = [(r.kind, r.evidence.mean_passive, r.policy.spoof_threshold) for r in mine]
+        flatness = []
+        for r in mine:
+            cue = r.evidence.parallax.cue(threshold, min_pairs, decides=False)
+            enough = cue is not None and cue.samples >= min_pairs
+            flatness.append((r.kind, cue.score if cue is not None and enough else None, threshold))
+        figures["groups"][group] = {
+            "presentations": len(mine),
+            "verdict": {
+                m: verdict_figures([(r, j) for r, j in judged[m] if member(r)]) for m in modes
+            },
+            "passive_alone": score_figures(passive),
+            "parallax_alone": score_figures(flatness),
+        }
+    # The default policy's figures at the top level (the shape earlier runs printed), and each
+    # parallax mode's worst APCER and BPCER against "off", measured on the same evidence.
+    overall = figures["groups"]["all"]
+    default = settings.liveness_parallax if settings.liveness_parallax in modes else modes[-1]
+    figures |= overall["verdict"][default]
+    figures["passive_apcer_per_type"] = {
+        k[len("apcer_") :]: v for k, v in overall["passive_alone"].items() if k.startswith("apcer_")
+    }
+    figures["passive_bpcer"] = overall["passive_alone"]["bpcer"]
+    if "off" in modes:
+        figures["against_off"] = {
+            group: {
+                shown: {
+                    "worst_apcer": [v["worst_apcer"], block["verdict"]["off"]["worst_apcer"]],
+                    "bpcer": [v["bpcer"], block["verdict"]["off"]["bpcer"]],
+                }
+                for shown, v in block["verdict"].items()
+            }
+            for group, block in figures["groups"].items()
+        }
+    misjudged = []
+    for named, judged_rows in judged.items():
+        for who, verdict in judged_rows:
+            if (verdict.state == "live") if who.kind != "real" else (verdict.state == "spoof"):
+                misjudged.append(
+                    f"[{named}] {who.kind} {who.name}: {verdict.state} ({verdict.reason})"
+                )
+    figures["misjudged"] = misjudged
+    for group, block in figures["groups"].items():
+        print(f"== {group}: {block['presentations']} presentations")
+        print(f"{'parallax':>12} {'kind':>8} {'n':>4} {'live':>6} {'spoof':>6}")
+        for mode, v in block["verdict"].items():
+            for kind, row in v["kinds"].items():
+                print(
+                    f"{mode:>12} {kind:>8} {row['presentations']:>4} {row['live']:>6.3f} "
+                    f"{row['spoof']:>6.3f}"
+                )
+            print(
+                f"{mode:>12} worst APCER {v['worst_apcer']} ({v['worst_attack_type']}), "
+                f"BPCER {v['bpcer']}, bona fide not live {v['bona_fide_not_live']}"
+            )
+        print(f"  passive alone: {block['passive_alone']}")
+        print(f"  parallax alone: {block['parallax_alone']}")
+    for index, (who, verdict) in enumerate(judged[modes[-1]]):
+        states = " ".join(f"{m}={judged[m][index][1].state}" for m in modes)
+        cues = ", ".join(f"{c.name} {c.score:.2f}/{c.samples}" for c in verdict.cues)
+        print(f"  {who.kind:>8} {who.name:<28} {states:<48} blinks {verdict.blinks}  {cues}")
     for line in misjudged:
         print("  misjudged:", line)
     print(json.dumps(figures))

@@ -178,7 +178,7 @@ class RecognitionVerdict(Message):
     )
 
 
-AttackCueName = Literal["passive", "motion", "edges"]
+AttackCueName = Literal["passive", "motion", "edges", "parallax"]
 
 
 class AttackCue(WireModel):

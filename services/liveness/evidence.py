@@ -29,6 +29,7 @@ class EyeReading:
     ear: float | None
     problem: str | None
     p_closed: float | None
+    landmarks: np.ndarray | None = None  # (68, 2) in the frame's pixels (the parallax cue)
 
 
 class EvidenceReader:
@@ -53,6 +54,9 @@ class EvidenceReader:
             motion_threshold=settings.liveness_motion_threshold,
             motion_min_pairs=settings.liveness_motion_min_pairs,
             min_live_seconds=settings.liveness_min_live_seconds,
+            parallax=settings.liveness_parallax,
+            parallax_threshold=settings.liveness_parallax_threshold,
+            parallax_min_pairs=settings.liveness_parallax_min_pairs,
         )
 
     def warm_up(self) -> None:
@@ -70,20 +74,26 @@ class EvidenceReader:
         """One reading per face; the CNN runs once for all readable eyes of the frame. Small
         faces are landmarked on an upscaled copy; eyes narrower than `liveness_min_eye_px` are
         not read (the reading says why)."""
-        readings: list[tuple[float | None, str | None]] = []
+        readings: list[tuple[float | None, str | None, np.ndarray]] = []
         patches = []
         for box in boxes:
             landmarks = face_landmarks(grey, box, upscale_below=self.landmark_face_px)
             problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
-            readings.append((None, problem) if problem else (face_ear(landmarks), None))
+            ear = None if problem else face_ear(landmarks)
+            readings.append((ear, problem, landmarks))
             if not problem and self.eyes is not None:
                 patches.append(eye_patches(grey, landmarks, framing=self.eye_framing))
         p_closed: Iterator[float] = iter([])
         if patches and self.eyes is not None:
             p_closed = iter(self.eyes.scores(np.concatenate(patches)).reshape(-1, 2).mean(axis=1))
         return [
-            EyeReading(ear, problem, float(next(p_closed)) if ear is not None and patches else None)
-            for ear, problem in readings
+            EyeReading(
+                ear,
+                problem,
+                float(next(p_closed)) if ear is not None and patches else None,
+                landmarks,
+            )
+            for ear, problem, landmarks in readings
         ]
 
     def passive_scores(self, crops: list[np.ndarray]) -> list[float]:

@@ -82,8 +82,13 @@ class LivenessTracker:
                     evidence.cues.observe_motion(context_motion(before, grey, box))
                 if face.detected:  # edges need the face where it is, not where it was
                     evidence.cues.observe_edges(frame_edges(grey, box))
-            for evidence, reading in zip(tracks, self.reader.read_eyes(grey, boxes), strict=True):
+            readings = self.reader.read_eyes(grey, boxes)
+            for face, evidence, reading in zip(frame.faces, tracks, readings, strict=True):
                 evidence.observe(frame.source_time, reading.ear, reading.problem, reading.p_closed)
+                # Landmarks on a box the tracker only predicted say where the box is, not how
+                # the face moved: the parallax cue reads detected faces only.
+                if face.detected:
+                    evidence.parallax.observe(frame.source_time, reading.landmarks)
         for face, evidence in zip(frame.faces, tracks, strict=True):
             judgement = self._publish_if_changed(frame, face.track_id, evidence)
             self._calibrate(frame.camera_id, evidence, judgement)

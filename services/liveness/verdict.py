@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import TrackCues
+from services.liveness.parallax import ParallaxTally
 from watchpost.messages import AttackCue, LivenessState
+
+# How the parallax cue (a face that moves like a flat picture) counts: "off" (not read into the
+# verdict), "corroborates" (reported; flags a spoof together with a second cue), "decides" (flags
+# a spoof alone, even after a blink: a bent print makes false blinks). docs/liveness.md.
+ParallaxMode = Literal["off", "corroborates", "decides"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,9 @@ class LivenessPolicy:
     edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
     edges_min_frames: int = 10
     min_live_seconds: float = 1.5  # in view at least this long before "live": cues need time
+    parallax: ParallaxMode = "corroborates"
+    parallax_threshold: float = 0.24  # pooled flatness at or above which a face is flat
+    parallax_min_pairs: int = 5  # landmark pairs that moved beyond noise before it may flag
     # Real tracks of this camera its passive threshold was fitted on (0: the model's global
     # threshold; services/liveness/calibration.py).
     passive_site_presentations: int = 0
@@ -54,6 +63,7 @@ class TrackEvidence:
     last_eyes_at: float | None = None
     passive: deque = field(default_factory=lambda: deque(maxlen=100))
     cues: TrackCues = field(default_factory=TrackCues)
+    parallax: ParallaxTally = field(default_factory=ParallaxTally)
     spoof_reason: str | None = None  # latched: an attack seen once stays an attack
     calibration_recorded: bool = False  # its passive score went into the camera's calibration
     published: tuple | None = None
@@ -112,6 +122,14 @@ def attack_cues(evidence: TrackEvidence, policy: LivenessPolicy) -> list[AttackC
         evidence.cues.motion_cue(policy.motion_threshold, policy.motion_min_pairs),
         evidence.cues.edges_cue(policy.edges_threshold, policy.edges_min_frames),
     ):
+        if cue is not None:
+            cues.append(cue)
+    if policy.parallax != "off":
+        cue = evidence.parallax.cue(
+            policy.parallax_threshold,
+            policy.parallax_min_pairs,
+            decides=policy.parallax == "decides",
+        )
         if cue is not None:
             cues.append(cue)
     return cues

@@ -181,12 +181,32 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
         (tmp_path / kind / photos[-1].name).symlink_to(photos[-1])
     (tmp_path / "replay").mkdir()
     (tmp_path / "replay" / "fake.mp4").symlink_to(replay)
-    figures = run_benchmark("benchmarks.pad_evaluation", str(tmp_path), progress="presentations")
+    saved = tmp_path / "evidence.pkl"
+    figures = run_benchmark(
+        "benchmarks.pad_evaluation",
+        str(tmp_path),
+        "--save-evidence",
+        str(saved),
+        progress="presentations",
+    )
     assert figures["presentations"] == 5
     assert figures["kinds"]["real"]["presentations"] == 2
     assert set(figures["apcer_per_type"]) == {"print", "replay"}
     assert figures["kinds"]["replay"]["spoof"] == 1.0  # the phone replay is caught
     assert 0 <= figures["bpcer"] <= 1 and figures["worst_attack_type"] in ("print", "replay")
+    modes = figures["groups"]["all"]["verdict"]
+    assert set(modes) == {"off", "corroborates", "decides"}  # judged on the same evidence
+    assert modes["off"]["kinds"]["replay"]["spoof"] == 1.0
+    # The saved evidence judged again without reading a frame, and the parallax cue read off it.
+    again = run_benchmark("benchmarks.pad_evaluation", "--evidence", str(saved))
+    assert again["groups"] == figures["groups"]
+    parallax = run_benchmark("benchmarks.parallax", "--evidence", str(saved))
+    assert set(parallax["per_presentation"]) == {
+        "session",
+        "fake.mp4",
+        *(p.name for p in tmp_path.glob("*/*.jpg")),
+    }
+    assert parallax["cost"]["parallax_ms_per_pair"] < parallax["cost"]["landmarks_ms_per_face"]
 
 
 @pytest.mark.slow

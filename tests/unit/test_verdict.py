@@ -1,5 +1,7 @@
 """The liveness verdict of one track: blinks, the attack cues, and how they combine."""
 
+import pytest
+
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import MotionSample
 from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
@@ -130,3 +132,61 @@ def test_a_camera_threshold_is_judged_against_and_said_in_the_reason():
     (passive,) = cues
     assert not passive.flagged and passive.threshold == 0.72
     assert reason.endswith("passive threshold fitted on this camera's 40 real tracks")
+
+
+def with_parallax(e: TrackEvidence, flatness: float, pairs: int) -> TrackEvidence:
+    """`pairs` landmark pairs that moved beyond noise, each `flatness` flat."""
+    from services.liveness.parallax import ParallaxSample
+
+    e.parallax.samples = [ParallaxSample(residual=0.05, flatness=flatness)] * pairs
+    return e
+
+
+def test_parallax_off_by_policy_is_not_read_into_the_verdict():
+    from dataclasses import replace
+
+    off = replace(POLICY, parallax="off")
+    state, reason, cues = decide(with_parallax(evidence(BLINKING), 0.9, 10), off)
+    assert state == "live" and cues == [] and "parallax" not in reason
+    # By default it corroborates: reported, and a blinking track it alone flags stays live.
+    state, reason, (parallax,) = decide(with_parallax(evidence(BLINKING), 0.9, 10), POLICY)
+    assert state == "live" and parallax.flagged and not parallax.decides
+    assert "parallax 0.90>=0.24 (10)" in reason
+
+
+@pytest.mark.parametrize(
+    ("mode", "flatness", "pairs", "passive", "state", "because"),
+    [
+        # a real head: parallax of its own, never flat
+        ("decides", 0.03, 20, (), "live", "parallax 0.03<0.20 (20)"),
+        ("corroborates", 0.03, 20, (0.9,) * 10, "live", "parallax 0.03<0.20 (20)"),
+        # a bent print that "blinked" (its bending moved the eye landmarks)
+        ("decides", 0.45, 20, (), "spoof", "attack cue parallax flags the face"),
+        ("corroborates", 0.45, 20, (), "live", "parallax 0.45>=0.20 (20)"),
+        ("corroborates", 0.45, 20, (0.9,) * 10, "spoof", "attack cue passive and parallax"),
+        # flat on too few pairs: a deciding cue holds the blink back, watching
+        ("decides", 0.45, 3, (), "undecided", "parallax looks like an attack, watching"),
+        ("corroborates", 0.45, 3, (), "live", "parallax 0.45<0.20 (3)"),  # "<": not flagged
+    ],
+)
+def test_parallax_table(mode, flatness, pairs, passive, state, because):
+    from dataclasses import replace
+
+    policy = replace(POLICY, parallax=mode, parallax_threshold=0.2, parallax_min_pairs=5)
+    judged, reason, cues = decide(
+        with_parallax(evidence(BLINKING, passive=passive), flatness, pairs), policy
+    )
+    assert judged == state and because in reason
+    (parallax,) = [c for c in cues if c.name == "parallax"]
+    assert parallax.decides == (mode == "decides") and parallax.samples == pairs
+    assert parallax.flagged == (flatness >= 0.2 and pairs >= 5)
+
+
+def test_a_flat_face_stays_a_spoof_once_flagged():
+    from dataclasses import replace
+
+    policy = replace(POLICY, parallax="decides", parallax_threshold=0.2, parallax_min_pairs=5)
+    bent = with_parallax(evidence(BLINKING), 0.45, 6)
+    assert decide(bent, policy).state == "spoof"
+    bent.parallax.samples = []  # later the print is held still: nothing moves beyond noise
+    assert decide(bent, policy).state == "spoof"

@@ -1,6 +1,7 @@
 """Train and measure the passive attack model leave-one-source-out (LOSO).
 
     .venv/bin/python -m services.liveness.training.passive [--data ../shared/data] [--quick]
+    .venv/bin/python -m services.liveness.training.passive --configs F   # fold models only
 
 Data, folds and presentations: pad_data.py. For each of the six folds a model is trained on the
 other five and tested on it; its threshold is the equal-error point of an inner LOSO over the five
@@ -319,6 +320,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=default_data_dir())
     parser.add_argument("--quick", action="store_true", help="only the first two configurations")
+    parser.add_argument(
+        "--configs",
+        help="only the configurations named by these letters (e.g. F, the shipped one): writes "
+        "their per-fold models to the cache and leaves the shipped model file alone (a subset's "
+        "model card would not describe the shipped choice)",
+    )
     args = parser.parse_args(argv)
     started = time.time()
 
@@ -341,6 +348,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     configs = CONFIGS[:2] if args.quick else CONFIGS
+    if args.configs:
+        configs = [c for c in CONFIGS if c.name.split(":")[0] in set(args.configs.upper())]
+        if not configs:
+            parser.error(f"no configuration named {args.configs!r}")
     if any(c.normalise for c in configs):
         raise ValueError("grey-world configurations lost (model card); not in the final run")
     tables = feature_tables(lo_samples, tuple(sorted({c.augment for c in configs} - {"none"})))
@@ -452,7 +463,10 @@ def main(argv: list[str] | None = None) -> dict:
             "no_face_found": {k: n - f for k, (f, n) in found.items() if n - f},
         }
     )
-    model.save(DEFAULT_PATH)
+    if args.configs:
+        console.print(f"--configs {args.configs}: the shipped model {DEFAULT_PATH} left as it is")
+    else:
+        model.save(DEFAULT_PATH)
     for fold, fold_model in run["models"].items():
         fold_model.decides = False
         fold_model.card = {"trained_without": fold, "loso": rounded(run["folds"][fold])}
