@@ -14,7 +14,7 @@ from tests.support.frames import frame_of, load_rgb
 from tests.support.values import present
 from watchpost.consumers import stream_worker
 from watchpost.db import identities
-from watchpost.images import encode_jpeg
+from watchpost.images import decode_upload, encode_jpeg
 from watchpost.keys import Group, Keys
 from watchpost.messages import RecognitionVerdict, decode
 from watchpost.settings import RecognitionSettings
@@ -161,6 +161,34 @@ def test_http_api_embeds_every_face(recognition_api):
     assert len(faces) == 3 and all(len(f["embedding"]) == 128 for f in faces)  # 2 + 1 behind
     widths = [f["box"]["right"] - f["box"]["left"] for f in faces]
     assert widths == sorted(widths, reverse=True)  # largest first
+
+
+def test_enrolment_jitter_embeds_enrolment_photos_near_the_plain_embedding(env_settings):
+    """/v1/faces embeds an enrolment photo with WATCHPOST_RECOGNITION_ENROL_JITTER: the mean of
+    jittered copies, moved off the plain embedding but still the same face; /v1/identify (what
+    a camera's face is compared as) stays unjittered."""
+    import time
+
+    import numpy as np
+
+    settings = env_settings(RecognitionSettings, recognition_enrol_jitter=5)
+    data = require_data("faces/train/obama/obama.jpg").read_bytes()
+    rgb = decode_upload(data, max_bytes=settings.recognition_max_upload_bytes)  # as uploaded
+    plain = embed_face(rgb, detect_faces(rgb, upsample=1)[0])
+    with TestClient(create_app(settings), headers=DASHBOARD_HEADERS) as client:
+        enrolled = client.post("/v1/faces", files={"file": ("obama.jpg", data)})
+        deadline = time.monotonic() + 30  # /v1/identify waits for the gallery's first load
+        while not client.get("/readyz").json()["checks"]["gallery"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        identified = client.post("/v1/identify", files={"file": ("obama.jpg", data)})
+    assert enrolled.status_code == 200 and identified.status_code == 200
+    jittered = np.array(enrolled.json()["faces"][0]["embedding"], np.float32)
+    distance = float(np.linalg.norm(jittered - plain))
+    # Jittered, so not the plain vector (0.11 here at 5 jitters, 0.13 at 10: the mean of
+    # shifted, scaled and mirrored copies); the same face, so well within the 0.55 threshold.
+    assert 0.02 < distance < 0.3
+    camera = np.array(identified.json()["faces"][0]["embedding"], np.float32)
+    assert np.allclose(camera, plain, atol=1e-5)
 
 
 def test_http_api_finds_no_face_in_an_empty_picture(recognition_api):

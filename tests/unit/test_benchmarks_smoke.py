@@ -122,6 +122,40 @@ def test_embedding_levers_benchmark_scores_each_lever_against_the_shipped_one(tm
     assert again["levers"]["pad0.30"]["accuracy"] == levers["pad0.30"]["accuracy"]
 
 
+@pytest.mark.slow  # about a minute on the shared machine: 5 network passes per first image
+@pytest.mark.data
+def test_enrolment_jitter_lever_jitters_the_first_image_of_each_pair_only(tmp_path):
+    make_pairs(tmp_path)
+    # One matched and one mismatched pair per fold keeps the jittered embeddings few.
+    header, *lines = (tmp_path / "pairs.txt").read_text().splitlines()
+    folds, per_fold = (int(x) for x in header.split())
+    kept = [
+        line
+        for fold in range(folds)
+        for line in (lines[2 * per_fold * fold], lines[2 * per_fold * fold + per_fold])
+    ]
+    (tmp_path / "pairs.txt").write_text("\n".join([f"{folds} 1", *kept]) + "\n")
+    figures = run_benchmark(
+        "benchmarks.embedding_levers",
+        str(tmp_path / "pairs.txt"),
+        str(tmp_path / "images"),
+        "--levers",
+        "enrol-jitter5",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--cost-faces",
+        "2",
+    )
+    levers = figures["levers"]
+    assert "jitter5" not in levers  # both sides were not embedded, so not scored
+    assert levers["enrol-jitter5"]["cost_paid_at"] == "enrolment"
+    assert levers["shipped"]["cost_paid_at"] == "every face"
+    firsts = {f"{line.split()[0]}-{line.split()[0]}_{int(line.split()[1]):04d}" for line in kept}
+    jittered = {p.name.removesuffix(".npz") for p in (tmp_path / "cache" / "jitter5").iterdir()}
+    assert jittered == firsts
+    assert len(list((tmp_path / "cache" / "shipped").iterdir())) > len(firsts)
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_verification_benchmark_on_a_pairs_file_built_from_the_shared_faces(tmp_path):
