@@ -144,7 +144,7 @@ class Stack:
             return int(self.args.capture_processes)
         if service in SHARDED_SERVICES:
             chosen = getattr(self.args, f"{service}_replicas", None)
-            return int(chosen if chosen is not None else self.args.replicas)
+            return int(chosen if chosen is not None else getattr(self.args, "replicas", 1))
         return 1
 
     def _spawn(self, name: str, service: str, port: int, env: dict[str, str]) -> None:

@@ -106,8 +106,20 @@ class AlertAggregator:
         """This replica now owns `shard`: rebuild its tracks' evidence (and which alerts they
         raised) from verdicts already handled, raising, labelling and writing nothing."""
         self.give_up(shard)
+        if not replay:
+            return
+        # Tracks quiet for the track timeout before the newest verdict are over: the replica
+        # that had them ended their sightings already.
+        cutoff = (
+            _entry_ms(replay[-1].entry_id) - self.settings.aggregator_track_timeout_seconds * 1000
+        )
+        last: dict[tuple[str, str], int] = {}
         for delivery in replay:
-            self._absorb(delivery, resume=True)
+            key = (delivery.message.camera_id, delivery.message.track_id)
+            last[key] = _entry_ms(delivery.entry_id)
+        for delivery in replay:
+            if last[(delivery.message.camera_id, delivery.message.track_id)] >= cutoff:
+                self._absorb(delivery, resume=True)
 
     def give_up(self, shard: int) -> None:
         """Forget the shard's tracks (their sightings stay open for the next owner)."""
@@ -281,3 +293,8 @@ class AlertAggregator:
             log.info(
                 "alert %s %s on %s/%s", row["id"], decision.kind, shot.camera_id, shot.track_id
             )
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """When Redis added a stream entry (its id's milliseconds)."""
+    return int(entry_id.split(b"-")[0])

@@ -72,8 +72,10 @@ def consumer(redis_client, prefix, name, state=None, ttl=10.0) -> ShardedConsume
 
 def test_replicas_share_the_shards_and_take_those_of_one_that_stops(redis_client, prefix):
     a, b = consumer(redis_client, prefix, "a"), consumer(redis_client, prefix, "b")
-    a.join(), b.join()  # started together: each sees two replicas
-    a.start(), b.start()
+    a.join()
+    b.join()  # started together: each sees two replicas
+    a.start()
+    b.start()
     assert len(a.owned) == len(b.owned) == 2
     assert sorted(a.owned + b.owned) == [0, 1, 2, 3]
     a.close()  # a clean stop gives the shards back at once
@@ -84,11 +86,18 @@ def test_replicas_share_the_shards_and_take_those_of_one_that_stops(redis_client
 def test_a_dead_replicas_shards_are_taken_after_their_lease_expires(redis_client, prefix):
     a = consumer(redis_client, prefix, "a", ttl=0.5)
     b = consumer(redis_client, prefix, "b", ttl=0.5)
-    a.join(), b.join()
-    a.start(), b.start()
+    a.join()
+    b.join()
+    a.start()
+    b.start()
     mine = b.owned
     # a dies: it renews nothing more; b takes its shards once the leases expire.
-    assert eventually(lambda: (b.rebalance(), b.owned)[1] == [0, 1, 2, 3], timeout=5)
+
+    def all_shards() -> bool:
+        b.rebalance()
+        return b.owned == [0, 1, 2, 3]
+
+    assert eventually(all_shards, timeout=5)
     assert set(mine) < {0, 1, 2, 3}
 
 
