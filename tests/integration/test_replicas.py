@@ -208,14 +208,14 @@ class Replica:
                 self.process.kill()
 
 
-def delivered(redis_client, stream: str, group: str) -> tuple[int, int]:
-    """(entries the group has had delivered, entries in the stream) on one shard."""
+def progress(redis_client, stream: str, group: str) -> tuple[int, int, int]:
+    """(entries the group has had delivered, of them acked, entries in the stream) on a shard."""
     info = {g["name"].decode(): g for g in redis_client.xinfo_groups(stream)}.get(group)
     total = redis_client.xlen(stream)
     if info is None:
-        return 0, total
-    last = info["last-delivered-id"]
-    return len(redis_client.xrange(stream, max=last)), total
+        return 0, 0, total
+    delivered = len(redis_client.xrange(stream, max=info["last-delivered-id"]))
+    return delivered, delivered - info["pending"], total
 
 
 def drained(redis_client, streams, group: str) -> bool:
@@ -261,18 +261,19 @@ def test_kill_9_of_a_replica_of_each_stateful_service_mid_stream_loses_and_repea
         )
         for service, streams in (("liveness", keys.frames), ("aggregator", keys.verdicts))
     }
-    print(f"\nkill -9 mid-stream (entries delivered, of the shard's): {mid_stream}")
-    assert mid_stream["liveness"][0] < mid_stream["liveness"][1]
+    print(f"\nkill -9 mid-stream (entries delivered, acked, of the shard's): {mid_stream}")
+    delivered, acked, total = mid_stream["liveness"]
+    assert acked > 0 and delivered < total  # state to rebuild, and entries still to come
     assert outcome(pool, cameras) == one
     published_once(redis_client, keys, pool, cameras)
 
 
 def kill_one_mid_stream(
     redis_client, keys: Keys, service: str, streams, camera: str, env: dict, logs: Path
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Two replicas of `service` as processes, started together; the one that owns `camera`'s
     shard killed with SIGKILL once it has had entries of it delivered; the other takes the
-    shard over. (Entries delivered at the kill, entries of the shard.)"""
+    shard over. (Entries delivered and acked at the kill, entries of the shard.)"""
     group = service
     gate = [keys.shard_lease(service, str(n)) for n in range(keys.shards)]
     for lease in gate:  # held until both replicas are up, so they share the shards
@@ -292,12 +293,24 @@ def kill_one_mid_stream(
         lease = keys.shard_lease(service, str(shard.shard))
         holder = wait_until(lambda: redis_client.get(lease), 30, "the shard to be taken")
         victim = next(r for r in replicas if r.name.encode() == holder)
-        wait_until(lambda: delivered(redis_client, shard, group)[0] >= 1, 60, "work to start")
-        at_kill = delivered(redis_client, shard, group)
+
+        # Killed with entries handled (the state to rebuild) and entries in hand (to claim).
+        def under_way() -> bool:
+            done, acked, total = progress(redis_client, shard, group)
+            return acked >= max(1, total // 3) or done == total
+
+        wait_until(under_way, 120, f"{service} to be under way", 0.005)
+        at_kill = progress(redis_client, shard, group)
         victim.kill9()
         wait_until(lambda: drained(redis_client, streams, group), 180, f"{service} to drain")
         survivor = next(r for r in replicas if r is not victim)
         assert redis_client.get(lease) == survivor.name.encode()  # it took the shard over
+        took = [
+            line.split(": ", 1)[-1]
+            for line in survivor.log.read_text().splitlines()
+            if f"took shard {shard.shard} " in line
+        ][-1]
+        print(f"\n{service}: killed {victim.name} with {at_kill} entries delivered; {took}")
         return at_kill
     finally:
         for replica in replicas:

@@ -17,8 +17,14 @@ from typing import Any
 from watchpost.consumers import stream_worker
 from watchpost.db import open_pool
 from watchpost.keys import Group
+from watchpost.service import configure_logging
 from watchpost.service.app import redis_client
-from watchpost.settings import AggregatorSettings, LivenessSettings, RecognitionSettings
+from watchpost.settings import (
+    AggregatorSettings,
+    CommonSettings,
+    LivenessSettings,
+    RecognitionSettings,
+)
 from watchpost.worker import StreamWorker
 
 
@@ -64,6 +70,7 @@ def build(service: str) -> StreamWorker[Any]:
 
 
 def main() -> None:
+    configure_logging(CommonSettings())
     worker = build(sys.argv[1])
     stop = threading.Event()
 
