@@ -289,8 +289,8 @@ class CaptureSettings(CommonSettings):
     capture_stream_maxlen: int = Field(
         FRAMES_MAXLEN,
         ge=50,
-        description="Frames kept in the Redis stream; older ones are trimmed, so a stalled "
-        "consumer costs old frames, never unbounded memory.",
+        description="Frames kept in each shard's Redis stream; older ones are trimmed, so a "
+        "stalled consumer costs old frames, never unbounded memory.",
     )
     capture_cameras_check_seconds: float = Field(
         2.0, gt=0, description="How often capture looks for added, changed or removed cameras."
