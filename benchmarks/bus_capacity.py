@@ -131,7 +131,7 @@ def redis_figures(frames: list[tuple[bytes, bytes]], count: int, progress) -> di
             camera_id="door", seq=i, captured_at=time.time(), source_time=i / 30,
             width=640, height=360, faces=faces, crops=[crop],
         )  # fmt: skip
-        publish(pipe, keys.frames, frame, image=bus, attachments={crop.attachment: face})
+        publish(pipe, keys.frames.of("door"), frame, image=bus, attachments={crop.attachment: face})
 
     def raw(stream):
         def send(pipe, i):
@@ -141,7 +141,7 @@ def redis_figures(frames: list[tuple[bytes, bytes]], count: int, progress) -> di
         return send
 
     first = redis_run(client, f"{keys.prefix}:raw1", raw(f"{keys.prefix}:raw1"), count, progress)
-    mine = redis_run(client, keys.frames, ours, count, progress)
+    mine = redis_run(client, keys.frames.of("door"), ours, count, progress)
     again = redis_run(client, f"{keys.prefix}:raw2", raw(f"{keys.prefix}:raw2"), count, progress)
     reference = (first["cpu_us_per_frame"] + again["cpu_us_per_frame"]) / 2
     per_core = 1e6 / mine["cpu_us_per_frame"]

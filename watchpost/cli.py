@@ -35,6 +35,8 @@ from watchpost.settings import (
 
 # Start order: the services others call first.
 SERVICES = ["recognition", "liveness", "aggregator", "dashboard", "capture"]
+# Services whose replicas share the stream shards (watchpost/shards.py).
+SHARDED_SERVICES = ["recognition", "liveness", "aggregator"]
 
 
 def serve(name: str) -> None:
@@ -102,27 +104,7 @@ class Stack:
         tokens = service_tokens_for_run()
         from watchpost.progress import bar
 
-        # More capture nodes share the cameras through leases (services/capture/leases.py): each
-        # runs its fair share in a process of its own, so cameras use every core.
-        node = env.get("WATCHPOST_CONSUMER_NAME") or socket.gethostname()
-        children = [
-            (n, n, ports[n], dict(env, WATCHPOST_HTTP_PORT=str(ports[n]), **tokens[n]))
-            for n in SERVICES
-        ]
-        for n in range(2, self.args.capture_processes + 1):
-            port = ports["capture"] + 10 * (n - 1)
-            children.append(
-                (
-                    f"capture-{n}",
-                    "capture",
-                    port,
-                    dict(
-                        env,
-                        WATCHPOST_HTTP_PORT=str(port),
-                        WATCHPOST_CONSUMER_NAME=f"{node}-capture-{n}",
-                    ),
-                )
-            )
+        children = self.processes(env, ports, tokens)
         # Loading the models takes a while (liveness's TensorFlow most): show which one waits.
         with bar(transient=True, disable=not sys.stdout.isatty()) as progress:
             task = progress.add_task("services", total=len(children))
@@ -131,6 +113,39 @@ class Stack:
                 self._spawn(name, service, port, child_env)
                 progress.advance(task)
         return f"http://127.0.0.1:{ports['dashboard']}/"
+
+    def processes(
+        self, env: dict[str, str], ports: dict[str, int], tokens: dict[str, dict[str, str]]
+    ) -> list[tuple[str, str, int, dict[str, str]]]:
+        """(name, service, port, environment) of every child process, in start order."""
+        # Every process has a name of its own (its consumer name in the streams' groups and in
+        # the leases). More capture nodes share the cameras (services/capture/leases.py); more
+        # replicas of recognition, liveness and the aggregator share the stream shards
+        # (watchpost/shards.py). Replica n > 1 of a service serves /readyz and /metrics on its
+        # default port + 10 * (n - 1); the dashboard and kiosks call the first one's API.
+        node = env.get("WATCHPOST_CONSUMER_NAME") or socket.gethostname()
+        children: list[tuple[str, str, int, dict[str, str]]] = []
+        for service in SERVICES:
+            for n in range(1, self.replicas(service) + 1):
+                name = service if n == 1 else f"{service}-{n}"
+                port = ports[service] + 10 * (n - 1)
+                child_env = dict(
+                    env,
+                    WATCHPOST_HTTP_PORT=str(port),
+                    WATCHPOST_CONSUMER_NAME=f"{node}-{name}",
+                    **tokens[service],
+                )
+                children.append((name, service, port, child_env))
+        return children
+
+    def replicas(self, service: str) -> int:
+        """How many processes of `service` this run starts."""
+        if service == "capture":
+            return int(self.args.capture_processes)
+        if service in SHARDED_SERVICES:
+            chosen = getattr(self.args, f"{service}_replicas", None)
+            return int(chosen if chosen is not None else getattr(self.args, "replicas", 1))
+        return 1
 
     def _spawn(self, name: str, service: str, port: int, env: dict[str, str]) -> None:
         self.children[name] = subprocess.Popen(
@@ -471,6 +486,24 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument(
         "--port-offset", type=int, default=0, help="add this to every service's port"
     )
+    up_parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="replicas of recognition, liveness and the aggregator, sharing the stream shards "
+        "(default 1; more than WATCHPOST_STREAM_SHARDS leaves the extra ones idle)",
+    )
+    for service in SHARDED_SERVICES:
+        up_parser.add_argument(
+            f"--{service}-replicas",
+            type=int,
+            default=None,
+            choices=range(1, 65),
+            metavar="N",
+            help=f"replicas of {service} (default: --replicas)",
+        )
     up_parser.add_argument(
         "--capture-processes",
         type=int,

@@ -8,8 +8,8 @@ the pipeline holds about them, all short-lived but not short enough to wait for:
 - track labels that name them (drawn on the live view),
 - live-view frames, which may have their name drawn on them (capture redraws them at once).
 
-Frames in `wp:frames` are not matched to anyone; they are bounded to a few hundred entries and
-by age (`retention_stream_seconds`).
+Frames in `wp:frames:<shard>` are not matched to anyone; they are bounded to a few hundred entries
+and by age (`retention_stream_seconds`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def forget_person(
         )  # v2, v1
 
     removed = {
-        "verdicts": delete_entries(client, keys.verdicts, about_them),
+        "verdicts": sum(delete_entries(client, shard, about_them) for shard in keys.verdicts),
         "alert_events": delete_entries(client, keys.alerts, about_them),
         "dead_letters": delete_entries(client, keys.dead_letter, about_them),
         "labels": 0,

@@ -2,14 +2,21 @@
 
 Each stream is declared once as a `StreamSpec`: its name under the deployment's prefix, the
 message type (or union) it carries, its MAXLEN bound and the consumer groups that read it.
-`Keys(prefix).frames` is that stream under one prefix: a `Stream[Frame]`, which is the stream's
-name (a `str`, for plain Redis calls) that also knows its spec, so `publish` and `GroupConsumer`
-take it alone and are typed by it.
+`Keys(prefix).alerts` is that stream under one prefix: a `Stream[AlertEvent]`, which is the
+stream's name (a `str`, for plain Redis calls) that also knows its spec, so `publish` and
+`GroupConsumer` take it alone and are typed by it.
+
+Frames and verdicts are partitioned by camera: `Keys(prefix, shards).frames` is a
+`ShardedStream[Frame]`, one `Stream[Frame]` per shard (`<prefix>:frames:<n>`); a camera's frames
+and verdicts go to shard `shard_of(camera_id, shards)` of each, so every replica that owns a shard
+sees all of its cameras' entries, in order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -39,6 +46,16 @@ class Group(StrEnum):
     MQTT = "mqtt"  # the dashboard's MQTT bridge
 
 
+# Frames and verdicts are split into this many shards unless WATCHPOST_STREAM_SHARDS says
+# otherwise: more than one replica needs, so replicas can be added without resharding.
+DEFAULT_STREAM_SHARDS = 4
+
+
+def shard_of(camera_id: str, shards: int) -> int:
+    """The shard of a camera's frames and verdicts: the one place that maps cameras to shards."""
+    return zlib.crc32(camera_id.encode()) % shards
+
+
 # Frames are the only stream trimmed aggressively: old frames are worth nothing. Verdicts and
 # alerts are trimmed far beyond anything a healthy consumer leaves unread.
 FRAMES_MAXLEN = 500
@@ -65,21 +82,28 @@ class StreamSpec(Generic[M]):
     def under(self, prefix: str) -> Stream[M]:
         return Stream(self, prefix)
 
+    def sharded(self, prefix: str, shards: int) -> ShardedStream[M]:
+        return ShardedStream(self, prefix, shards)
+
 
 class Stream(str, Generic[M]):
-    """A stream's name under one prefix, carrying its spec (the message type, bound, groups)."""
+    """A stream's name under one prefix, carrying its spec (the message type, bound, groups);
+    `shard` is its number for one shard of a sharded stream (`<prefix>:<suffix>:<shard>`)."""
 
     spec: StreamSpec[M]
     prefix: str
+    shard: int | None
 
-    def __new__(cls, spec: StreamSpec[M], prefix: str) -> Stream[M]:
-        stream = super().__new__(cls, spec.name(prefix))
+    def __new__(cls, spec: StreamSpec[M], prefix: str, shard: int | None = None) -> Stream[M]:
+        name = spec.name(prefix) if shard is None else f"{spec.name(prefix)}:{shard}"
+        stream = super().__new__(cls, name)
         stream.spec = spec
         stream.prefix = prefix
+        stream.shard = shard
         return stream
 
     def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle keep the spec
-        return (self.spec, self.prefix)
+        return (self.spec, self.prefix, self.shard)
 
     @property
     def maxlen(self) -> int:
@@ -89,6 +113,36 @@ class Stream(str, Generic[M]):
     def dead_letter(self) -> str:
         """Where entries of this stream that cannot be handled go."""
         return Keys(self.prefix).dead_letter
+
+
+@dataclass(frozen=True)
+class ShardedStream(Generic[M]):
+    """A stream split by camera into `count` shards, each a `Stream[M]` of its own."""
+
+    spec: StreamSpec[M]
+    prefix: str
+    count: int
+
+    def shard(self, number: int) -> Stream[M]:
+        if not 0 <= number < self.count:
+            raise ValueError(f"{self.spec.suffix} has shards 0-{self.count - 1}, not {number}")
+        return Stream(self.spec, self.prefix, number)
+
+    def of(self, camera_id: str) -> Stream[M]:
+        """The shard that carries this camera's entries."""
+        return self.shard(shard_of(camera_id, self.count))
+
+    @property
+    def all(self) -> list[Stream[M]]:
+        """Every shard, in order (for tools that read or trim the whole stream)."""
+        return [self.shard(n) for n in range(self.count)]
+
+    def __iter__(self) -> Iterator[Stream[M]]:
+        return iter(self.all)
+
+    @property
+    def maxlen(self) -> int:
+        return self.spec.maxlen
 
 
 FRAMES: StreamSpec[Frame] = StreamSpec(
@@ -111,14 +165,36 @@ GALLERY_CHANGES: StreamSpec[GalleryChange] = StreamSpec(
 @dataclass(frozen=True)
 class Keys:
     prefix: str = "wp"
+    shards: int = DEFAULT_STREAM_SHARDS  # services pass WATCHPOST_STREAM_SHARDS (settings.keys)
 
     @property
-    def frames(self) -> Stream[Frame]:
-        return FRAMES.under(self.prefix)
+    def frames(self) -> ShardedStream[Frame]:
+        """One frames stream per shard; a camera's frames go to `frames.of(camera_id)`."""
+        return FRAMES.sharded(self.prefix, self.shards)
 
     @property
-    def verdicts(self) -> Stream[RecognitionVerdict | LivenessVerdict]:
-        return VERDICTS.under(self.prefix)
+    def verdicts(self) -> ShardedStream[RecognitionVerdict | LivenessVerdict]:
+        """One verdicts stream per shard, numbered as the frames: a camera's verdicts go to
+        `verdicts.of(camera_id)`."""
+        return VERDICTS.sharded(self.prefix, self.shards)
+
+    @property
+    def stream_shards(self) -> str:
+        """Guard: the shard count the deployment's processes use (each checks it on start)."""
+        return f"{self.prefix}:streams:shards"
+
+    def shard_nodes(self, service: str) -> str:
+        """Sorted set of a service's live replicas by last heartbeat (watchpost/leases.py)."""
+        return f"{self.prefix}:shards:{service}:nodes"
+
+    def shard_lease(self, service: str, shard: str) -> str:
+        """The replica of a service that owns one shard, while it renews the lease."""
+        return f"{self.prefix}:shards:{service}:lease:{shard}"
+
+    def alert_published(self, alert_id: int) -> str:
+        """Set when an alert went onto the alerts stream, so a redelivered verdict or a replica
+        that took over publishes it at most once."""
+        return f"{self.prefix}:alert:published:{alert_id}"
 
     @property
     def alerts(self) -> Stream[AlertEvent]:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from watchpost.keys import FRAMES_MAXLEN
+from watchpost.keys import DEFAULT_STREAM_SHARDS, FRAMES_MAXLEN, Keys
 from watchpost.messages import AlertKind
 from watchpost.sources import PRIVATE_NETWORKS, SourceKind, SourcePolicy, redact
 
@@ -81,9 +81,31 @@ class CommonSettings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="Address the service's HTTP server binds.")
     http_port: int | None = Field(None, ge=1, le=65535, description="Port; service default.")
     consumer_name: str = Field(
-        default_factory=socket.gethostname,
-        description="This replica's name in its consumer groups; keep it stable across restarts "
-        "so a restarted replica finishes what it had taken.",
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        description="This replica's name in its consumer groups and leases, unique per replica "
+        "(default: host name and process id; a container's are stable across its restarts). A "
+        "replica that takes over another's shards claims what it left pending, whatever its name.",
+    )
+    stream_shards: int = Field(
+        DEFAULT_STREAM_SHARDS,
+        ge=1,
+        le=256,
+        description="Frames and verdicts streams are split by camera into this many shards, each "
+        "owned by one replica of recognition, liveness and the aggregator. Every process records "
+        "it in Redis and refuses to start on a different count; more shards than replicas lets "
+        "replicas be added later without resharding.",
+    )
+    shard_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A replica owns each of its shards on a lease this long, renewed every "
+        "fifth of it; a replica that dies hands its shards to the others after it.",
+    )
+    shard_replay_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="A replica that takes a shard over rebuilds its per-track state from the "
+        "shard's entries of this last while that were already handled (emitting nothing).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(False, description="Log one JSON object per line.")
@@ -212,6 +234,11 @@ class CommonSettings(BaseSettings):
         most files of the largest size, plus room for the form."""
         return self.max_body_bytes
 
+    @property
+    def keys(self) -> Keys:
+        """Every Redis key under this deployment's prefix, streams with its shard count."""
+        return Keys(self.stream_prefix, self.stream_shards)
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise RuntimeError(f"{self.service_name}: WATCHPOST_REDIS_URL is not set")
@@ -276,8 +303,8 @@ class CaptureSettings(CommonSettings):
     capture_stream_maxlen: int = Field(
         FRAMES_MAXLEN,
         ge=50,
-        description="Frames kept in the Redis stream; older ones are trimmed, so a stalled "
-        "consumer costs old frames, never unbounded memory.",
+        description="Frames kept in each shard's Redis stream; older ones are trimmed, so a "
+        "stalled consumer costs old frames, never unbounded memory.",
     )
     capture_cameras_check_seconds: float = Field(
         2.0, gt=0, description="How often capture looks for added, changed or removed cameras."

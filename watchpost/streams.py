@@ -94,6 +94,37 @@ def publish(
     return cast(bytes, client.xadd(stream, fields, maxlen=bound, approximate=True))
 
 
+# KEYS[1] the stream, KEYS[2] the marker; ARGV[1] the marker's TTL in s, ARGV[2] MAXLEN, then the
+# entry's fields and values. Appends only when the marker was not set yet, in one step.
+_PUBLISH_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+end
+return false
+"""
+
+
+def publish_once(
+    client: redis.Redis,
+    stream: Stream[M],
+    message: M,
+    *,
+    marker: str,
+    marker_seconds: int = 7 * 86_400,
+    image: bytes | None = None,
+) -> bytes | None:
+    """`publish`, unless the same `marker` (a key naming this message, e.g. its alert id) was
+    published within `marker_seconds`; atomic, so a message redelivered after a crash, or
+    handled again by a replica that took a shard over, is on the stream once. The new entry's
+    id, or None when it was there already."""
+    encoded = encode(message, image)
+    args: list[EncodableT] = [marker_seconds, stream.maxlen]
+    for key, value in encoded.items():
+        args += [key, value]
+    script = client.register_script(_PUBLISH_ONCE)
+    return cast(bytes | None, script(keys=[stream, marker], args=args))
+
+
 def trim_older_than(client: redis.Redis, streams: Sequence[str], seconds: float) -> dict[str, int]:
     """Drop the entries added more than `seconds` ago (XTRIM MINID, exact), counted by Redis's
     own clock, which is what stamps entry ids; returns how many went from each stream."""
@@ -176,6 +207,13 @@ class GroupConsumer(Generic[M]):
             )
             entries = _first_stream_entries(reply)
         return self._decode_all(entries)
+
+    def settle(self, delivery: Delivery[M]) -> None:
+        """The delivery is handled: ack it."""
+        self.ack([delivery.entry_id])
+
+    def close(self) -> None:
+        """Nothing to give back: a plain group consumer holds no lease."""
 
     def ack(self, entry_ids: Iterable[bytes]) -> None:
         ids = list(entry_ids)

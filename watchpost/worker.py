@@ -11,18 +11,36 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import psycopg
 import redis
 from prometheus_client import Counter, Gauge
 
 from watchpost.messages import Message
-from watchpost.streams import Delivery, GroupConsumer
+from watchpost.streams import Delivery
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+
+
+class Consumer(Protocol[M]):
+    """What the loop reads through: a `GroupConsumer` (one stream) or a `ShardedConsumer` (the
+    shards this replica owns, watchpost/shards.py)."""
+
+    def start(self) -> None: ...
+
+    def read(self, *, count: int = ..., block_ms: int | None = ...) -> list[Delivery[M]]: ...
+
+    def settle(self, delivery: Delivery[M]) -> None: ...
+
+    def failed(self, delivery: Delivery[M], error: BaseException) -> None: ...
+
+    def redeliver_pending(self) -> None: ...
+
+    def close(self) -> None: ...
+
 
 PROCESSED = Counter(
     "watchpost_messages_processed_total", "Stream messages handled and acked", ["service"]
@@ -49,7 +67,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 class StreamWorker(Generic[M]):
     def __init__(
         self,
-        consumer: GroupConsumer[M],
+        consumer: Consumer[M],
         handle: Callable[[Delivery[M]], None],
         *,
         service: str,
@@ -88,6 +106,13 @@ class StreamWorker(Generic[M]):
                 self._mark_healthy()
             except TRANSIENT_ERRORS as exc:
                 self._pause(exc, stop)
+        if stop.is_set() and started:  # a clean stop: leases go back at once
+            try:
+                self.consumer.close()
+            except TRANSIENT_ERRORS as exc:
+                log.warning(
+                    "%s: could not give its leases back (%s); they expire", self.service, exc
+                )
         return processed
 
     def _process(self, deliveries: list[Delivery[M]], stop: threading.Event) -> int:
@@ -102,7 +127,7 @@ class StreamWorker(Generic[M]):
                 log.exception("%s: handling %s failed", self.service, delivery.entry_id)
                 self.consumer.failed(delivery, exc)
                 continue
-            self.consumer.ack([delivery.entry_id])
+            self.consumer.settle(delivery)
             PROCESSED.labels(self.service).inc()
             done += 1
         return done

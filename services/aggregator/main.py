@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.aggregator.stream import AlertAggregator
 from watchpost.consumers import stream_worker
-from watchpost.keys import Group, Keys
+from watchpost.keys import Group
 from watchpost.service import BackgroundLoop, Resources, service_app
 from watchpost.settings import AggregatorSettings
 
@@ -21,10 +21,11 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
         worker = stream_worker(
             settings,
             resources.redis,
-            Keys(settings.stream_prefix).verdicts,
+            settings.keys.verdicts,  # the shards this replica owns
             group=Group.AGGREGATOR,
             handle=aggregator.handle,
             housekeeping=aggregator.expire,
+            state=aggregator,
         )
         return [BackgroundLoop("aggregator", worker.run)]
 

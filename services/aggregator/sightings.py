@@ -25,7 +25,6 @@ from services.aggregator.policy import (
 from watchpost.db import alerts, sightings
 from watchpost.db.pool import Pool
 from watchpost.images import ImageError, crop_jpeg, decode_jpeg, draw_box, sharpness
-from watchpost.keys import Keys
 from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 
@@ -92,7 +91,7 @@ class SightingRecorder:
         self.policy = policy or AlertPolicy()
         self.redis = redis_client
         self.pool = pool
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.publish_alert = publish_alert  # (stored alert row, created now)
 
     def observe(
@@ -123,6 +122,22 @@ class SightingRecorder:
         )
         if due:
             self.write(state, evidence)
+
+    def resume(
+        self,
+        state: SightingState,
+        verdict: RecognitionVerdict | LivenessVerdict,
+        image: bytes | None,
+    ) -> None:
+        """Take in a verdict handled before (replayed when a replica takes a shard over),
+        writing nothing: the next verdict, or the track's end, writes the sighting, which is
+        one row per (camera, track) and so updated, not duplicated."""
+        state.see(verdict.captured_at)
+        if (
+            isinstance(verdict, RecognitionVerdict)
+            and check_quality(recognition_of(verdict), self.policy) is not None
+        ):
+            self._take_evidence(state, verdict, image)
 
     def _take_evidence(
         self, state: SightingState, verdict: RecognitionVerdict, image: bytes | None

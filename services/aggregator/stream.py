@@ -1,11 +1,19 @@
 """Join recognition and liveness verdicts per (camera, track), decide alerts, store them with a
-snapshot in Postgres, then publish them. The verdict is acked only after that (by the worker)."""
+snapshot in Postgres, then publish them. The verdict is acked only after that (by the worker).
+
+Evidence is per (camera, track) in this process: a camera's verdicts are on one shard, which one
+replica owns at a time (watchpost/shards.py). A replica that takes a shard over rebuilds its
+tracks from the shard's recent verdicts already handled (`take_over`), raising nothing: the
+alerts they led to are stored and published. Alert ids are the rows' ids, one row per (camera,
+track, kind), so a decision taken again finds its alert, and an alert is published once
+(`publish_once`, a marker per alert id)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -26,10 +34,10 @@ from services.aggregator.sightings import SightingRecorder, SightingState
 from watchpost.db import alerts, cameras
 from watchpost.db.pool import Pool
 from watchpost.images import crop_jpeg, draw_box
-from watchpost.keys import Keys
+from watchpost.keys import shard_of
 from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
-from watchpost.streams import Delivery, publish
+from watchpost.streams import Delivery, publish_once
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +83,7 @@ class AlertAggregator:
         self.settings = settings
         self.redis = redis_client
         self.pool = pool
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.policy = policy_from(settings)
         self.tracks: dict[tuple[str, str], _Track] = {}
         self._claims: dict[str, tuple[float, Claim | None]] = {}
@@ -90,6 +98,38 @@ class AlertAggregator:
         )
 
     def handle(self, delivery: Delivery[RecognitionVerdict | LivenessVerdict]) -> None:
+        self._absorb(delivery, resume=False)
+
+    def take_over(
+        self, shard: int, replay: Sequence[Delivery[RecognitionVerdict | LivenessVerdict]]
+    ) -> None:
+        """This replica now owns `shard`: rebuild its tracks' evidence (and which alerts they
+        raised) from verdicts already handled, raising, labelling and writing nothing."""
+        self.give_up(shard)
+        if not replay:
+            return
+        # Tracks quiet for the track timeout before the newest verdict are over: the replica
+        # that had them ended their sightings already.
+        cutoff = (
+            _entry_ms(replay[-1].entry_id) - self.settings.aggregator_track_timeout_seconds * 1000
+        )
+        last: dict[tuple[str, str], int] = {}
+        for delivery in replay:
+            key = (delivery.message.camera_id, delivery.message.track_id)
+            last[key] = _entry_ms(delivery.entry_id)
+        for delivery in replay:
+            if last[(delivery.message.camera_id, delivery.message.track_id)] >= cutoff:
+                self._absorb(delivery, resume=True)
+
+    def give_up(self, shard: int) -> None:
+        """Forget the shard's tracks (their sightings stay open for the next owner)."""
+        mine = self.keys.shards
+        for key in [k for k in self.tracks if shard_of(k[0], mine) == shard]:
+            del self.tracks[key]
+
+    def _absorb(
+        self, delivery: Delivery[RecognitionVerdict | LivenessVerdict], *, resume: bool
+    ) -> None:
         verdict = delivery.message
         track = self._track(verdict.camera_id, verdict.track_id)
         fresh = delivery.entry_id not in track.counted
@@ -105,8 +145,13 @@ class AlertAggregator:
         track.counted.add(delivery.entry_id)
         claim = self._claim(verdict.camera_id)
         for decision in decide_alerts(track.evidence, self.policy, claim):
-            self._raise(track, decision, claim, trigger=verdict)
+            if not resume:  # replayed: it was raised (or held back) the first time
+                self._raise(track, decision, claim, trigger=verdict)
             track.evidence.alerted.add(decision.kind)
+        if resume:
+            if fresh:
+                self.sightings.resume(track.sighting, verdict, delivery.image)
+            return
         self._label(verdict.camera_id, verdict.track_id, track.evidence)
         if fresh:  # every identified track on record, alarm or not
             self.sightings.observe(track.sighting, track.evidence, verdict, delivery.image)
@@ -149,13 +194,19 @@ class AlertAggregator:
         del self.tracks[key]
 
     def _published(self, row: dict, created: bool) -> None:
-        """Announce a stored alert (again, after a redelivery: consumers de-duplicate)."""
-        publish(self.redis, self.keys.alerts, alerts.alert_from_row(row))
+        """Announce a stored alert, once (a redelivery finds it published)."""
+        self._publish(row)
         if created:
             ALERTS.labels(row["kind"]).inc()
             log.info(
                 "alert %s %s on %s/%s", row["id"], row["kind"], row["camera_id"], row["track_id"]
             )
+
+    def _publish(self, row: dict) -> None:
+        event = alerts.alert_from_row(row)
+        publish_once(
+            self.redis, self.keys.alerts, event, marker=self.keys.alert_published(event.alert_id)
+        )
 
     def _track(self, camera_id: str, track_id: str) -> _Track:
         track = self.tracks.setdefault((camera_id, track_id), _Track(TrackEvidence()))
@@ -231,10 +282,9 @@ class AlertAggregator:
                 snapshot_jpeg=snapshot,
                 face_jpeg=crop_jpeg(track.snapshot_jpeg, shot.box.as_tuple()),
             )
-        event = alerts.alert_from_row(row)
-        # Published even when the row existed (a redelivery after a crash between the write and
-        # the publish); consumers de-duplicate on alert_id.
-        publish(self.redis, self.keys.alerts, event)
+        # Published when the row existed too (a redelivery after a crash between the write and
+        # the publish), but once per alert id.
+        self._publish(row)
         seconds = self.settings.aggregator_cooldowns.get(decision.kind, 0)
         if seconds > 0:  # set only once the alert is stored: a crash before it loses nothing
             self.redis.set(cooldown, row["id"], ex=max(1, round(seconds)))
@@ -243,3 +293,8 @@ class AlertAggregator:
             log.info(
                 "alert %s %s on %s/%s", row["id"], decision.kind, shot.camera_id, shot.track_id
             )
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """When Redis added a stream entry (its id's milliseconds)."""
+    return int(entry_id.split(b"-")[0])

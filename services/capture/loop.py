@@ -17,7 +17,6 @@ from services.capture.source import SourceError, VideoSource, open_source
 from watchpost.db import Pool, cameras
 from watchpost.db.cameras import CameraStatus
 from watchpost.geometry import Box, BoxTuple
-from watchpost.keys import Keys
 from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
@@ -69,7 +68,7 @@ class CaptureLoop:
         self.source = source
         self.camera = camera_id or settings.capture_camera_id
         self.policy = None if trusted else settings.source_policy()
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.tracker = FaceTracker()
         self.status: CameraStatus = CameraStatus.STARTING
         self.last_error: str | None = None
@@ -207,7 +206,7 @@ class CaptureLoop:
         try:
             publish(
                 self.redis,
-                self.keys.frames,
+                self.keys.frames.of(frame.camera_id),  # the camera's shard
                 frame,
                 image=jpeg.tobytes(),
                 attachments=pictures,

@@ -27,7 +27,6 @@ from services.capture.leases import CameraLeases, plan
 from services.capture.loop import CaptureLoop
 from watchpost.db import Pool, cameras
 from watchpost.db.cameras import CameraStatus
-from watchpost.keys import Keys
 from watchpost.settings import CaptureSettings
 from watchpost.sources import redact
 
@@ -62,7 +61,7 @@ class CaptureSupervisor:
         self.redis = redis_client
         self.pool = pool
         self.default_source = default_source
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.running: dict[str, _Running] = {}
         self.leases = CameraLeases(
             redis_client, self.keys, settings.consumer_name, settings.capture_lease_seconds

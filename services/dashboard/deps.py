@@ -28,7 +28,7 @@ def get_settings(request: Request) -> DashboardSettings:
 
 
 def get_keys(request: Request) -> Keys:
-    return Keys(request.app.state.resources.settings.stream_prefix)
+    return request.app.state.resources.settings.keys
 
 
 # scope="function": the connection is committed (and returned to the pool) when the route

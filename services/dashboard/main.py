@@ -170,8 +170,8 @@ def stream_retention(resources: Resources[DashboardSettings], stop: threading.Ev
     and names, alerts carry names, and with no other bound they would stay as long as the
     streams' length caps allow (days of a quiet camera)."""
     settings = resources.settings
-    keys = Keys(settings.stream_prefix)
-    streams: list[str] = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
+    keys = settings.keys
+    streams: list[str] = [*keys.frames, *keys.verdicts, keys.alerts, keys.dead_letter]
     while not stop.is_set():
         try:
             trimmed = trim_older_than(resources.redis, streams, settings.retention_stream_seconds)

@@ -20,7 +20,7 @@ import httpx
 import redis
 from prometheus_client import Counter
 
-from watchpost.keys import DEAD_LETTER_MAXLEN, Group, Keys
+from watchpost.keys import DEAD_LETTER_MAXLEN, Group
 from watchpost.messages import AlertEvent
 from watchpost.settings import DashboardSettings
 from watchpost.streams import Delivery
@@ -41,7 +41,7 @@ class WebhookNotifier:
         assert settings.dashboard_webhook_secret is not None  # enforced by the settings
         self.settings = settings
         self.redis = redis_client
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.secret = settings.dashboard_webhook_secret.get_secret_value().encode()
         self.stop = stop
         self.client = httpx.Client(timeout=10.0)

@@ -15,7 +15,7 @@ from services.liveness.stream import LivenessTracker
 from watchpost.consumers import stream_worker
 from watchpost.contracts import LivenessReport
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import Group, Keys
+from watchpost.keys import Group
 from watchpost.service import BackgroundLoop, Resources, ServiceGate, UploadRoute, service_app
 from watchpost.settings import LivenessSettings
 from watchpost.vision.models import LOCK as MODEL_LOCK
@@ -28,15 +28,17 @@ def create_app(settings: LivenessSettings | None = None) -> FastAPI:
     def build(resources: Resources) -> list[BackgroundLoop]:
         tracker = LivenessTracker(settings, redis_client=resources.redis)
         tracker.reader.warm_up()  # before the service reports ready
+        tracker.model_lock = MODEL_LOCK
         app.state.reader = tracker.reader
 
         worker = stream_worker(
             settings,
             resources.redis,
-            Keys(settings.stream_prefix).frames,
+            settings.keys.frames,  # the shards this replica owns
             group=Group.LIVENESS,
             handle=under_lock(tracker.handle),
             housekeeping=tracker.expire,
+            state=tracker,
         )
         return [BackgroundLoop("liveness", worker.run)]
 

@@ -3,8 +3,10 @@ attack cues; the passive attack check on the camera-resolution crops capture sen
 frames), keep per-track evidence, and publish a liveness verdict whenever a track's verdict,
 blink count or flagged cues change.
 
-State is per (camera, track) in this process, so one camera's frames must reach one replica in
-order; see docs/architecture.md (scale-out).
+State is per (camera, track) in this process: a camera's frames are on one shard, which one
+replica owns at a time (watchpost/shards.py). A replica that takes a shard over rebuilds the
+state of its cameras by reading the shard's recent, already handled frames again without
+publishing (`take_over`); see docs/architecture.md (scale-out).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import redis
@@ -25,7 +29,7 @@ from services.liveness.evidence import EvidenceReader
 from services.liveness.timing import HISTORY_FRAMES, MOTION_LAG_S, MOTION_MAX_LAG_S
 from services.liveness.verdict import Judgement, LivenessPolicy, TrackEvidence, decide
 from watchpost.images import decode_jpeg, to_grey
-from watchpost.keys import Keys
+from watchpost.keys import shard_of
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
 from watchpost.streams import Delivery, publish
@@ -42,7 +46,7 @@ class LivenessTracker:
     def __init__(self, settings: LivenessSettings, *, redis_client: redis.Redis) -> None:
         self.settings = settings
         self.redis = redis_client
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.reader = EvidenceReader(settings)
         self.policy = self.reader.policy
         # Each camera's own passive threshold, fitted on its tracks judged live on a blink; off
@@ -64,10 +68,52 @@ class LivenessTracker:
         self.tracks: dict[tuple[str, str], TrackEvidence] = {}
         # Recent grey frames per camera (source time, pixels) for the motion cue.
         self.history: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        # Held while reading a frame again at a take-over (the service's model lock: the
+        # stream handler holds it too, and HTTP routes share the models).
+        self.model_lock: AbstractContextManager[object] = nullcontext()
 
     def handle(self, delivery: Delivery[Frame]) -> None:
+        self._read(delivery, emit=True)
+
+    def take_over(self, shard: int, replay: Sequence[Delivery[Frame]]) -> None:
+        """This replica now owns `shard`: rebuild its cameras' tracks from frames another
+        replica (or this one, earlier) already handled, publishing nothing; the verdicts they
+        led to are on the verdicts stream already."""
+        self.give_up(shard)
+        for delivery in self._still_going(replay):
+            with self.model_lock:
+                self._read(delivery, emit=False)
+
+    def _still_going(self, replay: Sequence[Delivery[Frame]]) -> list[Delivery[Frame]]:
+        """The frames of tracks seen within the track timeout of the newest frame: the others
+        are over (they would expire at once), and reading frames costs ~30 ms each."""
+        if not replay:
+            return []
+        newest = _entry_ms(replay[-1].entry_id)
+        cutoff = newest - self.settings.liveness_track_timeout_seconds * 1000
+        going = {
+            (d.message.camera_id, face.track_id)
+            for d in replay
+            if _entry_ms(d.entry_id) >= cutoff
+            for face in d.message.faces
+        }
+        return [
+            d
+            for d in replay
+            if any((d.message.camera_id, face.track_id) in going for face in d.message.faces)
+        ]
+
+    def give_up(self, shard: int) -> None:
+        """Forget the tracks and frames of the shard's cameras."""
+        mine = self.keys.shards
+        for key in [k for k in self.tracks if shard_of(k[0], mine) == shard]:
+            del self.tracks[key]
+        for camera in [c for c in self.history if shard_of(c, mine) == shard]:
+            del self.history[camera]
+
+    def _read(self, delivery: Delivery[Frame], *, emit: bool) -> None:
         frame = delivery.message
-        if frame.is_stale(self.settings.frame_max_age_seconds):
+        if emit and frame.is_stale(self.settings.frame_max_age_seconds):
             STALE_FRAMES.inc()
             return
         with FRAME_SECONDS.time():
@@ -90,8 +136,8 @@ class LivenessTracker:
                 if face.detected:
                     evidence.parallax.observe(frame.source_time, reading.landmarks)
         for face, evidence in zip(frame.faces, tracks, strict=True):
-            judgement = self._publish_if_changed(frame, face.track_id, evidence)
-            self._calibrate(frame.camera_id, evidence, judgement)
+            judgement = self._publish_if_changed(frame, face.track_id, evidence, emit=emit)
+            self._calibrate(frame.camera_id, evidence, judgement, emit=emit)
 
     def policy_for(self, camera_id: str) -> LivenessPolicy:
         """The policy with the camera's own passive threshold once it has one."""
@@ -106,7 +152,9 @@ class LivenessTracker:
             passive_site_presentations=site.presentations,
         )
 
-    def _calibrate(self, camera_id: str, evidence: TrackEvidence, judgement: Judgement) -> None:
+    def _calibrate(
+        self, camera_id: str, evidence: TrackEvidence, judgement: Judgement, *, emit: bool = True
+    ) -> None:
         """A track judged live on a blink, with no attack cue flagged and enough passive
         readings, is one real presentation of this camera: its mean passive score goes (once)
         into the camera's calibration."""
@@ -120,7 +168,8 @@ class LivenessTracker:
             return
         score = evidence.mean_passive
         assert score is not None
-        self.calibration.record(camera_id, score)
+        if emit:  # replayed at a take-over: it was recorded the first time
+            self.calibration.record(camera_id, score)
         evidence.calibration_recorded = True
 
     def _observe_passive(
@@ -178,12 +227,15 @@ class LivenessTracker:
         return evidence
 
     def _publish_if_changed(
-        self, frame: Frame, track_id: str, evidence: TrackEvidence
+        self, frame: Frame, track_id: str, evidence: TrackEvidence, *, emit: bool = True
     ) -> Judgement:
         judgement = decide(evidence, self.policy_for(frame.camera_id))
         state, reason, cues = judgement
         signature = (state, evidence.detector.blinks, tuple(c.flagged for c in cues))
         if signature == evidence.published:
+            return judgement
+        if not emit:  # replayed: this verdict went out when the frame was first handled
+            evidence.published = signature
             return judgement
         verdict = LivenessVerdict(
             camera_id=frame.camera_id,
@@ -199,7 +251,12 @@ class LivenessTracker:
             cues=cues,
             captured_at=frame.captured_at,
         )
-        publish(self.redis, self.keys.verdicts, verdict)
+        publish(self.redis, self.keys.verdicts.of(frame.camera_id), verdict)  # its frame's shard
         evidence.published = signature
         VERDICTS.labels(state).inc()
         return judgement
+
+
+def _entry_ms(entry_id: bytes) -> int:
+    """When Redis added a stream entry (its id's milliseconds)."""
+    return int(entry_id.split(b"-")[0])

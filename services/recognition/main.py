@@ -31,7 +31,7 @@ from watchpost.contracts import (
 from watchpost.db import audit_log, identities
 from watchpost.geometry import Box
 from watchpost.images import ImageError, decode_upload
-from watchpost.keys import Group, Keys
+from watchpost.keys import Group
 from watchpost.service import (
     BackgroundLoop,
     Resources,
@@ -54,7 +54,7 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         holder = GalleryHolder(
             resources.require_pool(),
             resources.redis,
-            Keys(settings.stream_prefix),
+            settings.keys,
             k=settings.recognition_score_k,
             index=IndexSettings.of(settings),
         )
@@ -74,10 +74,11 @@ def create_app(settings: RecognitionSettings | None = None) -> FastAPI:
         worker = stream_worker(
             settings,
             resources.redis,
-            Keys(settings.stream_prefix).frames,
+            settings.keys.frames,  # the shards this replica owns
             group=Group.RECOGNITION,
             handle=under_lock(recognizer.handle),
             housekeeping=holder.reload,
+            state=recognizer,
         )
         return [gallery_loop, BackgroundLoop("recognition", worker.run)]
 

@@ -3,6 +3,11 @@
 A track is embedded when it first appears and re-checked every `recognition_recheck_seconds`
 until it has had `recognition_max_checks` verdicts; never on every frame, since one embedding
 costs 35-135 ms here.
+
+Which tracks were checked when is per (camera, track) in this process: a replica that takes a
+shard over rebuilds it from the shard's recent frames and the verdicts published for them
+(`take_over`), so a track is not checked again, nor a verdict published twice, because its
+replica changed.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -22,7 +28,7 @@ from services.recognition.gallery import Gallery, IndexSettings
 from watchpost.db import identities
 from watchpost.db.pool import Pool
 from watchpost.images import decode_jpeg, sharpness
-from watchpost.keys import Keys
+from watchpost.keys import Keys, shard_of
 from watchpost.messages import Frame, GalleryChange, MessageError, RecognitionVerdict, decode
 from watchpost.settings import RecognitionSettings
 from watchpost.streams import Delivery, publish
@@ -278,9 +284,51 @@ class FrameRecognizer:
     ) -> None:
         self.settings = settings
         self.redis = redis_client
-        self.keys = Keys(settings.stream_prefix)
+        self.keys = settings.keys
         self.gallery = gallery
         self._tracks: OrderedDict[tuple[str, str], _TrackChecks] = OrderedDict()
+        # Verdicts already on the stream, by (camera, track, frame seq) -> known, for frames a
+        # replica that took their shard over handles again (they were pending when it died).
+        self._published: dict[tuple[str, str, int], bool] = {}
+
+    def take_over(self, shard: int, replay: Sequence[Delivery[Frame]]) -> None:
+        """This replica now owns `shard`: which of its tracks were checked when, from the
+        shard's recent frames already handled and the verdicts their checks published."""
+        self.give_up(shard)
+        now_s, now_us = self.redis.time()
+        start_ms = int(now_s * 1000 + now_us // 1000 - self.settings.shard_replay_seconds * 1000)
+        found: dict[tuple[str, str, int], bool] = {}
+        start = f"{max(0, start_ms)}-0"
+        stream = self.keys.verdicts.shard(shard)
+        while True:
+            entries = cast(list, self.redis.xrange(stream, min=start, max="+", count=500))
+            for _, fields in entries:
+                if fields.get(b"type") != b"RecognitionVerdict":
+                    continue
+                try:
+                    verdict = decode(fields, RecognitionVerdict)[0]
+                except MessageError:
+                    continue
+                key = (verdict.camera_id, verdict.track_id, verdict.frame_seq)
+                found[key] = verdict.identity_id is not None
+            if len(entries) < 500:
+                break
+            start = "(" + entries[-1][0].decode()
+        for delivery in replay:
+            frame = delivery.message
+            for face in frame.faces:
+                known = found.pop((frame.camera_id, face.track_id, frame.seq), None)
+                if known is not None:
+                    self._checked(frame.camera_id, face.track_id, frame.source_time, known)
+        self._published.update(found)  # left: verdicts of frames still pending
+
+    def give_up(self, shard: int) -> None:
+        """Forget the shard's tracks."""
+        mine = self.keys.shards
+        for key in [k for k in self._tracks if shard_of(k[0], mine) == shard]:
+            del self._tracks[key]
+        for done in [k for k in self._published if shard_of(k[0], mine) == shard]:
+            del self._published[done]
 
     def handle(self, delivery: Delivery[Frame]) -> None:
         frame = delivery.message
@@ -293,6 +341,13 @@ class FrameRecognizer:
             for face in frame.faces
             if self._due(frame.camera_id, face.track_id, frame.source_time, face.detected)
         ]
+        if not due:
+            return
+        already = [f for f in due if (frame.camera_id, f.track_id, frame.seq) in self._published]
+        for face in already:  # checked before its replica died; its verdict is out
+            known = self._published.pop((frame.camera_id, face.track_id, frame.seq))
+            self._checked(frame.camera_id, face.track_id, frame.source_time, known)
+        due = [f for f in due if f not in already]
         if not due:
             return
         gallery = self.gallery.refresh()
@@ -320,7 +375,7 @@ class FrameRecognizer:
             )
             publish(
                 self.redis,
-                self.keys.verdicts,
+                self.keys.verdicts.of(frame.camera_id),  # the frame's shard number
                 verdict,
                 image=delivery.picture,
             )

@@ -193,15 +193,17 @@ class Compose:
         script = (
             "import json, redis; from watchpost.keys import Keys; "
             "from watchpost.settings import CommonSettings; s = CommonSettings(); "
-            "c = redis.Redis.from_url(s.redis_url); k = Keys(s.stream_prefix); out = []\n"
-            "for stream in (k.frames, k.verdicts):\n"
-            "    last = c.xinfo_stream(stream)['last-generated-id']\n"
-            "    out += [g['pending'] == 0 and g['last-delivered-id'] == last "
-            "for g in c.xinfo_groups(stream)]\n"
+            "c = redis.Redis.from_url(s.redis_url); k = s.keys; out = []\n"
+            "for sharded, n in ((k.frames, 2), (k.verdicts, 1)):\n"
+            "    for stream in (x for x in sharded if c.exists(x)):\n"
+            "        last = c.xinfo_stream(stream)['last-generated-id']\n"
+            "        groups = c.xinfo_groups(stream)\n"
+            "        out += [len(groups) == n] + [g['pending'] == 0 and "
+            "g['last-delivered-id'] == last for g in groups]\n"
             "print(json.dumps(out))"
         )
         caught_up = json.loads(self.exec("aggregator", "python", "-c", script))
-        return len(caught_up) == 3 and all(caught_up)
+        return bool(caught_up) and all(caught_up)
 
     def crash(self, service: str) -> float:
         """SIGKILL the service's process from the host, as a crash would (`docker kill` counts

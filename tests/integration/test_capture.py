@@ -11,6 +11,7 @@ import pytest
 from services.capture.loop import CaptureLoop
 from services.capture.source import SourceError
 from tests.conftest import require_data
+from tests.support import shards
 from tests.support.mjpeg_camera import MjpegCamera
 from tests.support.values import present
 from tests.support.waiting import eventually
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.data
 
 
 def published(redis_client, prefix) -> list[Frame]:
-    return [decode(fields, Frame)[0] for _, fields in redis_client.xrange(Keys(prefix).frames)]
+    return [
+        decode(fields, Frame)[0] for _, fields in shards.entries(redis_client, Keys(prefix).frames)
+    ]
 
 
 def run_capture(env_settings, redis_client, pool, source, **overrides) -> CaptureLoop:
@@ -68,7 +71,7 @@ def test_face_crops_are_cut_at_camera_resolution(env_settings, redis_client, poo
     1080p camera frame, every third frame of each track."""
     video = require_data("video/two_people_1080p.mp4")
     run_capture(env_settings, redis_client, pool, video, capture_crop_every=3)
-    entries = redis_client.xrange(Keys(prefix).frames)
+    entries = shards.entries(redis_client, Keys(prefix).frames)
     crops = 0
     for _, fields in entries:
         frame, _ = decode(fields, Frame)

@@ -18,6 +18,7 @@ from services.dashboard.main import create_app as dashboard_app
 from services.liveness.main import create_app as liveness_app
 from services.recognition.main import create_app as recognition_app
 from tests.conftest import DASHBOARD_HEADERS, RECOGNITION_HEADERS, key_headers
+from tests.support import shards
 from watchpost.images import encode_jpeg
 from watchpost.settings import DashboardSettings, LivenessSettings, RecognitionSettings
 
@@ -291,10 +292,12 @@ def test_hostile_stream_messages_are_dead_lettered_and_the_rest_still_flows(
         {b"garbage": b"\x00" * 10},
     ]
     for fields in hostile:
-        redis_client.xadd(keys.frames, fields)
-    publish(redis_client, keys.frames, outside, image=jpeg)  # box outside the picture
-    publish(redis_client, keys.frames, good, image=jpeg)
-    redis_client.xadd(keys.verdicts, {b"type": b"RecognitionVerdict", b"v": b"1", b"data": b"[]"})
+        redis_client.xadd(keys.frames.of("door"), fields)
+    publish(redis_client, keys.frames.of("door"), outside, image=jpeg)  # box outside the picture
+    publish(redis_client, keys.frames.of("door"), good, image=jpeg)
+    redis_client.xadd(
+        keys.verdicts.of("door"), {b"type": b"RecognitionVerdict", b"v": b"1", b"data": b"[]"}
+    )
 
     processed = run_consumers(env_settings, redis_client, pool)
 
@@ -309,9 +312,9 @@ def test_hostile_stream_messages_are_dead_lettered_and_the_rest_still_flows(
     assert by_group["recognition"] in (len(hostile) - 1, len(hostile)), reasons
     assert any("undecodable frame" in r for r in reasons)
     for group in ("recognition", "liveness"):
-        assert redis_client.xpending(keys.frames, group)["pending"] == 0
-    assert redis_client.xpending(keys.verdicts, "aggregator")["pending"] == 0
+        assert shards.pending(redis_client, keys.frames, group) == 0
+    assert shards.pending(redis_client, keys.verdicts, "aggregator") == 0
     assert processed["recognition"] >= 1 and processed["liveness"] >= 1
     # The good frame was judged: its face has a recognition verdict on the bus.
-    types = Counter(f[b"type"] for _, f in redis_client.xrange(keys.verdicts))
+    types = Counter(f[b"type"] for _, f in shards.entries(redis_client, keys.verdicts))
     assert types[b"RecognitionVerdict"] >= 1

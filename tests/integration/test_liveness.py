@@ -9,6 +9,7 @@ import pytest
 from services.capture.loop import CaptureLoop
 from services.liveness.stream import LivenessTracker
 from tests.conftest import require_data
+from tests.support import shards
 from tests.support.frames import frame_of, load_rgb, publish_frame
 from watchpost.consumers import stream_worker
 from watchpost.keys import Group, Keys
@@ -24,7 +25,7 @@ def run_liveness(env_settings, redis_client, tracks: dict | None = None) -> list
     """Drain the frames stream through liveness; its verdicts (and, into `tracks`, the evidence
     it holds per track at the end)."""
     settings = env_settings(LivenessSettings)
-    keys = Keys(settings.stream_prefix)
+    keys = settings.keys
     tracker = LivenessTracker(settings, redis_client=redis_client)
     stream_worker(
         settings,
@@ -35,7 +36,7 @@ def run_liveness(env_settings, redis_client, tracks: dict | None = None) -> list
     ).run(threading.Event(), burst=True)
     if tracks is not None:
         tracks.update(tracker.tracks)
-    return [decode(f, LivenessVerdict)[0] for _, f in redis_client.xrange(keys.verdicts)]
+    return [decode(f, LivenessVerdict)[0] for _, f in shards.entries(redis_client, keys.verdicts)]
 
 
 @pytest.mark.slow
@@ -82,7 +83,7 @@ def test_a_face_without_readable_eyes_stays_undecided_with_a_reason(env_settings
         frame, jpeg = frame_of(rgb, seq=seq, source_time=seq / 30, boxes=[tiny])
         publish(
             redis_client,
-            Keys(env_settings(LivenessSettings).stream_prefix).frames,
+            Keys(env_settings(LivenessSettings).stream_prefix).frames.of(frame.camera_id),
             frame,
             image=jpeg,
         )

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from services.recognition.main import create_app
 from services.recognition.stream import FrameRecognizer, GalleryHolder
 from tests.conftest import DASHBOARD_HEADERS, require_data
+from tests.support import shards
 from tests.support.frames import frame_of, load_rgb
 from tests.support.values import present
 from watchpost.consumers import stream_worker
@@ -51,9 +52,9 @@ def run_recognition(
     env_settings, redis_client, pool, frames, **overrides
 ) -> list[RecognitionVerdict]:
     settings = env_settings(RecognitionSettings, **overrides)
-    keys = Keys(settings.stream_prefix)
+    keys = settings.keys
     for frame, jpeg in frames:
-        publish(redis_client, keys.frames, frame, image=jpeg)
+        publish(redis_client, keys.frames.of(frame.camera_id), frame, image=jpeg)
     recognizer = FrameRecognizer(
         settings, redis_client=redis_client, gallery=GalleryHolder(pool, redis_client, keys)
     )
@@ -64,7 +65,9 @@ def run_recognition(
         group=Group.RECOGNITION,
         handle=recognizer.handle,
     ).run(threading.Event(), burst=True)
-    return [decode(f, RecognitionVerdict)[0] for _, f in redis_client.xrange(keys.verdicts)]
+    return [
+        decode(f, RecognitionVerdict)[0] for _, f in shards.entries(redis_client, keys.verdicts)
+    ]
 
 
 def test_enrolled_people_are_recognised_and_strangers_are_not(env_settings, redis_client, pool):

@@ -29,6 +29,7 @@ from services.capture.source import SourceError
 from services.dashboard.main import create_app as dashboard_app
 from services.recognition.main import create_app as recognition_app
 from tests.conftest import SERVICE_TOKENS, key_headers, require_data
+from tests.support import shards
 from tests.support.servers import serving
 from tests.support.values import present
 from watchpost.auth import KeyVerifier
@@ -351,7 +352,7 @@ def test_streams_are_trimmed_by_age(dashboard, redis_client, prefix):
     keys = Keys(prefix)
     seconds, micros = redis_client.time()
     now_ms = seconds * 1000 + micros // 1000
-    streams = [keys.frames, keys.verdicts, keys.alerts, keys.dead_letter]
+    streams = [*keys.frames, *keys.verdicts, keys.alerts, keys.dead_letter]
     for stream in streams:
         redis_client.xadd(stream, {b"data": b"old"}, id=entry_id(now_ms - 2 * 3600_000))
         redis_client.xadd(stream, {b"data": b"recent"}, id=entry_id(now_ms - 60_000))
@@ -416,7 +417,7 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
     for identity, name, track in ((ann["id"], "Ann Smith", "t1"), (bob["id"], "Bob Jones", "t3")):
         publish(
             redis_client,
-            keys.verdicts,
+            keys.verdicts.of("door"),
             verdict(identity, name, track),
             image=b"\xff\xd8frame",
         )
@@ -437,13 +438,15 @@ def test_erasing_a_person_scrubs_redis_and_reasons(dashboard, pool, redis_client
         (entry,) = [e for e in audit_log.list_audit(conn) if e["action"] == "identity_erase"]
     everything = b"".join(
         b"".join(v for _, f in redis_client.xrange(stream) for v in f.values())
-        for stream in (keys.verdicts, keys.alerts, keys.dead_letter)
+        for stream in (*keys.verdicts, keys.alerts, keys.dead_letter)
     )
     assert b"Ann Smith" not in everything and b"Bob Jones" in everything
     assert [json.loads(f[b"data"])["id"] for _, f in redis_client.xrange(keys.alerts)] == [
         other["id"]
     ]
-    assert redis_client.xlen(keys.verdicts) == 1 and redis_client.xlen(keys.dead_letter) == 0
+    assert (
+        shards.length(redis_client, keys.verdicts) == 1 and redis_client.xlen(keys.dead_letter) == 0
+    )
     assert redis_client.get(keys.track_label("door", "t1")) is None
     assert redis_client.get(keys.track_label("door", "t3")) is not None
     assert redis_client.get(keys.live_frame("door")) is None

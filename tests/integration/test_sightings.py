@@ -12,6 +12,7 @@ import pytest
 
 from services.aggregator.stream import AlertAggregator
 from tests.conftest import require_data
+from tests.support import shards
 from tests.support.values import present
 from tests.support.verdicts import aggregate, liveness_verdict, person, recognition_verdict
 from watchpost.db import alerts, erasure, identities, retention, sightings
@@ -673,7 +674,7 @@ def recognised_tracks(redis_client, prefix, *, evidence: bool = False) -> set[tu
 
     policy = policy_from(AggregatorSettings())
     found = set()
-    for _, fields in redis_client.xrange(Keys(prefix).verdicts):
+    for _, fields in shards.entries(redis_client, Keys(prefix).verdicts):
         verdict, _ = decode(fields, Verdict)
         if isinstance(verdict, RecognitionVerdict) and (
             not evidence or check_quality(recognition_of(verdict), policy) is not None

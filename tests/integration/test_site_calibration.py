@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.liveness.calibration import SiteCalibration, fit_threshold
+from tests.support import shards
 from watchpost.keys import Keys
 
 
@@ -95,7 +96,7 @@ def test_liveness_feeds_a_blinking_track_into_its_camera_and_reports_the_camera_
         threading.Event(), burst=True
     )
     keys = Keys(capture.stream_prefix)
-    _, fields = redis_client.xrange(keys.frames, count=1)[0]
+    _, fields = shards.entries(redis_client, keys.frames)[0]
     camera = decode(fields, Frame)[0].camera_id
     seeded = [0.9, 0.92, 0.95, 0.91, 0.93] * 4  # 20: the default minimum
     for score in seeded:

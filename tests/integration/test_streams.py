@@ -154,16 +154,16 @@ def test_publish_trims_to_the_streams_declared_bound(redis_client, prefix):
         camera_id="cam", seq=0, captured_at=1.0, source_time=0.0, width=64, height=48, faces=[face]
     )
     for _ in range(3 * FRAMES_MAXLEN):
-        publish(redis_client, keys.frames, frame, image=b"\xff\xd8jpeg")
-    assert keys.frames.maxlen == FRAMES_MAXLEN
-    assert FRAMES_MAXLEN <= redis_client.xlen(keys.frames) < 2 * FRAMES_MAXLEN  # approximate
+        publish(redis_client, keys.frames.of("cam"), frame, image=b"\xff\xd8jpeg")
+    assert keys.frames.maxlen == keys.frames.of("cam").maxlen == FRAMES_MAXLEN
+    assert FRAMES_MAXLEN <= redis_client.xlen(keys.frames.of("cam")) < 2 * FRAMES_MAXLEN
 
 
 def test_a_group_reads_only_the_streams_that_declare_it(redis_client, prefix):
     keys = Keys(prefix)
     with pytest.raises(ValueError, match="does not read"):
-        GroupConsumer(redis_client, keys.frames, group=Group.AGGREGATOR, consumer="c")
-    assert GroupConsumer(redis_client, keys.verdicts, group=Group.AGGREGATOR, consumer="c")
+        GroupConsumer(redis_client, keys.frames.shard(0), group=Group.AGGREGATOR, consumer="c")
+    assert GroupConsumer(redis_client, keys.verdicts.shard(0), group=Group.AGGREGATOR, consumer="c")
 
 
 def test_a_delivery_without_a_picture_says_so():

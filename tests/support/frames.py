@@ -9,7 +9,7 @@ import numpy as np
 from watchpost.geometry import Box
 from watchpost.images import encode_jpeg
 from watchpost.images import load_rgb as load_rgb  # re-exported for the callers
-from watchpost.keys import Stream
+from watchpost.keys import ShardedStream, Stream
 from watchpost.messages import FaceCrop, Frame, TrackedFace
 from watchpost.streams import publish
 from watchpost.vision.faces import detect_faces
@@ -49,7 +49,12 @@ def frame_of(
 
 
 def publish_frame(
-    client, stream: Stream[Frame], rgb: np.ndarray, *, crop_every: int = 3, **kw
+    client,
+    stream: Stream[Frame] | ShardedStream[Frame],
+    rgb: np.ndarray,
+    *,
+    crop_every: int = 3,
+    **kw,
 ) -> Frame:
     """`frame_of` published as capture would: with a camera-resolution crop of each face every
     `crop_every`-th frame (by `seq`). Tests publish whole videos before a worker reads them, so
@@ -65,5 +70,7 @@ def publish_frame(
             crops.append(crop)
             pictures[crop.attachment] = encode_jpeg(rgb[top:bottom, left:right], quality=95)
     frame = frame.model_copy(update={"crops": crops})
+    if isinstance(stream, ShardedStream):  # the camera's shard, as capture publishes
+        stream = stream.of(frame.camera_id)
     publish(client, stream, frame, image=jpeg, attachments=pictures, maxlen=TEST_FRAMES_MAXLEN)
     return frame

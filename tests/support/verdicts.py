@@ -11,7 +11,7 @@ from watchpost.consumers import stream_worker
 from watchpost.db import identities
 from watchpost.db.pool import Pool
 from watchpost.geometry import Box
-from watchpost.keys import Group, Keys
+from watchpost.keys import Group
 from watchpost.messages import LivenessState, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
 from watchpost.streams import publish
@@ -86,9 +86,9 @@ def aggregate(
     tables short; the two-check default has its own test."""
     overrides.setdefault("aggregator_unknown_min_checks", 1)
     settings = env_settings(AggregatorSettings, **overrides)
-    keys = Keys(settings.stream_prefix)
+    keys = settings.keys
     for verdict, image in verdicts:
-        publish(redis_client, keys.verdicts, verdict, image=image)
+        publish(redis_client, keys.verdicts.of(verdict.camera_id), verdict, image=image)
     aggregator = AlertAggregator(settings, redis_client=redis_client, pool=pool)
     stream_worker(
         settings, redis_client, keys.verdicts, group=Group.AGGREGATOR, handle=aggregator.handle

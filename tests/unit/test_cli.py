@@ -53,3 +53,44 @@ def test_make_up_loops_the_demo_video_only(camera, environ, expected, monkeypatc
     for name, value in expected.items():  # and capture reads it as a loop
         monkeypatch.setenv(name, value)
     assert CaptureSettings().capture_loop is bool(expected)
+
+
+def test_up_starts_the_replicas_asked_for_with_names_and_ports_of_their_own():
+    import argparse
+
+    from watchpost.cli import Stack
+
+    args = argparse.Namespace(
+        replicas=2,
+        recognition_replicas=None,
+        liveness_replicas=3,
+        aggregator_replicas=None,
+        capture_processes=1,
+    )
+    ports = {"recognition": 8001, "liveness": 8002, "aggregator": 8003, "dashboard": 8000}
+    ports["capture"] = 8004
+    tokens: dict[str, dict[str, str]] = {name: {} for name in ports}
+    env = {"WATCHPOST_CONSUMER_NAME": "box"}
+    children = Stack(args).processes(env, ports, tokens)
+    names = [name for name, *_ in children]
+    assert names == [
+        "recognition",
+        "recognition-2",
+        "liveness",
+        "liveness-2",
+        "liveness-3",
+        "aggregator",
+        "aggregator-2",
+        "dashboard",
+        "capture",
+    ]
+    assert len({port for _, _, port, _ in children}) == len(children)
+    consumers = [child_env["WATCHPOST_CONSUMER_NAME"] for *_, child_env in children]
+    assert len(set(consumers)) == len(children) and consumers[1] == "box-recognition-2"
+    assert {service for _, service, *_ in children if service != "dashboard"} >= {"liveness"}
+
+
+def test_up_offers_replicas():
+    result = run_cli("up", "--help")
+    assert result.returncode == 0
+    assert "--replicas" in result.stdout and "--aggregator-replicas" in result.stdout

@@ -403,9 +403,14 @@ def test_the_settings_class_accepts_the_container_environment(name, monkeypatch)
         assert settings.consumer_name == name
 
 
-def test_stream_consumers_have_stable_consumer_names():
-    """A replica's consumer name must survive a container re-create (the default is the
-    hostname, a fresh container id), or what it had taken stays pending for ever."""
+SHARDED = ("recognition", "liveness", "aggregator")
+
+
+def test_stream_consumers_have_names_of_their_own():
+    """The dashboard's consumer name must survive a container re-create (the default is the
+    hostname, a fresh container id), or what it had taken stays pending for ever. Replicas of
+    the sharded services must not share one: each is its container's host name, and one that
+    takes a shard over claims whatever the shard's last owner left pending, whatever its name."""
     consumers = {
         path.parent.name
         for path in (PROJECT_ROOT / "services").glob("*/*.py")
@@ -413,7 +418,21 @@ def test_stream_consumers_have_stable_consumer_names():
     }
     assert consumers >= {"recognition", "liveness", "aggregator", "dashboard"}
     for name in consumers:
-        assert compose_env(name).get("WATCHPOST_CONSUMER_NAME") == name
+        if name in SHARDED:
+            assert "WATCHPOST_CONSUMER_NAME" not in compose_env(name), name
+        else:
+            assert compose_env(name).get("WATCHPOST_CONSUMER_NAME") == name
+
+
+@pytest.mark.parametrize("name", SHARDED)
+def test_the_sharded_services_scale_with_compose(name):
+    """`docker compose up --scale recognition=2 --scale liveness=2 --scale aggregator=2`: no
+    fixed container name or host port to collide, and a killed replica comes back."""
+    service = COMPOSE["services"][name]
+    assert "container_name" not in service and "ports" not in service
+    assert service.get("restart") in ("unless-stopped", "always", "on-failure")
+    assert "WATCHPOST_CONSUMER_NAME" not in compose_env(name)
+    assert service["build"]["args"]["SERVICE"] == name
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -26,6 +26,7 @@ from watchpost.service.ops import (
     redis_ok,
 )
 from watchpost.settings import CommonSettings
+from watchpost.shards import check_shard_count
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class Resources(Generic[SettingsT]):
     def __init__(self, settings: SettingsT, *, needs_db: bool) -> None:
         self.settings = settings
         self.redis = redis_client(settings.require_redis_url())
+        try:  # refuse to start on another shard count than the deployment's
+            check_shard_count(self.redis, settings.keys)
+        except redis.RedisError as exc:  # stream workers check again when they start
+            log.warning("could not check the stream shard count yet: %s", exc)
         self.pool: Pool | None = None
         self.verifier: KeyVerifier | None = None
         if needs_db:
