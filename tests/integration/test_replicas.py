@@ -302,9 +302,16 @@ def kill_one_mid_stream(
         wait_until(under_way, 120, f"{service} to be under way", 0.005)
         at_kill = progress(redis_client, shard, group)
         victim.kill9()
-        wait_until(lambda: drained(redis_client, streams, group), 180, f"{service} to drain")
         survivor = next(r for r in replicas if r is not victim)
-        assert redis_client.get(lease) == survivor.name.encode()  # it took the shard over
+        # The dead replica's lease runs out (its TTL) and the survivor takes the shard over: only
+        # then is the shard's stream sure to be drained by someone (it may have been already, if
+        # the victim had handled everything before it died).
+        wait_until(
+            lambda: redis_client.get(lease) == survivor.name.encode(),
+            60,
+            f"the surviving {service} replica to take shard {shard.shard} over",
+        )
+        wait_until(lambda: drained(redis_client, streams, group), 180, f"{service} to drain")
         took = [
             line.split(": ", 1)[-1]
             for line in survivor.log.read_text().splitlines()
