@@ -42,6 +42,11 @@ Fields: TypeAlias = dict[bytes, bytes]
 Entry: TypeAlias = tuple[bytes, Fields]
 
 
+def entry_ms(entry_id: bytes) -> int:
+    """When Redis added a stream entry: its id's milliseconds (Redis's clock)."""
+    return int(entry_id.split(b"-")[0])
+
+
 def _entries(raw: object) -> list[Entry]:
     """XRANGE's reply, or one stream's entries in an XREADGROUP/XAUTOCLAIM reply."""
     return cast(list[Entry], raw)

@@ -37,7 +37,7 @@ from watchpost.images import crop_jpeg, draw_box
 from watchpost.keys import shard_of
 from watchpost.messages import AlertKind, LivenessVerdict, RecognitionVerdict
 from watchpost.settings import AggregatorSettings
-from watchpost.streams import Delivery, publish_once
+from watchpost.streams import Delivery, entry_ms, publish_once
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,12 @@ class AlertAggregator:
         # Tracks quiet for the track timeout before the newest verdict are over: the replica
         # that had them ended their sightings already.
         cutoff = (
-            _entry_ms(replay[-1].entry_id) - self.settings.aggregator_track_timeout_seconds * 1000
+            entry_ms(replay[-1].entry_id) - self.settings.aggregator_track_timeout_seconds * 1000
         )
         last: dict[tuple[str, str], int] = {}
         for delivery in replay:
             key = (delivery.message.camera_id, delivery.message.track_id)
-            last[key] = _entry_ms(delivery.entry_id)
+            last[key] = entry_ms(delivery.entry_id)
         for delivery in replay:
             if last[(delivery.message.camera_id, delivery.message.track_id)] >= cutoff:
                 self._absorb(delivery, resume=True)
@@ -293,8 +293,3 @@ class AlertAggregator:
             log.info(
                 "alert %s %s on %s/%s", row["id"], decision.kind, shot.camera_id, shot.track_id
             )
-
-
-def _entry_ms(entry_id: bytes) -> int:
-    """When Redis added a stream entry (its id's milliseconds)."""
-    return int(entry_id.split(b"-")[0])

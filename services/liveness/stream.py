@@ -32,7 +32,7 @@ from watchpost.images import decode_jpeg, to_grey
 from watchpost.keys import shard_of
 from watchpost.messages import Frame, LivenessVerdict
 from watchpost.settings import LivenessSettings
-from watchpost.streams import Delivery, publish
+from watchpost.streams import Delivery, entry_ms, publish
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,12 @@ class LivenessTracker:
         are over (they would expire at once), and reading frames costs ~30 ms each."""
         if not replay:
             return []
-        newest = _entry_ms(replay[-1].entry_id)
+        newest = entry_ms(replay[-1].entry_id)
         cutoff = newest - self.settings.liveness_track_timeout_seconds * 1000
         going = {
             (d.message.camera_id, face.track_id)
             for d in replay
-            if _entry_ms(d.entry_id) >= cutoff
+            if entry_ms(d.entry_id) >= cutoff
             for face in d.message.faces
         }
         return [
@@ -255,8 +255,3 @@ class LivenessTracker:
         evidence.published = signature
         VERDICTS.labels(state).inc()
         return judgement
-
-
-def _entry_ms(entry_id: bytes) -> int:
-    """When Redis added a stream entry (its id's milliseconds)."""
-    return int(entry_id.split(b"-")[0])

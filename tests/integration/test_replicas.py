@@ -19,7 +19,7 @@ from services.capture.loop import CaptureLoop
 from tests.conftest import require_data
 from tests.integration.test_pipeline import enrol_from_video
 from tests.support import shards
-from tests.support.faults import wait_until
+from tests.support.faults import terminate, wait_until
 from tests.support.pipeline import replica_names, run_consumers
 from watchpost.db import alerts
 from watchpost.keys import Keys, shard_of
@@ -200,12 +200,7 @@ class Replica:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process)
 
 
 def progress(redis_client, stream: str, group: str) -> tuple[int, int, int]:
