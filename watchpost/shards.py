@@ -160,7 +160,7 @@ class ShardedConsumer(Generic[M]):
         found: list[Delivery[M]] = []
         for name, entries in cast(list[tuple[bytes, list[Entry]]] | None, reply) or []:
             shard = int(name.decode().rsplit(":", 1)[1])
-            found += self.consumers[shard]._decode_all(entries)
+            found += self.consumers[shard].decode_all(entries)
         return found
 
     def settle(self, delivery: Delivery[M]) -> None:

@@ -211,7 +211,7 @@ class GroupConsumer(Generic[M]):
                 self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
             )
             entries = _first_stream_entries(reply)
-        return self._decode_all(entries)
+        return self.decode_all(entries)
 
     def settle(self, delivery: Delivery[M]) -> None:
         """The delivery is handled: ack it."""
@@ -271,7 +271,9 @@ class GroupConsumer(Generic[M]):
         # Entries trimmed away while pending come back empty; XAUTOCLAIM already dropped them.
         return [e for e in _entries(claimed) if e[1]]
 
-    def _decode_all(self, entries: list[Entry]) -> list[Delivery[M]]:
+    def decode_all(self, entries: list[Entry]) -> list[Delivery[M]]:
+        """Entries read from this consumer's stream as deliveries; an entry that does not decode
+        goes to the dead letters with the reason (it is never handed to a handler)."""
         deliveries: list[Delivery[M]] = []
         for entry_id, fields in entries:
             try:

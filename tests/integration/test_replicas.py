@@ -135,7 +135,16 @@ def run_in_process(env_settings, redis_client, pool, frames, keys: Keys, replica
     for camera in cameras:
         play(redis_client, keys, frames, camera)
     result = run_consumers(
-        env_settings, redis_client, pool, replicas=replicas, stream_prefix=keys.prefix, **SETTINGS
+        env_settings,
+        redis_client,
+        pool,
+        replicas=replicas,
+        stream_prefix=keys.prefix,
+        # The replicas here drain one after the other: a lease must outlast the later ones'
+        # runs, or the last finds the first one's lease and heartbeat expired and takes every
+        # shard (seen at load 7, liveness taking over 10 s per replica).
+        shard_lease_seconds=600.0,
+        **SETTINGS,
     )
     return outcome(pool, cameras), result, cameras
 

@@ -48,61 +48,67 @@ def run_replicas(workers: list[StreamWorker[Any]]) -> int:
     return sum(worker.run(threading.Event(), burst=True) for worker in workers)
 
 
+def _replicas(env_settings, redis_client, names, settings_type, stream, group, make, overrides):
+    """One service's state and stream worker per replica name; `stream` picks the stream the
+    service reads from its keys, `make` builds its state (which handles each delivery)."""
+    states: list[Any] = []
+    workers: list[StreamWorker[Any]] = []
+    for name in names:
+        settings = env_settings(settings_type, consumer_name=name, **overrides)
+        state = make(settings)
+        states.append(state)
+        workers.append(
+            stream_worker(
+                settings,
+                redis_client,
+                stream(settings.keys),
+                group=group,
+                handle=state.handle,
+                state=state,
+            )
+        )
+    return states, workers
+
+
 def run_consumers(env_settings, redis_client, pool, *, replicas: int = 1, **overrides) -> dict:
     """Recognition, liveness and the aggregator (`replicas` of each), each until drained."""
     names = replica_names(replicas)
-    recognisers = []
-    for name in names:
-        rec_settings = env_settings(RecognitionSettings, consumer_name=name, **overrides)
-        recognizer = FrameRecognizer(
-            rec_settings,
+    _, recognisers = _replicas(
+        env_settings,
+        redis_client,
+        names,
+        RecognitionSettings,
+        lambda keys: keys.frames,
+        Group.RECOGNITION,
+        lambda s: FrameRecognizer(
+            s,
             redis_client=redis_client,
-            gallery=GalleryHolder(
-                pool, redis_client, rec_settings.keys, k=rec_settings.recognition_score_k
-            ),
-        )
-        recognisers.append(
-            stream_worker(
-                rec_settings,
-                redis_client,
-                rec_settings.keys.frames,
-                group=Group.RECOGNITION,
-                handle=recognizer.handle,
-                state=recognizer,
-            )
-        )
+            gallery=GalleryHolder(pool, redis_client, s.keys, k=s.recognition_score_k),
+        ),
+        overrides,
+    )
     recognised = run_replicas(recognisers)
-    trackers, judges = [], []
-    for name in names:
-        live_settings = env_settings(LivenessSettings, consumer_name=name, **overrides)
-        tracker = LivenessTracker(live_settings, redis_client=redis_client)
-        trackers.append(tracker)
-        judges.append(
-            stream_worker(
-                live_settings,
-                redis_client,
-                live_settings.keys.frames,
-                group=Group.LIVENESS,
-                handle=tracker.handle,
-                state=tracker,
-            )
-        )
+    trackers, judges = _replicas(
+        env_settings,
+        redis_client,
+        names,
+        LivenessSettings,
+        lambda keys: keys.frames,
+        Group.LIVENESS,
+        lambda s: LivenessTracker(s, redis_client=redis_client),
+        overrides,
+    )
     judged = run_replicas(judges)
-    aggregators, deciders = [], []
-    for name in names:
-        agg_settings = env_settings(AggregatorSettings, consumer_name=name, **overrides)
-        aggregator = AlertAggregator(agg_settings, redis_client=redis_client, pool=pool)
-        aggregators.append(aggregator)
-        deciders.append(
-            stream_worker(
-                agg_settings,
-                redis_client,
-                agg_settings.keys.verdicts,
-                group=Group.AGGREGATOR,
-                handle=aggregator.handle,
-                state=aggregator,
-            )
-        )
+    aggregators, deciders = _replicas(
+        env_settings,
+        redis_client,
+        names,
+        AggregatorSettings,
+        lambda keys: keys.verdicts,
+        Group.AGGREGATOR,
+        lambda s: AlertAggregator(s, redis_client=redis_client, pool=pool),
+        overrides,
+    )
     decided = run_replicas(deciders)
     for aggregator in aggregators:
         aggregator.end_all()  # the replay is over: every track's sighting is final (and grouped)
