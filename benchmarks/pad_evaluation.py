@@ -251,6 +251,13 @@ def main() -> None:
         help="parallax modes to judge each presentation's evidence with (one run, same evidence)",
     )
     parser.add_argument(
+        "--head-motion",
+        choices=["on", "off", "both"],
+        default="both",
+        help="judge with the head-motion route to live (no blink needed) on, off, or both (each "
+        "parallax mode twice, `MODE` with it and `MODE/blink-only` without)",
+    )
+    parser.add_argument(
         "--held-out",
         nargs="*",
         default=["0006", "0007", "0008", "0009"],
@@ -266,26 +273,36 @@ def main() -> None:
         parser.error("give ROOT, --shared or --evidence")
     settings = LivenessSettings()
     reads = read_all(args, settings)
-    modes: list[ParallaxMode] = list(args.parallax)
+    heads = {"on": [True], "off": [False], "both": [True, False]}[args.head_motion]
+    # Each variant: a label, its parallax mode, whether the head-motion route is on.
+    variants: list[tuple[str, ParallaxMode, bool]] = [
+        (mode if head or len(heads) == 1 else f"{mode}/blink-only", mode, head)
+        for mode in args.parallax
+        for head in heads
+    ]
+    modes = [label for label, _, _ in variants]
 
-    # The parallax levels are the settings' (so saved evidence can be judged at new levels); the
-    # rest of each policy is the one its evidence was read with.
-    def policy(read: Read, mode: ParallaxMode) -> LivenessPolicy:
+    # The parallax and head-motion levels are the settings' (so saved evidence can be judged at
+    # new levels); the rest of each policy is the one its evidence was read with.
+    def policy(read: Read, mode: ParallaxMode, head: bool) -> LivenessPolicy:
         return replace(
             read.policy,
             parallax=mode,
             parallax_threshold=settings.liveness_parallax_threshold,
             parallax_min_pairs=settings.liveness_parallax_min_pairs,
+            head_motion=head,
+            head_motion_max_flatness=settings.liveness_head_motion_max_flatness,
+            head_motion_max_follow=settings.liveness_head_motion_max_follow,
         )
 
     judged: dict[str, list[tuple[Read, LivenessReport]]] = {m: [] for m in modes}
     for read in reads:
-        for mode in modes:
+        for label, mode, head in variants:
             # decide() latches a spoof into the evidence: each policy judges its own copy
             report = judge_burst(
-                copy.deepcopy(read.evidence), read.with_face, read.frames, policy(read, mode)
+                copy.deepcopy(read.evidence), read.with_face, read.frames, policy(read, mode, head)
             )
-            judged[mode].append((read, report))
+            judged[label].append((read, report))
     groups = {"all": lambda r: True}
     if any(subject_of(r.name) for r in reads) and args.held_out:
         held = set(args.held_out)
@@ -303,6 +320,11 @@ def main() -> None:
         "parallax_threshold": threshold,
         "parallax_min_pairs": min_pairs,
         "default_parallax": settings.liveness_parallax,
+        "head_motion": {
+            "default": settings.liveness_head_motion,
+            "max_flatness": settings.liveness_head_motion_max_flatness,
+            "max_follow": settings.liveness_head_motion_max_follow,
+        },
         "held_out_subjects": args.held_out,
         "groups": {},
     }
@@ -325,18 +347,32 @@ def main() -> None:
     # The default policy's figures at the top level (the shape earlier runs printed), and each
     # parallax mode's worst APCER and BPCER against "off", measured on the same evidence.
     overall = figures["groups"]["all"]
-    default = settings.liveness_parallax if settings.liveness_parallax in modes else modes[-1]
+    default = next(
+        (
+            label
+            for label, mode, head in variants
+            if mode == settings.liveness_parallax and head == settings.liveness_head_motion
+        ),
+        modes[-1],
+    )
     figures |= overall["verdict"][default]
     figures["passive_apcer_per_type"] = {
         k[len("apcer_") :]: v for k, v in overall["passive_alone"].items() if k.startswith("apcer_")
     }
     figures["passive_bpcer"] = overall["passive_alone"]["bpcer"]
-    if "off" in modes:
+    # Against the verdict before either addition: no parallax cue, only a blink makes live.
+    reference = next((m for m in ("off/blink-only", "off") if m in modes), None)
+    if reference is not None:
+        figures["against"] = reference
         figures["against_off"] = {
             group: {
                 shown: {
-                    "worst_apcer": [v["worst_apcer"], block["verdict"]["off"]["worst_apcer"]],
-                    "bpcer": [v["bpcer"], block["verdict"]["off"]["bpcer"]],
+                    "worst_apcer": [v["worst_apcer"], block["verdict"][reference]["worst_apcer"]],
+                    "bpcer": [v["bpcer"], block["verdict"][reference]["bpcer"]],
+                    "bona_fide_not_live": [
+                        v["bona_fide_not_live"],
+                        block["verdict"][reference]["bona_fide_not_live"],
+                    ],
                 }
                 for shown, v in block["verdict"].items()
             }
@@ -352,15 +388,15 @@ def main() -> None:
     figures["misjudged"] = misjudged
     for group, block in figures["groups"].items():
         print(f"== {group}: {block['presentations']} presentations")
-        print(f"{'parallax':>12} {'kind':>8} {'n':>4} {'live':>6} {'spoof':>6}")
+        print(f"{'parallax':>24} {'kind':>8} {'n':>4} {'live':>6} {'spoof':>6}")
         for mode, v in block["verdict"].items():
             for kind, row in v["kinds"].items():
                 print(
-                    f"{mode:>12} {kind:>8} {row['presentations']:>4} {row['live']:>6.3f} "
+                    f"{mode:>24} {kind:>8} {row['presentations']:>4} {row['live']:>6.3f} "
                     f"{row['spoof']:>6.3f}"
                 )
             print(
-                f"{mode:>12} worst APCER {v['worst_apcer']} ({v['worst_attack_type']}), "
+                f"{mode:>24} worst APCER {v['worst_apcer']} ({v['worst_attack_type']}), "
                 f"BPCER {v['bpcer']}, bona fide not live {v['bona_fide_not_live']}"
             )
         print(f"  passive alone: {block['passive_alone']}")

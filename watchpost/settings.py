@@ -516,6 +516,26 @@ class LivenessSettings(CommonSettings):
         description="Landmark pairs 0.3 s apart that moved beyond landmark noise before the "
         "parallax cue may flag.",
     )
+    liveness_head_motion: bool = Field(
+        True,
+        description="A track that has not blinked is live when its head moved in depth against "
+        "a still scene: landmark pairs far from flat (parallax), its surroundings still (the "
+        "motion cue), the passive check read and clean, no cue flagged. Off: only a blink makes "
+        "a track live. Measured in docs/liveness.md.",
+    )
+    liveness_head_motion_max_flatness: float = Field(
+        0.12,
+        gt=0,
+        lt=1,
+        description="Pooled parallax flatness at most which the head moved in depth (a print is "
+        "flat: NUAA's read 0.17 and above).",
+    )
+    liveness_head_motion_max_follow: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Motion-cue reading at most which the face moved against a still scene.",
+    )
     liveness_min_frames: int = Field(
         15, ge=3, description="Frames with visible eyes needed before calling a spoof."
     )

@@ -57,6 +57,9 @@ class EvidenceReader:
             parallax=settings.liveness_parallax,
             parallax_threshold=settings.liveness_parallax_threshold,
             parallax_min_pairs=settings.liveness_parallax_min_pairs,
+            head_motion=settings.liveness_head_motion,
+            head_motion_max_flatness=settings.liveness_head_motion_max_flatness,
+            head_motion_max_follow=settings.liveness_head_motion_max_follow,
         )
 
     def warm_up(self) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import TrackCues
-from services.liveness.parallax import ParallaxTally
+from services.liveness.parallax import ParallaxTally, pooled_flatness
 from watchpost.messages import AttackCue, LivenessState
 
 # How the parallax cue (a face that moves like a flat picture) counts: "off" (not read into the
@@ -36,6 +36,11 @@ class LivenessPolicy:
     parallax: ParallaxMode = "corroborates"
     parallax_threshold: float = 0.24  # pooled flatness at or above which a face is flat
     parallax_min_pairs: int = 5  # landmark pairs that moved beyond noise before it may flag
+    # Live without a blink: the head moved in depth against a still scene (its landmarks far
+    # from flat, its surroundings still) and every other cue read clean. docs/liveness.md.
+    head_motion: bool = True
+    head_motion_max_flatness: float = 0.12  # pooled parallax flatness at most this: not flat
+    head_motion_max_follow: float = 0.25  # motion cue at most this: the scene stayed still
     # Real tracks of this camera its passive threshold was fitted on (0: the model's global
     # threshold; services/liveness/calibration.py).
     passive_site_presentations: int = 0
@@ -65,6 +70,9 @@ class TrackEvidence:
     cues: TrackCues = field(default_factory=TrackCues)
     parallax: ParallaxTally = field(default_factory=ParallaxTally)
     spoof_reason: str | None = None  # latched: an attack seen once stays an attack
+    # Latched like a blink: what first showed the head moving in depth against a still scene
+    # (`head_motion_proof`).
+    head_motion_reason: str | None = None
     calibration_recorded: bool = False  # its passive score went into the camera's calibration
     published: tuple | None = None
     touched: float = field(default=0.0, repr=False)  # monotonic time of the last frame, for expiry
@@ -135,6 +143,40 @@ def attack_cues(evidence: TrackEvidence, policy: LivenessPolicy) -> list[AttackC
     return cues
 
 
+def head_motion_proof(
+    evidence: TrackEvidence, cues: list[AttackCue], policy: LivenessPolicy
+) -> str | None:
+    """What shows the head moved in depth against a still scene, or None: at least
+    `parallax_min_pairs` landmark pairs moved beyond noise and pooled they are far from flat (a
+    print bent or tilted is flat; a head that turns, nods or talks is not), the motion cue read
+    at least `motion_min_pairs` pairs with the face moving and its surroundings still (a replay
+    moves with its screen), the passive check read at least `min_passive` crops under its
+    threshold, and no cue is flagged. Every cue must speak and clear: this stands in for a blink,
+    so it asks more than a blink does (which a single non-deciding cue does not hold back)."""
+    if not policy.head_motion or any(c.flagged for c in cues):
+        return None
+    moving = evidence.parallax.moving_pairs()
+    if moving < policy.parallax_min_pairs:
+        return None
+    flatness = pooled_flatness(evidence.parallax.samples)
+    motion = next((c for c in cues if c.name == "motion"), None)
+    passive = next((c for c in cues if c.name == "passive"), None)
+    if (
+        flatness > policy.head_motion_max_flatness
+        or motion is None
+        or motion.samples < policy.motion_min_pairs
+        or motion.score > policy.head_motion_max_follow
+        or passive is None
+        or passive.samples < policy.min_passive
+    ):
+        return None
+    return (
+        f"head moved in depth against a still scene (parallax {flatness:.2f}<="
+        f"{policy.head_motion_max_flatness:.2f} over {moving} pairs, motion {motion.score:.2f}"
+        f"<={policy.head_motion_max_follow:.2f} over {motion.samples}), no cue flagged"
+    )
+
+
 def describe(cues: list[AttackCue]) -> str:
     return ", ".join(
         f"{c.name} {c.score:.2f}{'>=' if c.flagged else '<'}{c.threshold:.2f} ({c.samples})"
@@ -148,10 +190,11 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
     - spoof, latched for the rest of the track: a cue that may decide alone flags it (a replayed
       face moving with its own background), or two cues flag it together, or the eyes were
       watched for `window_seconds` without one blink (a still print);
-    - live: a blink was seen, the track has been in view `min_live_seconds` (so the cues had
-      time to speak), and no cue that may decide alone reads over its threshold (on too few
-      samples yet to flag); a single non-deciding cue is reported but does not hold it back;
-      once live, a long stretch without a second blink does not undo it;
+    - live: a blink was seen, or the head moved in depth against a still scene with every cue
+      clean (`head_motion_proof`), the track has been in view `min_live_seconds` (so the cues
+      had time to speak), and no cue that may decide alone reads over its threshold (on too few
+      samples yet to flag); a single non-deciding cue is reported but does not hold a blink
+      back; once live, a long stretch without a second blink does not undo it;
     - undecided otherwise, with what is missing.
     """
     cues = attack_cues(evidence, policy)
@@ -169,6 +212,7 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
             evidence.spoof_reason = f"attack cue {names} flags the face"
         elif (
             evidence.last_blink_at is None
+            and evidence.head_motion_reason is None
             and evidence.frames_with_eyes >= policy.min_frames
             and evidence.watched_without_blink >= policy.window_seconds
         ):
@@ -178,11 +222,17 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
             )
     if evidence.spoof_reason is not None:
         return Judgement("spoof", evidence.spoof_reason + evidence_note, cues)
+    if evidence.head_motion_reason is None:
+        evidence.head_motion_reason = head_motion_proof(evidence, cues, policy)
     blinks = evidence.detector.blinks
-    if evidence.frames_with_eyes == 0:
+    if evidence.last_blink_at is not None:
+        seen = f"{blinks} blink(s) seen"
+    elif evidence.head_motion_reason is not None:
+        seen = evidence.head_motion_reason
+    elif evidence.frames_with_eyes == 0:
         problem = evidence.last_problem or "no frame with readable eyes yet"
         return Judgement("undecided", problem + evidence_note, cues)
-    if evidence.last_blink_at is None:
+    else:
         return Judgement(
             "undecided",
             f"watching: {evidence.frames_with_eyes} frame(s) with eyes, no blink yet"
@@ -196,13 +246,10 @@ def decide(evidence: TrackEvidence, policy: LivenessPolicy) -> Judgement:
     if pending:
         return Judgement(
             "undecided",
-            f"{blinks} blink(s) seen; {pending[0].name} looks like an attack, watching"
-            + evidence_note,
+            f"{seen}; {pending[0].name} looks like an attack, watching" + evidence_note,
             cues,
         )
     in_view = evidence.last_seen - evidence.first_seen
     if in_view < policy.min_live_seconds:
-        return Judgement(
-            "undecided", f"{blinks} blink(s) seen; watching {in_view:.1f}s{evidence_note}", cues
-        )
-    return Judgement("live", f"{blinks} blink(s) seen{evidence_note}", cues)
+        return Judgement("undecided", f"{seen}; watching {in_view:.1f}s{evidence_note}", cues)
+    return Judgement("live", seen + evidence_note, cues)

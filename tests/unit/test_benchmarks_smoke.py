@@ -229,7 +229,11 @@ def test_pad_benchmark_on_real_and_attack_folders(tmp_path):
     assert figures["kinds"]["replay"]["spoof"] == 1.0  # the phone replay is caught
     assert 0 <= figures["bpcer"] <= 1 and figures["worst_attack_type"] in ("print", "replay")
     modes = figures["groups"]["all"]["verdict"]
-    assert set(modes) == {"off", "corroborates", "decides"}  # judged on the same evidence
+    assert set(modes) == {  # judged on the same evidence, with and without head motion
+        f"{mode}{variant}"
+        for mode in ("off", "corroborates", "decides")
+        for variant in ("", "/blink-only")
+    }
     assert modes["off"]["kinds"]["replay"]["spoof"] == 1.0
     # The saved evidence judged again without reading a frame, and the parallax cue read off it.
     again = run_benchmark("benchmarks.pad_evaluation", "--evidence", str(saved))

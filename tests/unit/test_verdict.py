@@ -190,3 +190,62 @@ def test_a_flat_face_stays_a_spoof_once_flagged():
     assert decide(bent, policy).state == "spoof"
     bent.parallax.samples = []  # later the print is held still: nothing moves beyond noise
     assert decide(bent, policy).state == "spoof"
+
+
+def head_moving(ears=STILL, *, flatness=0.05, pairs=10, motion=(0.0,) * 6, passive=(0.1,) * 5):
+    """A track that never blinked, whose head moved: `pairs` landmark pairs `flatness` flat."""
+    return with_parallax(evidence(ears, passive=passive, motion=motion), flatness, pairs)
+
+
+@pytest.mark.parametrize(
+    ("changed", "state", "because"),
+    [
+        ({}, "live", "head moved in depth against a still scene (parallax 0.05<=0.12 over 10"),
+        # a print moved by hand: flat (flagged or not, it is no proof)
+        ({"flatness": 0.3}, "undecided", "no blink yet"),
+        ({"flatness": 0.15}, "undecided", "no blink yet"),
+        # too little motion to say: 4 moving pairs, 4 motion pairs
+        ({"pairs": 4}, "undecided", "no blink yet"),
+        ({"motion": (0.0,) * 4}, "undecided", "no blink yet"),
+        # the surroundings moved partly with the face (not flagged at 0.5, no proof either)
+        ({"motion": (0.4,) * 6}, "undecided", "no blink yet"),
+        # the passive check must have read the face, and not flag it
+        ({"passive": (0.1,) * 3}, "undecided", "no blink yet"),
+        ({"passive": (0.9,) * 5}, "undecided", "passive 0.90>=0.50 (5)"),
+    ],
+)
+def test_a_head_moving_in_depth_against_a_still_scene_is_live_without_a_blink(
+    changed, state, because
+):
+    judged, reason, _ = decide(head_moving(**changed), POLICY)
+    assert judged == state and because in reason
+
+
+def test_the_head_motion_route_asks_every_cue_to_clear_and_can_be_turned_off():
+    from dataclasses import replace
+
+    edged = head_moving()
+    for score in [0.8] * 12:
+        edged.cues.observe_edges(score)  # a frame around the face: flagged, not deciding
+    assert decide(edged, POLICY).state == "undecided"
+    off = replace(POLICY, head_motion=False)
+    state, reason, _ = decide(head_moving(), off)
+    assert state == "undecided" and "no blink yet" in reason
+    early = head_moving(ears=[0.31] * 20)  # 0.6 s in view: the cues had no time yet
+    state, reason, _ = decide(early, POLICY)
+    assert state == "undecided" and "watching 0.6s" in reason
+
+
+def test_a_head_motion_proof_stays_like_a_blink_but_an_attack_still_latches():
+    track = head_moving()
+    assert decide(track, POLICY).state == "live"
+    # Then 20 s of still frames without a blink: not the still print the window is for.
+    for i in range(600):
+        track.observe(1.3 + i / 30, 0.31, None)
+    track.parallax.samples = []  # nothing moves any more
+    state, reason, _ = decide(track, POLICY)
+    assert state == "live" and "head moved in depth" in reason
+    for follows in [0.9] * 10:  # then it moves with its own background: a replay
+        track.cues.observe_motion(MotionSample(face=0.05, follows=follows))
+    state, reason, _ = decide(track, POLICY)
+    assert state == "spoof" and "attack cue motion" in reason
