@@ -2,11 +2,15 @@
 
     .venv/bin/python -m benchmarks.pipeline VIDEO ENROL_DIR [--cameras 4] [--realtime]
         [--track-timeout 5] [--width 640] [--detectors hog blazeface hog:0 blazeface:full]
+        [--capture-processes 1 2]
 
 `--width` scales the clip to that width first (an MJPEG copy, as capture would scale it), so the
 reference and Watchpost read the same 640-px frames. `--detectors` runs Watchpost once per
 detector against the one reference: `hog` (the shipped setting), `hog:0` (HOG without
 upsampling), `blazeface` (its shipped network) or `blazeface:short` / `blazeface:full`.
+`--capture-processes` runs it once per detector and count of capture nodes sharing the cameras
+(`watchpost up --capture-processes N`); frames are summed over every node's `/status`, and each
+node's cameras and CPU are reported.
 Frames per second count every frame capture decoded (with faces or not: the reference loop's
 unit), summed over the cameras, over the wall time from adding the cameras to the last frame read
 by both consumers.
@@ -41,6 +45,7 @@ import threading
 import time
 import uuid
 from argparse import Namespace
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -137,13 +142,14 @@ def processed(url: str, service: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def free_port_block() -> int:
-    """An offset that puts all five default ports (8000-8004) on free ports."""
+def free_port_offset(ports: Iterable[int]) -> int:
+    """An offset that puts every one of these (default) ports on a free port."""
+    wanted = list(ports)
     for _ in range(100):
         offset = 20000 + uuid.uuid4().int % 20000
-        if all(_free(8000 + offset + i) for i in range(5)):
+        if all(_free(port + offset) for port in wanted):
             return offset
-    raise SystemExit("no free block of five ports")
+    raise SystemExit(f"no free ports for the {len(wanted)} processes")
 
 
 def _free(port: int) -> bool:
@@ -153,6 +159,19 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def capture_totals(statuses: dict[str, list[dict]], cameras: int) -> dict:
+    """Frames summed over every capture node's `/status` (a node lists only the cameras it holds
+    the lease of), whether all `cameras` have ended, and which cameras each node runs."""
+    rows = [row for node in statuses.values() for row in node]
+    return {
+        "published": sum(r["frames_published"] for r in rows),
+        "decoded": sum(r.get("frames_read", 0) for r in rows),
+        "ended": len({r["camera_id"] for r in rows}) == cameras
+        and all(r["status"] == "ended" for r in rows),
+        "cameras_by_node": {n: sorted(r["camera_id"] for r in s) for n, s in statuses.items()},
+    }
 
 
 def unix(iso: str) -> float:
@@ -276,17 +295,15 @@ def run_watchpost(
     realtime: bool,
     track_timeout: float,
     detector: str = "hog",
+    capture_processes: int = 1,
 ) -> dict:
-    offset = free_port_block()
-    ports = {
-        "dashboard": 8000,
-        "recognition": 8001,
-        "capture": 8002,
-        "liveness": 8003,
-        "aggregator": 8004,
-    }
-    url = {name: f"http://127.0.0.1:{port + offset}" for name, port in ports.items()}
     home = Path(tempfile.mkdtemp(prefix="wp-bench-"))
+    args = Namespace(camera=None, home=str(home), capture_processes=capture_processes)
+    args.port_offset = 0  # the default ports first, to find an offset that frees them all
+    args.port_offset = free_port_offset(port for _, port in Stack(args).layout().values())
+    stack = Stack(args)
+    url = {name: stack.urls(name)[name] for name in ("recognition", "liveness", "dashboard")}
+    capture_nodes = stack.urls("capture")  # every node's /status: each lists its own cameras
     os.environ.update(
         {
             "WATCHPOST_STREAM_PREFIX": f"wpb-{uuid.uuid4().hex[:8]}",
@@ -307,7 +324,6 @@ def run_watchpost(
             **detector_environment(detector),
         }
     )
-    stack = Stack(Namespace(camera=None, home=str(home), port_offset=offset, capture_processes=1))
     try:
         stack.start()
         key = stack.make_key("admin", "benchmark")
@@ -320,7 +336,7 @@ def run_watchpost(
             api.post(f"/api/v1/identities/{identity['id']}/faces?largest=true", files=files)
         alerts: list[tuple[float, dict]] = []
         ws = connect(
-            f"ws://127.0.0.1:{ports['dashboard'] + offset}/api/v1/alerts/ws",
+            f"{url['dashboard'].replace('http', 'ws', 1)}/api/v1/alerts/ws",
             additional_headers=auth,
         )
 
@@ -339,16 +355,20 @@ def run_watchpost(
         with progress() as bar:
             task = bar.add_task("Watchpost, frames read by both consumers", total=None)
             while True:  # until every camera ended and both consumers have read every frame
-                status = httpx.get(f"{url['capture']}/status", headers=auth).json()
-                published = sum(c["frames_published"] for c in status)
-                decoded = sum(c.get("frames_read", 0) for c in status)
-                ended = len(status) == cameras and all(c["status"] == "ended" for c in status)
+                totals = capture_totals(
+                    {
+                        name: httpx.get(f"{node}/status", headers=auth).json()
+                        for name, node in capture_nodes.items()
+                    },
+                    cameras,
+                )
+                published, decoded = totals["published"], totals["decoded"]
                 read = min(
                     processed(url["recognition"], "recognition"),
                     processed(url["liveness"], "liveness"),
                 )
                 bar.update(task, total=max(published, 1), completed=min(read, published))
-                if ended and read >= published:
+                if totals["ended"] and read >= published:
                     break
                 time.sleep(0.05)
         wall = time.time() - started
@@ -371,6 +391,9 @@ def run_watchpost(
         stack.stop()
     return {
         "detector": detector,
+        "capture_processes": capture_processes,
+        # Which cameras each capture node ran (their leases): split 2+2 over two nodes.
+        "cameras_by_capture_process": totals["cameras_by_node"],
         "fps": decoded / wall,  # every decoded frame, as the reference loop counts
         "frames_read": decoded,
         "frames_in_clips": frame_count(video) * cameras,
@@ -404,6 +427,7 @@ def compare(reference: dict, ours: dict) -> dict:
     reference_strangers = reference["faces_by_identity"].get("unknown", 0)
     return {
         "detector": ours["detector"],
+        "capture_processes": ours["capture_processes"],
         "watchpost": ours,
         "speedup": ours["fps"] / reference["fps"],
         "identities_reference": named_by_reference,
@@ -442,6 +466,15 @@ def main() -> None:
         default=["hog"],
         help="one Watchpost run per detector: hog[:UPSAMPLE], blazeface[:short|full]",
     )
+    parser.add_argument(
+        "--capture-processes",
+        type=int,
+        nargs="+",
+        default=[1],
+        choices=range(1, 65),
+        metavar="N",
+        help="capture nodes sharing the cameras; one run per count (and detector)",
+    )
     args = parser.parse_args()
     for spec in args.detectors:
         detector_environment(spec)  # an unknown one fails before the long runs
@@ -453,14 +486,18 @@ def main() -> None:
     runs = [
         compare(
             reference,
-            run_watchpost(video, photos, args.cameras, args.realtime, args.track_timeout, detector),
+            run_watchpost(
+                video, photos, args.cameras, args.realtime, args.track_timeout, detector, processes
+            ),
         )
         for detector in args.detectors
+        for processes in args.capture_processes
     ]
     figures = {
         "video": args.video.name,
         "width": args.width,
         "cameras": args.cameras,
+        "capture_processes": args.capture_processes,
         "mode": "realtime" if args.realtime else "unpaced",
         "reference": reference,
         "runs": runs,
@@ -468,13 +505,17 @@ def main() -> None:
     print(f"reference loop {reference['fps']:.1f} fps ({reference['frames']} frames)")
     for run in runs:
         ours = run["watchpost"]
+        nodes = ours["cameras_by_capture_process"]
+        cpu = " + ".join(f"{ours['cpu_share_of_one_core'][n]:.2f}" for n in nodes)
         print(
-            f"Watchpost, {run['detector']}: {ours['fps']:.1f} fps with {args.cameras} camera(s) "
-            f"({run['speedup']:.1f}x the reference; {ours['frames_read']} of "
-            f"{ours['frames_in_clips']} frames decoded); alert latency p50 "
-            f"{ours['alert_latency_p50_ms']} ms, p95 {ours['alert_latency_p95_ms']} ms; CPU "
-            f"capture {ours['cpu_share_of_one_core'].get('capture', 0):.2f} of a core; same "
-            f"people: {run['same_people']} by alerts, {run['same_people_by_sightings']} by "
+            f"Watchpost, {run['detector']}, {run['capture_processes']} capture process(es): "
+            f"{ours['fps']:.1f} fps with {args.cameras} camera(s) ({run['speedup']:.1f}x the "
+            f"reference; {ours['frames_read']} of {ours['frames_in_clips']} frames decoded); "
+            f"alert latency p50 {ours['alert_latency_p50_ms']} ms, p95 "
+            f"{ours['alert_latency_p95_ms']} ms; cameras "
+            f"{'+'.join(str(len(c)) for c in nodes.values())}, CPU capture "
+            f"{cpu} of a core; "
+            f"same people: {run['same_people']} by alerts, {run['same_people_by_sightings']} by "
             "sightings"
         )
         for person in run["people"]:

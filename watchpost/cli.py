@@ -91,7 +91,7 @@ class Stack:
             database_url = server.start()
             print(f"embedded PostgreSQL: {database_url}")
         env = dict(os.environ, WATCHPOST_REDIS_URL=redis_url, WATCHPOST_DATABASE_URL=database_url)
-        ports = {n: SERVICE_SETTINGS[n].default_port + self.args.port_offset for n in SERVICES}
+        ports = {name: port for name, (_, port) in self.layout().items()}
         env["WATCHPOST_DASHBOARD_RECOGNITION_URL"] = f"http://127.0.0.1:{ports['recognition']}"
         env["WATCHPOST_RECOGNITION_LIVENESS_URL"] = f"http://127.0.0.1:{ports['liveness']}"
         if self.args.camera:
@@ -104,7 +104,7 @@ class Stack:
         tokens = service_tokens_for_run()
         from watchpost.progress import bar
 
-        children = self.processes(env, ports, tokens)
+        children = self.processes(env, tokens)
         # Loading the models takes a while (liveness's TensorFlow most): show which one waits.
         with bar(transient=True, disable=not sys.stdout.isatty()) as progress:
             task = progress.add_task("services", total=len(children))
@@ -114,29 +114,48 @@ class Stack:
                 progress.advance(task)
         return f"http://127.0.0.1:{ports['dashboard']}/"
 
-    def processes(
-        self, env: dict[str, str], ports: dict[str, int], tokens: dict[str, dict[str, str]]
-    ) -> list[tuple[str, str, int, dict[str, str]]]:
-        """(name, service, port, environment) of every child process, in start order."""
-        # Every process has a name of its own (its consumer name in the streams' groups and in
-        # the leases). More capture nodes share the cameras (services/capture/leases.py); more
-        # replicas of recognition, liveness and the aggregator share the stream shards
-        # (watchpost/shards.py). Replica n > 1 of a service serves /readyz and /metrics on its
-        # default port + 10 * (n - 1); the dashboard and kiosks call the first one's API.
-        node = env.get("WATCHPOST_CONSUMER_NAME") or socket.gethostname()
-        children: list[tuple[str, str, int, dict[str, str]]] = []
+    def layout(self) -> dict[str, tuple[str, int]]:
+        """(service, HTTP port) of every child process by name, in start order."""
+        # More capture nodes share the cameras (services/capture/leases.py); more replicas of
+        # recognition, liveness and the aggregator share the stream shards (watchpost/shards.py).
+        # Replica n > 1 of a service is named `<service>-<n>` and serves /readyz, /metrics (and
+        # capture's /status) on its default port + 10 * (n - 1); the dashboard and kiosks call
+        # the first one's API.
+        children: dict[str, tuple[str, int]] = {}
         for service in SERVICES:
+            first = SERVICE_SETTINGS[service].default_port + self.args.port_offset
             for n in range(1, self.replicas(service) + 1):
-                name = service if n == 1 else f"{service}-{n}"
-                port = ports[service] + 10 * (n - 1)
-                child_env = dict(
+                children[service if n == 1 else f"{service}-{n}"] = (service, first + 10 * (n - 1))
+        return children
+
+    def urls(self, service: str) -> dict[str, str]:
+        """The base URL of every process of `service` by name (the first one first)."""
+        return {
+            name: f"http://127.0.0.1:{port}"
+            for name, (of, port) in self.layout().items()
+            if of == service
+        }
+
+    def processes(
+        self, env: dict[str, str], tokens: dict[str, dict[str, str]]
+    ) -> list[tuple[str, str, int, dict[str, str]]]:
+        """(name, service, port, environment) of every child process, in start order; each has
+        a name of its own (its consumer name in the streams' groups and in the leases)."""
+        node = env.get("WATCHPOST_CONSUMER_NAME") or socket.gethostname()
+        return [
+            (
+                name,
+                service,
+                port,
+                dict(
                     env,
                     WATCHPOST_HTTP_PORT=str(port),
                     WATCHPOST_CONSUMER_NAME=f"{node}-{name}",
                     **tokens[service],
-                )
-                children.append((name, service, port, child_env))
-        return children
+                ),
+            )
+            for name, (service, port) in self.layout().items()
+        ]
 
     def replicas(self, service: str) -> int:
         """How many processes of `service` this run starts."""

@@ -312,6 +312,34 @@ def test_pipeline_benchmark_on_a_short_clip(tmp_path):
         "dashboard",
         "capture",
     }
+    assert run["watchpost"]["cameras_by_capture_process"] == {"capture": ["bench-0"]}
+
+
+def test_pipeline_sums_the_frames_of_every_capture_node_and_waits_for_all_their_cameras():
+    from benchmarks.pipeline import capture_totals
+
+    def camera(camera_id: str, status: str, read: int) -> dict:
+        return {
+            "camera_id": camera_id,
+            "status": status,
+            "frames_read": read,
+            "frames_published": 1,
+        }
+
+    statuses = {
+        "capture": [camera("bench-0", "ended", 301), camera("bench-3", "ended", 300)],
+        "capture-2": [camera("bench-1", "ended", 299), camera("bench-2", "running", 10)],
+    }
+    totals = capture_totals(statuses, cameras=4)
+    assert (totals["decoded"], totals["published"], totals["ended"]) == (910, 4, False)
+    assert totals["cameras_by_node"] == {
+        "capture": ["bench-0", "bench-3"],
+        "capture-2": ["bench-1", "bench-2"],
+    }
+    statuses["capture-2"][1]["status"] = "ended"
+    assert capture_totals(statuses, cameras=4)["ended"]
+    # A camera no node has taken yet is not ended, though every camera a node shows is.
+    assert not capture_totals({"capture": statuses["capture"], "capture-2": []}, cameras=4)["ended"]
 
 
 def test_verification_reads_view_1_and_cuts_it_into_folds(tmp_path):

@@ -65,13 +65,15 @@ def test_up_starts_the_replicas_asked_for_with_names_and_ports_of_their_own():
         recognition_replicas=None,
         liveness_replicas=3,
         aggregator_replicas=None,
-        capture_processes=1,
+        capture_processes=2,
+        port_offset=100,
     )
-    ports = {"recognition": 8001, "liveness": 8002, "aggregator": 8003, "dashboard": 8000}
-    ports["capture"] = 8004
-    tokens: dict[str, dict[str, str]] = {name: {} for name in ports}
+    tokens: dict[str, dict[str, str]] = {
+        name: {} for name in ["recognition", "liveness", "aggregator", "dashboard", "capture"]
+    }
     env = {"WATCHPOST_CONSUMER_NAME": "box"}
-    children = Stack(args).processes(env, ports, tokens)
+    stack = Stack(args)
+    children = stack.processes(env, tokens)
     names = [name for name, *_ in children]
     assert names == [
         "recognition",
@@ -83,8 +85,18 @@ def test_up_starts_the_replicas_asked_for_with_names_and_ports_of_their_own():
         "aggregator-2",
         "dashboard",
         "capture",
+        "capture-2",
     ]
     assert len({port for _, _, port, _ in children}) == len(children)
+    # Every capture node's status is on a port of its own (what the pipeline benchmark reads).
+    assert stack.urls("capture") == {
+        "capture": "http://127.0.0.1:8102",
+        "capture-2": "http://127.0.0.1:8112",
+    }
+    assert [child_env["WATCHPOST_HTTP_PORT"] for name, *_, child_env in children[-2:]] == [
+        "8102",
+        "8112",
+    ]
     consumers = [child_env["WATCHPOST_CONSUMER_NAME"] for *_, child_env in children]
     assert len(set(consumers)) == len(children) and consumers[1] == "box-recognition-2"
     assert {service for _, service, *_ in children if service != "dashboard"} >= {"liveness"}

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from watchpost.vision.tracking import iou, match_detections
+from watchpost.vision.tracking import FaceTracker, iou, match_detections
 
 
 def test_iou():
@@ -21,3 +22,28 @@ def test_match_detections_is_one_to_one_best_first():
 def test_a_track_without_overlap_is_lost_and_the_face_is_new():
     matched, new, lost = match_detections({"a": (0, 0, 10, 10)}, [(50, 50, 60, 60)], min_iou=0.3)
     assert (matched, new, lost) == ({}, [0], ["a"])
+
+
+def square_frames(count: int, step: int = 3) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Frames of a textured square moving right `step` px a frame, with its box."""
+    texture = np.random.default_rng(7).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    frames = []
+    for i in range(count):
+        rgb = np.full((240, 320, 3), 40, dtype=np.uint8)
+        left = 40 + step * i
+        rgb[80:160, left : left + 80] = texture
+        frames.append((rgb, (left, 80, left + 80, 160)))
+    return frames
+
+
+def test_a_track_follows_its_face_between_detections_and_keeps_its_id_when_detected():
+    frames = square_frames(12)
+    tracker = FaceTracker()
+    (first,) = tracker.update(frames[0][0], [frames[0][1]])
+    for rgb, box in frames[1:6]:  # no detection: the tracker, seeded on the first frame, follows
+        (followed,) = tracker.update(rgb, None)
+        assert followed.track_id == first.track_id and not followed.detected
+        assert iou(followed.box, box) > 0.7
+    for rgb, box in frames[6:]:  # a detection on every frame: matched to the frame before's box
+        (detected,) = tracker.update(rgb, [box])
+        assert detected.track_id == first.track_id and detected.detected and detected.box == box

@@ -2,8 +2,11 @@
 
 The detector runs every few frames; in between, one dlib correlation tracker per face moves its
 box (about 4 ms per face instead of 35-150 ms for a detection). On a detection frame, detections
-are matched to the tracks' current boxes by overlap; a match re-seeds the tracker, a new face
-starts a track, and a track that no detection confirms for a while ends.
+are matched by overlap to the tracks' boxes of the frame before (one frame apart, a face has
+hardly moved; no correlation step is spent on a frame the detector reads anyway); a match
+re-seeds the tracker, a new face starts a track, and a track that no detection confirms for a
+while ends. A tracker is seeded only on the next frame that needs it (seeding costs about as much
+as a step), so a detector run on every frame costs no tracking at all.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class _Track:
     tracker: dlib.correlation_tracker
     box: Box
     unconfirmed_detections: int = 0
+    seed: np.ndarray | None = None  # the frame to start the tracker on, at `box`, when needed
 
 
 @dataclass(frozen=True)
@@ -90,22 +94,8 @@ class FaceTracker:
 
     def update(self, rgb: np.ndarray, detections: list[Box] | None) -> list[TrackedBox]:
         """Advance every track on this frame; with `detections`, also reconcile against them."""
-        h, w = rgb.shape[:2]
-        for track_id, track in list(self._tracks.items()):
-            quality = track.tracker.update(rgb)
-            box = _clip(track.tracker.get_position(), w, h)
-            if (
-                box is None
-                or quality < self.min_quality
-                or min(box[2] - box[0], box[3] - box[1]) < self.min_size
-            ):
-                if detections is None:
-                    del self._tracks[track_id]
-                    continue
-                box = track.box
-            track.box = box
         if detections is None:
-            return [TrackedBox(t, tr.box, False) for t, tr in self._tracks.items()]
+            return self._follow(rgb)
         current = {t: tr.box for t, tr in self._tracks.items()}
         matched, new, lost = match_detections(current, detections, min_iou=self.min_iou)
         result = []
@@ -113,7 +103,7 @@ class FaceTracker:
             track = self._tracks[track_id]
             track.box = detections[index]
             track.unconfirmed_detections = 0
-            track.tracker.start_track(rgb, dlib_rect(track.box))
+            track.seed = rgb
             result.append(TrackedBox(track_id, track.box, True))
         for track_id in lost:
             track = self._tracks[track_id]
@@ -124,11 +114,28 @@ class FaceTracker:
                 result.append(TrackedBox(track_id, track.box, False))
         for index in new:
             track_id = f"{self._token}-{next(self._counter)}"
-            tracker = dlib.correlation_tracker()
-            tracker.start_track(rgb, dlib_rect(detections[index]))
-            self._tracks[track_id] = _Track(tracker, detections[index])
+            self._tracks[track_id] = _Track(dlib.correlation_tracker(), detections[index], seed=rgb)
             result.append(TrackedBox(track_id, detections[index], True))
         return result
+
+    def _follow(self, rgb: np.ndarray) -> list[TrackedBox]:
+        """A frame without detection: every tracker steps on; a track it loses ends."""
+        h, w = rgb.shape[:2]
+        for track_id, track in list(self._tracks.items()):
+            if track.seed is not None:
+                track.tracker.start_track(track.seed, dlib_rect(track.box))
+                track.seed = None
+            quality = track.tracker.update(rgb)
+            box = _clip(track.tracker.get_position(), w, h)
+            if (
+                box is None
+                or quality < self.min_quality
+                or min(box[2] - box[0], box[3] - box[1]) < self.min_size
+            ):
+                del self._tracks[track_id]
+                continue
+            track.box = box
+        return [TrackedBox(t, tr.box, False) for t, tr in self._tracks.items()]
 
     def reset(self) -> None:
         self._tracks.clear()
