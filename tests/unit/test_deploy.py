@@ -824,11 +824,15 @@ def test_the_tls_profile_proxies_the_dashboard_and_turns_secure_cookies_on(monke
     assert DashboardSettings().dashboard_secure_cookies is True
     proxy = tls["https"]
     # The dashboard believes X-Forwarded-For from the proxy's own fixed address, and only from it,
-    # an address inside the network's subnet (finding 8 behind the proxy).
-    address = interpolate(proxy["networks"]["default"]["ipv4_address"], {})
-    assert DashboardSettings().http_trusted_proxies == [address]
+    # an address inside the network's subnet (finding 8 behind the proxy) and outside the range
+    # the other containers get theirs from (with replicas, the ninth took it first).
+    address = ipaddress.ip_address(interpolate(proxy["networks"]["default"]["ipv4_address"], {}))
+    assert DashboardSettings().http_trusted_proxies == [str(address)]
     (subnet,) = TLS_COMPOSE["networks"]["default"]["ipam"]["config"]
-    assert ipaddress.ip_address(address) in ipaddress.ip_network(interpolate(subnet["subnet"], {}))
+    network = ipaddress.ip_network(interpolate(subnet["subnet"], {}))
+    others = ipaddress.ip_network(interpolate(subnet["ip_range"], {}))
+    assert address in network and others.subnet_of(network) and address not in others
+    assert others.num_addresses >= 64  # room for many replicas
     assert proxy["build"]["context"] == "deploy/proxy"
     assert (
         proxy["build"]["args"]["BASE_IMAGE"]
