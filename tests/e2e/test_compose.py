@@ -3,7 +3,8 @@ Debian base and the wheelhouse (deploy/images.py), brings the whole stack up wit
 secrets, the demo video mounted for capture and the TLS profile on, and the test then uses it as
 an operator would: a key made in the dashboard container, a person enrolled through REST, the
 alert on the websocket, a container crashed and restarted by its restart policy, the page over
-HTTPS.
+HTTPS. Recognition, liveness and the aggregator run as two replicas each (`*_REPLICAS` in .env),
+each holding shards of its own; the crashed ones are the replicas that hold the camera's shard.
 
 Runs whenever a Docker engine can run (as root it installs and starts Debian's docker.io
 itself); under CI it must run, so a missing engine fails there instead of skipping. The base
@@ -36,6 +37,7 @@ from tests.conftest import data_dir, key_headers, require_data
 from tests.e2e.test_stack import AlertListener, speaker_photo
 from tests.support.faults import wait_until
 from tests.support.servers import free_port
+from watchpost.keys import shard_of
 from watchpost.settings import PROJECT_ROOT
 
 pytestmark = [
@@ -49,6 +51,8 @@ pytestmark = [
 SERVICES = ["recognition", "liveness", "aggregator", "dashboard", "capture"]
 LIGHT = ["aggregator", "dashboard"]  # their images must carry no dlib, OpenCV or TensorFlow
 HEAVY_MODULES = ["dlib", "cv2", "tensorflow"]
+# Two of each sharded service, set as a site would (.env; docker-compose.yml's `scale`).
+REPLICAS = {"recognition": 2, "liveness": 2, "aggregator": 2}
 COMPOSE_FILES = ["docker-compose.yml", "deploy/compose.debian-stores.yml", "deploy/compose.tls.yml"]
 VIDEO_IN_CONTAINER = "/data/video/talking_blinks_720p.mp4"
 # What differs from a site's deployment, and why: nothing is skipped as stale (the crashed run
@@ -142,20 +146,28 @@ class Compose:
     def exec(self, service: str, *command: str) -> str:
         return self.run("exec", "-T", service, *command, timeout=120)
 
-    def container(self, service: str) -> str:
-        """The service's container id (a restart keeps it; asked once, compose v1 is slow)."""
+    def replicas(self, service: str) -> list[str]:
+        """The service's container ids, one per replica (a restart keeps them; asked once,
+        compose v1 is slow)."""
         if service not in self.containers:
-            (self.containers[service],) = self.run("ps", "-q", service).split()
+            found = self.run("ps", "-q", service).split()
+            assert len(found) == REPLICAS.get(service, 1), (service, found)
+            self.containers[service] = found
         return self.containers[service]
 
-    def health(self, service: str) -> str:
-        return inspect(self.container(service), "{{.State.Health.Status}}")
+    def container(self, service: str) -> str:
+        (only,) = self.replicas(service)
+        return only
+
+    def health(self, service: str) -> list[str]:
+        return [inspect(c, "{{.State.Health.Status}}") for c in self.replicas(service)]
 
     def wait_healthy(self, services: list[str], timeout: float = 300) -> None:
         def all_healthy() -> bool:
             states = {s: self.health(s) for s in services}
-            assert "unhealthy" not in states.values(), f"{states}\n{self.logs(services)}"
-            return set(states.values()) == {"healthy"}
+            found = {state for replicas in states.values() for state in replicas}
+            assert "unhealthy" not in found, f"{states}\n{self.logs(services)}"
+            return found == {"healthy"}
 
         wait_until(all_healthy, timeout, f"{services} healthy", interval=1.0)
 
@@ -205,13 +217,38 @@ class Compose:
         caught_up = json.loads(self.exec("aggregator", "python", "-c", script))
         return bool(caught_up) and all(caught_up)
 
-    def crash(self, service: str) -> float:
-        """SIGKILL the service's process from the host, as a crash would (`docker kill` counts
+    def shard_holders(self) -> dict[str, dict[int, str | None]]:
+        """Which replica (consumer name) holds each shard's lease, per sharded service (asked
+        in a container: Redis is not published)."""
+        script = (
+            "import json, redis; from watchpost.settings import CommonSettings; "
+            "s = CommonSettings(); c = redis.Redis.from_url(s.redis_url, decode_responses=True); "
+            "k = s.keys; leases = lambda n: [k.shard_lease(n, str(i)) for i in range(k.shards)]; "
+            f"print(json.dumps({{n: c.mget(leases(n)) for n in {sorted(REPLICAS)!r}}}))"
+        )
+        found = json.loads(self.exec("aggregator", "python", "-c", script))
+        return {name: dict(enumerate(holders)) for name, holders in found.items()}
+
+    def consumer_names(self, service: str) -> dict[str, str]:
+        """Each replica's consumer name (its host name and process id 1) to its container."""
+        return {f"{inspect(c, '{{.Config.Hostname}}')}-1": c for c in self.replicas(service)}
+
+    def each_replica_holds_its_share(self) -> bool:
+        holders = self.shard_holders()
+        for service, count in REPLICAS.items():
+            names = self.consumer_names(service)
+            held = Counter(holders[service].values())
+            if set(held) != set(names) or set(held.values()) != {len(holders[service]) // count}:
+                return False
+        return True
+
+    def crash(self, service: str, container: str) -> float:
+        """SIGKILL a replica's process from the host, as a crash would (`docker kill` counts
         as a deliberate stop, which restart policies leave alone); wait until the restart
         policy has it healthy again. Returns the seconds that took."""
-        container = self.container(service)
         restarts = int(inspect(container, "{{.RestartCount}}"))
         pid = int(inspect(container, "{{.State.Pid}}"))
+        since = inspect(container, "{{.State.StartedAt}}")
         started = time.monotonic()
         try:
             os.kill(pid, signal.SIGKILL)
@@ -224,9 +261,20 @@ class Compose:
             interval=0.2,
         )
         self.wait_healthy([service], timeout=180)
-        (now,) = self.run("ps", "-q", service).split()
-        assert now == container  # restarted by the engine, not replaced
-        return time.monotonic() - started
+        now = self.run("ps", "-q", service).split()
+        assert sorted(now) == sorted(self.replicas(service))  # restarted, not replaced
+        took = time.monotonic() - started
+        for replica in self.replicas(service):  # who took which shard since (for the record)
+            logs = subprocess.run(
+                ["docker", "logs", "--since", since, replica], capture_output=True, text=True
+            )
+            moves = [
+                json.loads(line)["msg"]
+                for line in (logs.stdout + logs.stderr).splitlines()
+                if '"watchpost.shards"' in line
+            ]
+            print(f"\n{service} {replica[:12]}{' (crashed)' * (replica == container)}: {moves}")
+        return took
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +299,7 @@ def stack(tmp_path_factory) -> Iterator[Compose]:
             f"DASHBOARD_PUBLISH=127.0.0.1:{dashboard_port}\n"
             f"HTTPS_PUBLISH=127.0.0.1:{https_port}\n"
             f"WATCHPOST_DATA_DIR={data_dir().resolve()}\n"
+            + "".join(f"{name.upper()}_REPLICAS={n}\n" for name, n in REPLICAS.items())
         )
     overrides = work / "test-settings.yml"
     overrides.write_text(
@@ -366,12 +415,23 @@ def test_enrol_alert_crash_and_restart_lose_nothing(stack, tmp_path):
     expected = stack.alerts("front-door")
     assert expected[("access_granted", "Speaker")] == 1, expected
 
-    # The same video on a camera added through the API, with the aggregator and recognition
-    # crashed one after the other while it plays.
+    # Every replica holds its share of the shards (two of the four), named by its host name.
+    wait_until(stack.each_replica_holds_its_share, 60, "the shards split between replicas", 1.0)
+    holders = stack.shard_holders()
+    print(f"\nshard leases: {holders}")
+
+    # The same video on a camera added through the API, with the replicas of the aggregator and
+    # recognition that hold its shard crashed one after the other while it plays: the other
+    # replica takes the shard over if the lease expires before the crashed one is back (which
+    # re-takes its own lease otherwise), and the restarted one takes its share back.
     body = {"id": "hurt", "name": "hurt", "source": VIDEO_IN_CONTAINER}
     assert stack.api("POST", "/api/v1/cameras", json=body).status_code == 201
     wait_until(lambda: stack.camera_status("hurt") == "online", 60, "camera online", 0.2)
-    recovered = {name: stack.crash(name) for name in ("aggregator", "recognition")}
+    shard = shard_of("hurt", len(holders["aggregator"]))
+    recovered = {
+        name: stack.crash(name, stack.consumer_names(name)[holders[name][shard]])
+        for name in ("aggregator", "recognition")
+    }
     wait_until(lambda: stack.camera_status("hurt") == "ended", 240, "hurt ended")
     wait_until(stack.drained, 240, "every frame and verdict handled", interval=1.0)
     time.sleep(2.0)  # an alert is written before its verdict's ack; settle anyway
@@ -381,6 +441,7 @@ def test_enrol_alert_crash_and_restart_lose_nothing(stack, tmp_path):
     )
     assert got == expected  # nothing lost, nothing twice
     assert stack.stored_alerts("hurt") == sum(got.values())
+    wait_until(stack.each_replica_holds_its_share, 60, "the shards split again", 1.0)
 
 
 def test_the_tls_profile_serves_the_dashboard_over_https_with_secure_cookies(stack, tmp_path):

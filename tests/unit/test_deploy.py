@@ -426,13 +426,26 @@ def test_stream_consumers_have_names_of_their_own():
 
 @pytest.mark.parametrize("name", SHARDED)
 def test_the_sharded_services_scale_with_compose(name):
-    """`docker compose up --scale recognition=2 --scale liveness=2 --scale aggregator=2`: no
-    fixed container name or host port to collide, and a killed replica comes back."""
+    """`RECOGNITION_REPLICAS=2` (and so on) in .env: no fixed container name or host port to
+    collide, and a crashed replica comes back."""
     service = COMPOSE["services"][name]
     assert "container_name" not in service and "ports" not in service
     assert service.get("restart") in ("unless-stopped", "always", "on-failure")
     assert "WATCHPOST_CONSUMER_NAME" not in compose_env(name)
     assert service["build"]["args"]["SERVICE"] == name
+
+
+@pytest.mark.parametrize("name", [*SHARDED, "capture"])
+def test_replica_counts_are_the_compose_files_own(name):
+    """The count is the service's `scale` (from .env, 1 by default), not only `up --scale`:
+    that lasts until the next `up` that touches the service, and Debian's compose v1 then scales
+    a dependency back to the file's count (`up -d dashboard` removed a recognition replica)."""
+    variable = f"{name.upper()}_REPLICAS"
+    scale = compose_service(name)["scale"]
+    assert scale == f"${{{variable}:-1}}"
+    assert interpolate(scale, {}) == "1" and interpolate(scale, {variable: "3"}) == "3"
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    assert re.search(rf"^# {variable}=1$", example, re.M), variable
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -811,11 +824,15 @@ def test_the_tls_profile_proxies_the_dashboard_and_turns_secure_cookies_on(monke
     assert DashboardSettings().dashboard_secure_cookies is True
     proxy = tls["https"]
     # The dashboard believes X-Forwarded-For from the proxy's own fixed address, and only from it,
-    # an address inside the network's subnet (finding 8 behind the proxy).
-    address = interpolate(proxy["networks"]["default"]["ipv4_address"], {})
-    assert DashboardSettings().http_trusted_proxies == [address]
+    # an address inside the network's subnet (finding 8 behind the proxy) and outside the range
+    # the other containers get theirs from (with replicas, the ninth took it first).
+    address = ipaddress.ip_address(interpolate(proxy["networks"]["default"]["ipv4_address"], {}))
+    assert DashboardSettings().http_trusted_proxies == [str(address)]
     (subnet,) = TLS_COMPOSE["networks"]["default"]["ipam"]["config"]
-    assert ipaddress.ip_address(address) in ipaddress.ip_network(interpolate(subnet["subnet"], {}))
+    network = ipaddress.ip_network(interpolate(subnet["subnet"], {}))
+    others = ipaddress.ip_network(interpolate(subnet["ip_range"], {}))
+    assert address in network and others.subnet_of(network) and address not in others
+    assert others.num_addresses >= 64  # room for many replicas
     assert proxy["build"]["context"] == "deploy/proxy"
     assert (
         proxy["build"]["args"]["BASE_IMAGE"]
