@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml deploy/constraints.txt deploy/no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,liveness,embedded,mqtt,dev]"
+	$(VENV)/bin/python -m pip install --quiet -c deploy/constraints.txt -e ".[vision,training,embedded,mqtt,dev]"
 	$(VENV)/bin/python -m pip install --quiet --no-deps -r deploy/no-deps.txt
 	touch $(STAMP)
 

@@ -46,7 +46,7 @@ SECURITY_MIRROR = os.environ.get("DEBIAN_SECURITY_MIRROR", "http://deb.debian.or
 # python3-venv: the build stage's `python3 -m venv` (with pip); netbase: /etc/services etc.
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase")
 # The extras the images install between them (deploy/Dockerfile's EXTRAS); not dev or embedded.
-IMAGE_EXTRAS = ("vision", "liveness", "mqtt")
+IMAGE_EXTRAS = ("vision", "mqtt")
 BASE_REPOSITORY = "watchpost-base"
 WHEELHOUSE_REPOSITORY = "watchpost-wheelhouse"
 DOCKERD_LOG = Path("/var/log/watchpost-dockerd.log")

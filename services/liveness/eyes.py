@@ -9,6 +9,7 @@ and eyes too narrow to say anything are refused with a reason (`blink.eyes_measu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -88,34 +89,25 @@ def face_landmarks(
     return points / factor + np.array([x0, y0], np.float32)
 
 
-class KerasBinaryClassifier:
-    """A committed Keras model with one sigmoid output, called in batches."""
+class EyeStateClassifier:
+    """P(closed) per 24x24 grey eye patch: the mean over the patch and its mirror image. The CNN
+    is trained in Keras (training/eye_state.py) and runs from its LiteRT export beside it
+    (`eye_state.tflite`, checked against the Keras model on the held-out split when exported:
+    its model card's `litert` entry), so the service never loads TensorFlow."""
 
-    def __init__(self, name: str) -> None:
-        self.path = MODELS / f"{name}.keras"
-        self.card = json.loads((MODELS / f"{name}.metrics.json").read_text())
+    def __init__(self) -> None:
+        self.path = MODELS / "eye_state.tflite"
+        self.card = json.loads((MODELS / "eye_state.metrics.json").read_text())
 
     @cached_property
-    def _model(self):
-        from watchpost.vision.models import keras_model
+    def _model(self) -> Callable[[np.ndarray], np.ndarray]:
+        from watchpost.vision.models import litert_model
 
-        return keras_model(self.path)
+        return litert_model(self.path)
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros(0, np.float32)
-        x = batch.astype(np.float32)
-        if x.ndim == 3:
-            x = x[..., None]
-        return self._model(x).ravel()
-
-
-class EyeStateClassifier(KerasBinaryClassifier):
-    """P(closed) per 24x24 grey eye patch: the mean over the patch and its mirror image."""
-
-    def __init__(self) -> None:
-        super().__init__("eye_state")
-
-    def scores(self, batch: np.ndarray) -> np.ndarray:
-        both = super().scores(standardise(np.concatenate([batch, batch[:, :, ::-1]])))
+        both = self._model(standardise(np.concatenate([batch, batch[:, :, ::-1]]))[..., None])
+        both = both.ravel()
         return (both[: len(batch)] + both[len(batch) :]) / 2

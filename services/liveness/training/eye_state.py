@@ -15,8 +15,9 @@ contrast augmentation. Nothing is chosen on the test split: there is no early st
 validation split is only reported. With `--folds K` (default 5; 0 skips it) it then also reports a
 K-fold cross-validated accuracy on train+validation, folds grouped by source photograph.
 
-Writes to services/liveness/models/: `eye_state.keras`, `eye_state.metrics.json` (held-out and
-cross-validated figures) and `eye_state_curves.png`.
+Writes to services/liveness/models/: `eye_state.keras`, its LiteRT export `eye_state.tflite` (what
+the service runs; `eye_state_export.py`), `eye_state.metrics.json` (held-out and cross-validated
+figures, and the export's agreement) and `eye_state_curves.png`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from services.liveness.training.common import (
     split_of,
     write_metrics,
 )
+from services.liveness.training.eye_state_export import export, record
 from watchpost.progress import bar, track
 from watchpost.settings import default_data_dir
 
@@ -292,6 +294,8 @@ def main() -> None:
     }
     MODELS.mkdir(exist_ok=True)
     model.save(MODELS / "eye_state.keras")
+    # What the service runs: the LiteRT export, checked against the Keras model on the test split.
+    record(metrics, test_x[..., 0], test_y, export())
     write_metrics(MODELS / "eye_state.metrics.json", metrics)
     plot_curves(trained[0][1], MODELS / "eye_state_curves.png", "Eye-state CNN (CEW), first member")
     print(metrics)
