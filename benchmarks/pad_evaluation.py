@@ -290,6 +290,8 @@ def main() -> None:
             parallax=mode,
             parallax_threshold=settings.liveness_parallax_threshold,
             parallax_min_pairs=settings.liveness_parallax_min_pairs,
+            parallax_min_seconds=settings.liveness_parallax_min_seconds,
+            motion_min_seconds=settings.liveness_motion_min_seconds,
             head_motion=head,
             head_motion_max_flatness=settings.liveness_head_motion_max_flatness,
             head_motion_max_follow=settings.liveness_head_motion_max_follow,
@@ -319,6 +321,8 @@ def main() -> None:
         "passive_thresholds": sorted({r.policy.spoof_threshold for r in reads}),
         "parallax_threshold": threshold,
         "parallax_min_pairs": min_pairs,
+        "parallax_min_seconds": settings.liveness_parallax_min_seconds,
+        "motion_min_seconds": settings.liveness_motion_min_seconds,
         "default_parallax": settings.liveness_parallax,
         "head_motion": {
             "default": settings.liveness_head_motion,

@@ -407,7 +407,13 @@ def run_watchpost(
             1000 * float(np.percentile(since_snapshot, 50)) if since_snapshot else None
         ),
         "alerts": [
-            {"kind": a["kind"], "name": a.get("display_name"), "camera": a["camera_id"]}
+            {
+                "kind": a["kind"],
+                "name": a.get("display_name"),
+                "camera": a["camera_id"],
+                "track": a.get("track_id"),
+                "reason": a.get("reason"),
+            }
             for _, a in alerts
         ],
         "sightings": seen,

@@ -495,6 +495,13 @@ class LivenessSettings(CommonSettings):
     liveness_motion_min_pairs: int = Field(
         5, ge=2, description="Frame pairs with the face moving before the motion cue may flag."
     )
+    liveness_motion_min_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="...and the seconds those pairs must span: pairs a frame apart overlap, so "
+        "five of them at 30 fps are one moment (a face printed on a shirt, found for a few "
+        "frames, moves with the shirt and read as a replay; docs/liveness.md).",
+    )
     liveness_parallax: Literal["off", "corroborates", "decides"] = Field(
         "corroborates",
         description="The landmark-parallax cue (a face whose landmarks move as a flat picture's "
@@ -515,6 +522,13 @@ class LivenessSettings(CommonSettings):
         ge=1,
         description="Landmark pairs 0.3 s apart that moved beyond landmark noise before the "
         "parallax cue may flag.",
+    )
+    liveness_parallax_min_seconds: float = Field(
+        0.4,
+        ge=0,
+        description="...and the seconds those pairs must span: the 5 pairs were chosen on NUAA "
+        "at 10 fps, where they span at least 0.4 s; with a detection on every frame at 30 fps "
+        "five pairs are a sixth of a second (docs/liveness.md).",
     )
     liveness_head_motion: bool = Field(
         True,

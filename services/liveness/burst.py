@@ -48,7 +48,7 @@ def burst_evidence(
             crops.append(cut_square(rgb, box))
         before = greys[index - lag] if index >= lag else None
         if before is not None and before.shape == grey.shape:
-            evidence.cues.observe_motion(context_motion(before, grey, box))
+            evidence.cues.observe_motion(context_motion(before, grey, box), at)
         evidence.cues.observe_edges(frame_edges(grey, box))
         (reading,) = reader.read_eyes(grey, boxes)
         evidence.observe(at, reading.ear, reading.problem, reading.p_closed)

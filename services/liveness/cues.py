@@ -17,7 +17,7 @@ shelves are straight too).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -38,6 +38,7 @@ class MotionSample:
 
     face: float
     follows: float
+    at: float = 0.0  # source time (s) of the pair's later frame, set by TrackCues.observe_motion
 
 
 def _points(grey: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray | None:
@@ -189,16 +190,27 @@ class TrackCues:
     motion: list[MotionSample] = field(default_factory=list)
     edges: list[float] = field(default_factory=list)
 
-    def observe_motion(self, sample: MotionSample | None) -> None:
+    def observe_motion(self, sample: MotionSample | None, at: float) -> None:
+        """One frame pair's reading, `at` the source time of its later frame."""
         if sample is not None:
-            self.motion.append(sample)
+            self.motion.append(replace(sample, at=at))
             del self.motion[:-60]
+
+    def motion_span(self) -> float:
+        """Seconds between the first and the last kept motion sample."""
+        return self.motion[-1].at - self.motion[0].at if self.motion else 0.0
 
     def observe_edges(self, score: float) -> None:
         self.edges.append(score)
         del self.edges[:-60]
 
-    def motion_cue(self, threshold: float, min_pairs: int) -> AttackCue | None:
+    def motion_cue(
+        self, threshold: float, min_pairs: int, min_seconds: float = 0.0
+    ) -> AttackCue | None:
+        """Flags when at least `min_pairs` pairs over at least `min_seconds` show the face's
+        surroundings sharing `threshold` of its motion on average. The span matters because
+        pairs a frame apart overlap: five of them at 30 fps are 0.17 s, one moment seen five
+        times (a face printed on a shirt, found for a few frames, moves with the shirt)."""
         if not self.motion:
             return None
         score = float(np.mean([s.follows for s in self.motion]))
@@ -207,7 +219,9 @@ class TrackCues:
             score=round(score, 3),
             threshold=threshold,
             samples=len(self.motion),
-            flagged=len(self.motion) >= min_pairs and score >= threshold,
+            flagged=len(self.motion) >= min_pairs
+            and self.motion_span() >= min_seconds
+            and score >= threshold,
             decides=True,
         )
 

@@ -53,10 +53,12 @@ class EvidenceReader:
             passive_decides=decides,
             motion_threshold=settings.liveness_motion_threshold,
             motion_min_pairs=settings.liveness_motion_min_pairs,
+            motion_min_seconds=settings.liveness_motion_min_seconds,
             min_live_seconds=settings.liveness_min_live_seconds,
             parallax=settings.liveness_parallax,
             parallax_threshold=settings.liveness_parallax_threshold,
             parallax_min_pairs=settings.liveness_parallax_min_pairs,
+            parallax_min_seconds=settings.liveness_parallax_min_seconds,
             head_motion=settings.liveness_head_motion,
             head_motion_max_flatness=settings.liveness_head_motion_max_flatness,
             head_motion_max_follow=settings.liveness_head_motion_max_follow,
@@ -79,9 +81,14 @@ class EvidenceReader:
         not read (the reading says why)."""
         readings: list[tuple[float | None, str | None, np.ndarray]] = []
         patches = []
+        height, width = grey.shape[:2]
         for box in boxes:
             landmarks = face_landmarks(grey, box, upscale_below=self.landmark_face_px)
             problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
+            if box[0] <= 0 or box[1] <= 0 or box[2] >= width or box[3] >= height:
+                # Part of the face is outside the picture: its landmarks are guessed, and a
+                # detection cut off by the edge is as often no face at all.
+                problem = "face cut off by the edge of the frame"
             ear = None if problem else face_ear(landmarks)
             readings.append((ear, problem, landmarks))
             if not problem and self.eyes is not None:

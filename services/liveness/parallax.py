@@ -28,7 +28,7 @@ pairs with more non-rigid motion weigh more and still pairs say nothing. Cost: t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -49,6 +49,7 @@ class ParallaxSample:
 
     residual: float
     flatness: float
+    at: float = 0.0  # source time (s) of the pair's later landmarks, set by ParallaxTally
 
     @property
     def explained(self) -> float:
@@ -127,6 +128,7 @@ class ParallaxTally:
             return None
         sample = parallax(partner, landmarks)
         if sample is not None:
+            sample = replace(sample, at=at)
             self.samples.append(sample)
             del self.samples[: -self.keep]
         return sample
@@ -134,11 +136,25 @@ class ParallaxTally:
     def moving_pairs(self, min_residual: float = MIN_RESIDUAL) -> int:
         return sum(s.residual >= min_residual for s in self.samples)
 
+    def moving_span(self, min_residual: float = MIN_RESIDUAL) -> float:
+        """Seconds from the first to the last kept pair that moved beyond landmark noise."""
+        times = [s.at for s in self.samples if s.residual >= min_residual]
+        return max(times) - min(times) if times else 0.0
+
     def cue(
-        self, threshold: float, min_pairs: int, *, decides: bool, min_residual: float = MIN_RESIDUAL
+        self,
+        threshold: float,
+        min_pairs: int,
+        *,
+        decides: bool,
+        min_seconds: float = 0.0,
+        min_residual: float = MIN_RESIDUAL,
     ) -> AttackCue | None:
         """The `parallax` cue: the track's pooled flatness against `threshold`, flagged once at
-        least `min_pairs` pairs moved more than landmark noise; None before any pair moved."""
+        least `min_pairs` pairs over at least `min_seconds` moved more than landmark noise (a
+        frame's landmarks pair with those `lag` before, so with a detection on every frame five
+        pairs are a sixth of a second: one moment of a turning head); None before any pair
+        moved."""
         moving = self.moving_pairs(min_residual)
         if moving == 0:
             return None
@@ -148,6 +164,8 @@ class ParallaxTally:
             score=round(score, 3),
             threshold=threshold,
             samples=moving,
-            flagged=moving >= min_pairs and score >= threshold,
+            flagged=moving >= min_pairs
+            and self.moving_span(min_residual) >= min_seconds
+            and score >= threshold,
             decides=decides,
         )

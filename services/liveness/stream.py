@@ -125,7 +125,9 @@ class LivenessTracker:
             before = self._frame_before(frame, grey)
             for face, box, evidence in zip(frame.faces, boxes, tracks, strict=True):
                 if before is not None:
-                    evidence.cues.observe_motion(context_motion(before, grey, box))
+                    evidence.cues.observe_motion(
+                        context_motion(before, grey, box), frame.source_time
+                    )
                 if face.detected:  # edges need the face where it is, not where it was
                     evidence.cues.observe_edges(frame_edges(grey, box))
             readings = self.reader.read_eyes(grey, boxes)

@@ -30,12 +30,14 @@ class LivenessPolicy:
     passive_decides: bool = False  # may the passive check alone call a spoof?
     motion_threshold: float = 0.5  # share of the face's motion its surroundings share
     motion_min_pairs: int = 5  # frame pairs with the face moving before motion may flag
+    motion_min_seconds: float = 0.5  # ...spread over at least this long
     edges_threshold: float = 0.5  # share of a frame around the face traced by straight edges
     edges_min_frames: int = 10
     min_live_seconds: float = 1.5  # in view at least this long before "live": cues need time
     parallax: ParallaxMode = "corroborates"
     parallax_threshold: float = 0.24  # pooled flatness at or above which a face is flat
     parallax_min_pairs: int = 5  # landmark pairs that moved beyond noise before it may flag
+    parallax_min_seconds: float = 0.4  # ...spread over at least this long
     # Live without a blink: the head moved in depth against a still scene (its landmarks far
     # from flat, its surroundings still) and every other cue read clean. docs/liveness.md.
     head_motion: bool = True
@@ -127,7 +129,9 @@ def attack_cues(evidence: TrackEvidence, policy: LivenessPolicy) -> list[AttackC
             )
         )
     for cue in (
-        evidence.cues.motion_cue(policy.motion_threshold, policy.motion_min_pairs),
+        evidence.cues.motion_cue(
+            policy.motion_threshold, policy.motion_min_pairs, policy.motion_min_seconds
+        ),
         evidence.cues.edges_cue(policy.edges_threshold, policy.edges_min_frames),
     ):
         if cue is not None:
@@ -137,6 +141,7 @@ def attack_cues(evidence: TrackEvidence, policy: LivenessPolicy) -> list[AttackC
             policy.parallax_threshold,
             policy.parallax_min_pairs,
             decides=policy.parallax == "decides",
+            min_seconds=policy.parallax_min_seconds,
         )
         if cue is not None:
             cues.append(cue)
@@ -156,7 +161,10 @@ def head_motion_proof(
     if not policy.head_motion or any(c.flagged for c in cues):
         return None
     moving = evidence.parallax.moving_pairs()
-    if moving < policy.parallax_min_pairs:
+    if (
+        moving < policy.parallax_min_pairs
+        or evidence.parallax.moving_span() < policy.parallax_min_seconds
+    ):
         return None
     flatness = pooled_flatness(evidence.parallax.samples)
     motion = next((c for c in cues if c.name == "motion"), None)

@@ -94,6 +94,30 @@ def test_eyes_too_small_are_refused_with_their_reason():
             assert present(reading.problem).endswith("under 10 px"), reading.problem
 
 
+def test_a_face_cut_off_by_the_frame_edge_is_not_read():
+    """The talking video's face, the frame cropped through it: the reading says the face is cut
+    off (its landmarks would be guessed); the whole face in the same pixels is read."""
+    capture = cv2.VideoCapture(str(require_data("video/talking_blinks_720p.mp4")))
+    for _ in range(16):  # an open-eyed frame
+        ok, bgr = capture.read()
+    assert ok
+    grey = to_grey(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    (box,) = detect_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), upsample=0)[:1]
+    left, right = box[0], box[2]
+    shift = left + (right - left) // 8  # an eighth of the face outside the picture
+    whole, cut = eyes_of(grey, box), eyes_of(grey[:, shift:], box, shift)
+    assert whole.problem is None and whole.ear is not None
+    assert cut.problem == "face cut off by the edge of the frame"
+    assert cut.ear is None and cut.p_closed is None
+
+
+def eyes_of(grey: np.ndarray, box, shift: int = 0):
+    """The reading of the face in `box`, on `grey` whose first `shift` columns were cut."""
+    left, top, right, bottom = box
+    (reading,) = reader().read_eyes(grey, [(max(0, left - shift), top, right - shift, bottom)])
+    return reading
+
+
 def test_bad_input_to_the_small_face_landmarks_is_clear():
     """An empty face box is an error that names the box, not a crash deep in dlib."""
     from services.liveness.eyes import face_landmarks

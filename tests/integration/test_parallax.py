@@ -38,7 +38,10 @@ def test_a_print_moved_by_hand_reads_flat(subject, session):
     settings = LivenessSettings()
     tally = read_session(f"liveness/nuaa_train/ImposterRaw/{subject}", session)
     cue = tally.cue(
-        settings.liveness_parallax_threshold, settings.liveness_parallax_min_pairs, decides=True
+        settings.liveness_parallax_threshold,
+        settings.liveness_parallax_min_pairs,
+        decides=True,
+        min_seconds=settings.liveness_parallax_min_seconds,
     )
     assert cue is not None and cue.flagged, cue
 
@@ -51,7 +54,10 @@ def test_a_real_person_does_not_read_flat(subject, session):
     settings = LivenessSettings()
     tally = read_session(f"liveness/nuaa_train/ClientRaw/{subject}", session)
     cue = tally.cue(
-        settings.liveness_parallax_threshold, settings.liveness_parallax_min_pairs, decides=True
+        settings.liveness_parallax_threshold,
+        settings.liveness_parallax_min_pairs,
+        decides=True,
+        min_seconds=settings.liveness_parallax_min_seconds,
     )
     assert len(tally.samples) >= 30  # the face was found and paired all along
     assert cue is None or not cue.flagged, cue

@@ -1,10 +1,12 @@
 """The liveness verdict of one track: blinks, the attack cues, and how they combine."""
 
+from dataclasses import replace
+
 import pytest
 
 from services.liveness.blink import BlinkDetector
 from services.liveness.cues import MotionSample
-from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide
+from services.liveness.verdict import LivenessPolicy, TrackEvidence, decide, head_motion_proof
 
 POLICY = LivenessPolicy(window_seconds=5.0, min_frames=15, min_live_seconds=1.0)
 
@@ -17,14 +19,17 @@ BLINKING = series((0.32, 30), (0.1, 3), (0.32, 10))  # a blink at 1 s, 1.4 s in 
 STILL = [0.31] * 40
 
 
-def evidence(ears, passive=(), motion=(), edges=(), *, fps=30.0) -> TrackEvidence:
+def evidence(
+    ears, passive=(), motion=(), edges=(), *, fps=30.0, motion_every=0.15
+) -> TrackEvidence:
+    """A track's evidence; its motion pairs `motion_every` seconds apart (the cue's lag)."""
     e = TrackEvidence(detector=BlinkDetector(), first_seen=0.0, last_seen=0.0)
     for i, ear in enumerate(ears):
         e.observe(i / fps, ear, None if ear is not None else "face turned away from the camera")
     for score in passive:
         e.observe_passive(score)
-    for follows in motion:
-        e.cues.observe_motion(MotionSample(face=0.05, follows=follows))
+    for i, follows in enumerate(motion):
+        e.cues.observe_motion(MotionSample(face=0.05, follows=follows), i * motion_every)
     for score in edges:
         e.cues.observe_edges(score)
     return e
@@ -89,6 +94,22 @@ def test_motion_needs_enough_pairs_and_a_real_head_moving_against_the_scene_is_l
     assert state == "live" and not motion.flagged
 
 
+def test_motion_pairs_must_span_half_a_second_before_they_flag():
+    """Five pairs on consecutive frames are one moment seen five times (a face printed on a
+    shirt, found for a few frames, moves with the shirt): over the line, so not live, but no
+    spoof alarm until the pairs span `motion_min_seconds`."""
+    flash = evidence(BLINKING, motion=[0.9] * 5, motion_every=1 / 30)  # 0.13 s
+    state, reason, (motion,) = decide(flash, POLICY)
+    assert flash.cues.motion_span() == pytest.approx(4 / 30)
+    assert state == "undecided" and not motion.flagged and "motion looks like an attack" in reason
+
+    def spread():
+        return evidence(BLINKING, motion=[0.9] * 5, motion_every=0.13)  # 0.52 s
+
+    assert decide(spread(), replace(POLICY, motion_min_seconds=0.6)).state == "undecided"
+    assert decide(spread(), POLICY).state == "spoof"
+
+
 def test_a_passive_check_that_may_not_decide_neither_blocks_nor_clears():
     """Its measured BPCER on unseen cameras is too high to decide: it is reported with the
     verdict, and counts only when a second cue agrees."""
@@ -118,7 +139,6 @@ def test_a_camera_threshold_is_judged_against_and_said_in_the_reason():
     """The same passive readings (0.6, a real person on a camera whose real people score high)
     flag against the model's global threshold but not against the camera's own one, and the
     reason says where the threshold came from."""
-    from dataclasses import replace
 
     readings = [0.6] * 6
     _, reason, cues = decide(
@@ -134,16 +154,40 @@ def test_a_camera_threshold_is_judged_against_and_said_in_the_reason():
     assert reason.endswith("passive threshold fitted on this camera's 40 real tracks")
 
 
-def with_parallax(e: TrackEvidence, flatness: float, pairs: int) -> TrackEvidence:
-    """`pairs` landmark pairs that moved beyond noise, each `flatness` flat."""
+def with_parallax(
+    e: TrackEvidence, flatness: float, pairs: int, *, every: float = 0.1
+) -> TrackEvidence:
+    """`pairs` landmark pairs that moved beyond noise, each `flatness` flat, `every` seconds
+    apart (0.1: NUAA's sequences at 10 fps, where the cue's levels were chosen)."""
     from services.liveness.parallax import ParallaxSample
 
-    e.parallax.samples = [ParallaxSample(residual=0.05, flatness=flatness)] * pairs
+    e.parallax.samples = [
+        ParallaxSample(residual=0.05, flatness=flatness, at=i * every) for i in range(pairs)
+    ]
     return e
 
 
+def test_parallax_pairs_must_span_the_time_five_pairs_took_where_it_was_tuned():
+    """Five pairs at 10 fps span 0.4 s; with a detection on every frame at 30 fps five pairs
+    are a sixth of a second, one moment of a turning head: not enough to flag, nor to prove
+    life by head motion."""
+    policy = replace(POLICY, parallax="decides", passive_decides=False)
+    assert decide(with_parallax(evidence(BLINKING), 0.9, 5), policy).state == "spoof"
+    brief = with_parallax(evidence(BLINKING), 0.9, 5, every=1 / 30)
+    state, _, cues = decide(brief, policy)
+    (parallax,) = cues
+    assert parallax.name == "parallax" and not parallax.flagged and state != "spoof"
+    assert decide(with_parallax(evidence(BLINKING), 0.9, 13, every=1 / 30), policy).state == (
+        "spoof"
+    )
+    moving = head_moving()
+    assert decide(moving, POLICY).state == "live"
+    still = head_moving()
+    with_parallax(still, 0.05, 10, every=0.03)  # 0.27 s of pairs
+    assert head_motion_proof(still, [], POLICY) is None
+
+
 def test_parallax_off_by_policy_is_not_read_into_the_verdict():
-    from dataclasses import replace
 
     off = replace(POLICY, parallax="off")
     state, reason, cues = decide(with_parallax(evidence(BLINKING), 0.9, 10), off)
@@ -170,7 +214,6 @@ def test_parallax_off_by_policy_is_not_read_into_the_verdict():
     ],
 )
 def test_parallax_table(mode, flatness, pairs, passive, state, because):
-    from dataclasses import replace
 
     policy = replace(POLICY, parallax=mode, parallax_threshold=0.2, parallax_min_pairs=5)
     judged, reason, cues = decide(
@@ -183,7 +226,6 @@ def test_parallax_table(mode, flatness, pairs, passive, state, because):
 
 
 def test_a_flat_face_stays_a_spoof_once_flagged():
-    from dataclasses import replace
 
     policy = replace(POLICY, parallax="decides", parallax_threshold=0.2, parallax_min_pairs=5)
     bent = with_parallax(evidence(BLINKING), 0.45, 6)
@@ -222,7 +264,6 @@ def test_a_head_moving_in_depth_against_a_still_scene_is_live_without_a_blink(
 
 
 def test_the_head_motion_route_asks_every_cue_to_clear_and_can_be_turned_off():
-    from dataclasses import replace
 
     edged = head_moving()
     for score in [0.8] * 12:
@@ -245,7 +286,7 @@ def test_a_head_motion_proof_stays_like_a_blink_but_an_attack_still_latches():
     track.parallax.samples = []  # nothing moves any more
     state, reason, _ = decide(track, POLICY)
     assert state == "live" and "head moved in depth" in reason
-    for follows in [0.9] * 10:  # then it moves with its own background: a replay
-        track.cues.observe_motion(MotionSample(face=0.05, follows=follows))
+    for i, follows in enumerate([0.9] * 10):  # then it moves with its own background: a replay
+        track.cues.observe_motion(MotionSample(face=0.05, follows=follows), 21.3 + i / 10)
     state, reason, _ = decide(track, POLICY)
     assert state == "spoof" and "attack cue motion" in reason
