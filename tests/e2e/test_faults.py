@@ -118,6 +118,15 @@ class Stack:
             ).fetchall()
         return Counter(rows)
 
+    def reasons(self, camera_id: str) -> list[tuple[str, str | None, str]]:
+        """Each alert of the camera with its reason (for a failing assertion to say why)."""
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(
+                "SELECT kind, display_name, reason FROM alerts WHERE camera_id = %s ORDER BY id",
+                (camera_id,),
+            ).fetchall()
+        return [tuple(row) for row in rows]
+
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
@@ -234,7 +243,9 @@ def test_redis_stops_and_starts_again_and_the_services_carry_on(stack, speaker):
         assert httpx.get(f"{service.url}/readyz", timeout=5).status_code == 200, service.name
     # And the stack works as before: the same video afterwards gives the same alert.
     stack.play("after", video)
-    assert stack.alerts("after")[("access_granted", "Speaker")] == 1
+    # (Failed once in two clean-clone CI runs on 3 December, passing on the same code before and
+    # after; the alerts' reasons say why the next time.)
+    assert stack.alerts("after")[("access_granted", "Speaker")] == 1, stack.reasons("after")
     print(f"Redis outage: {dropped:.0f} frames dropped by capture")
 
 
