@@ -78,17 +78,18 @@ class EvidenceReader:
     def read_eyes(self, grey: np.ndarray, boxes: list[Box]) -> list[EyeReading]:
         """One reading per face; the CNN runs once for all readable eyes of the frame. Small
         faces are landmarked on an upscaled copy; eyes narrower than `liveness_min_eye_px` are
-        not read (the reading says why)."""
-        readings: list[tuple[float | None, str | None, np.ndarray]] = []
+        not read (the reading says why), nor is a face cut off by the frame's edge: its
+        landmarks would be guessed (no landmarks either, so the parallax cue skips it too), and
+        such a detection is as often no face at all."""
+        readings: list[tuple[float | None, str | None, np.ndarray | None]] = []
         patches = []
         height, width = grey.shape[:2]
         for box in boxes:
+            if box[0] <= 0 or box[1] <= 0 or box[2] >= width or box[3] >= height:
+                readings.append((None, "face cut off by the edge of the frame", None))
+                continue
             landmarks = face_landmarks(grey, box, upscale_below=self.landmark_face_px)
             problem = eyes_measurable(landmarks, box[2] - box[0], min_eye_px=self.min_eye_px)
-            if box[0] <= 0 or box[1] <= 0 or box[2] >= width or box[3] >= height:
-                # Part of the face is outside the picture: its landmarks are guessed, and a
-                # detection cut off by the edge is as often no face at all.
-                problem = "face cut off by the edge of the frame"
             ear = None if problem else face_ear(landmarks)
             readings.append((ear, problem, landmarks))
             if not problem and self.eyes is not None:

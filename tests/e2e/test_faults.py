@@ -112,11 +112,7 @@ class Stack:
         time.sleep(1.0)  # the last verdict's alert is written before its ack; settle anyway
 
     def alerts(self, camera_id: str) -> Counter:
-        with psycopg.connect(self.database_url) as conn:
-            rows = conn.execute(
-                "SELECT kind, display_name FROM alerts WHERE camera_id = %s", (camera_id,)
-            ).fetchall()
-        return Counter(rows)
+        return Counter((kind, name) for kind, name, _ in self.reasons(camera_id))
 
     def reasons(self, camera_id: str) -> list[tuple[str, str | None, str]]:
         """Each alert of the camera with its reason (for a failing assertion to say why)."""

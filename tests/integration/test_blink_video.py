@@ -109,6 +109,7 @@ def test_a_face_cut_off_by_the_frame_edge_is_not_read():
     assert whole.problem is None and whole.ear is not None
     assert cut.problem == "face cut off by the edge of the frame"
     assert cut.ear is None and cut.p_closed is None
+    assert cut.landmarks is None and whole.landmarks is not None  # parallax skips it too
 
 
 def eyes_of(grey: np.ndarray, box, shift: int = 0):
