@@ -171,15 +171,21 @@ def predict(model, inputs: np.ndarray) -> np.ndarray:
     return model.predict(inputs, batch_size=256, verbose=0).ravel()
 
 
-def lr_scores(samples, y, units, presentations) -> dict[str, dict]:
-    """Per held-out fold: the F model's held-out scores, inner threshold and training spread."""
+def cached_feature_tables(samples) -> dict[str, np.ndarray]:
+    """The F features of `samples` (`plain`, and `camera`: the camera-augmented copies), from
+    the cache when it is there (the LR experiments share it), else computed and cached."""
     if FEATURES.exists():
         stored = np.load(FEATURES)
-        tables = {"plain": stored["plain"], "camera": stored["camera"]}
-    else:
-        tables = feature_tables(samples, ("camera",))
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(FEATURES, plain=tables["plain"], camera=tables["camera"])
+        return {"plain": stored["plain"], "camera": stored["camera"]}
+    tables = feature_tables(samples, ("camera",))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(FEATURES, plain=tables["plain"], camera=tables["camera"])
+    return tables
+
+
+def lr_scores(samples, y, units, presentations) -> dict[str, dict]:
+    """Per held-out fold: the F model's held-out scores, inner threshold and training spread."""
+    tables = cached_feature_tables(samples)
     out = {}
     for fold in track(FOLDS, "LR per fold"):
         held, train = units == fold, units != fold

@@ -23,8 +23,8 @@ import numpy as np
 from services.liveness import texture
 from services.liveness.training import loso
 from services.liveness.training.pad_data import FOLDS, load_samples
-from services.liveness.training.passive import choose_threshold, feature_tables, fit, inner_key
-from services.liveness.training.passive_cnn import CACHE, FEATURES, LR_CONFIG
+from services.liveness.training.passive import choose_threshold, fit, inner_key
+from services.liveness.training.passive_cnn import LR_CONFIG, cached_feature_tables
 from watchpost.progress import track
 from watchpost.settings import default_data_dir
 
@@ -50,14 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     y = np.array([s.item.label for s in samples])
     units = np.array([s.item.fold for s in samples])
     pres = np.array([s.item.presentation for s in samples])
-    if FEATURES.exists():
-        stored = np.load(FEATURES)
-        x, aug = stored["plain"], stored["camera"]
-    else:
-        tables = feature_tables(samples, ("camera",))
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(FEATURES, plain=tables["plain"], camera=tables["camera"])
-        x, aug = tables["plain"], tables["camera"]
+    tables = cached_feature_tables(samples)
+    x, aug = tables["plain"], tables["camera"]
     mask = texture.group_mask(LR_CONFIG.groups)
     held_out: dict[str, dict] = {}
     for name, dropped in track(list(CANDIDATES.items()), "candidates"):
