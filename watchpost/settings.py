@@ -285,6 +285,12 @@ class CaptureSettings(CommonSettings):
         description="With `blazeface`: the `short`-range network (cheapest; faces from about 60 "
         "px) or the `full`-range one (about 2.5x its cost; finds more of the faces under 60 px).",
     )
+    capture_follow: Literal["detector", "correlation"] = Field(
+        "detector",
+        description="Between detections, with `blazeface`: look for each face again with the "
+        "detector around its last box (`detector`: about 1.8 ms a face) or step a dlib "
+        "correlation tracker (`correlation`: about 6 ms; always so with `hog`).",
+    )
     capture_upsample: int = Field(
         1, ge=0, le=2, description="HOG detector upsampling steps (with `hog` only)."
     )

@@ -24,7 +24,7 @@ from watchpost.streams import publish
 from watchpost.vision import blazeface
 from watchpost.vision.faces import detect_faces
 from watchpost.vision.models import LOCK as MODEL_LOCK
-from watchpost.vision.tracking import FaceTracker
+from watchpost.vision.tracking import FaceTracker, Follow
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class CaptureLoop:
         self.camera = camera_id or settings.capture_camera_id
         self.policy = None if trusted else settings.source_policy()
         self.keys = settings.keys
-        self.tracker = FaceTracker()
+        self.tracker = FaceTracker(follow=self._follower())
         self.status: CameraStatus = CameraStatus.STARTING
         self.last_error: str | None = None
         self.frames_published = 0
@@ -149,6 +149,22 @@ class CaptureLoop:
                 window_start, window_frames = time.monotonic(), 0
                 self._set_status(CameraStatus.ONLINE, frame_seen=True)
         return False
+
+    def _follower(self) -> Follow | None:
+        """BlazeFace's own step between its detections (`WATCHPOST_CAPTURE_FOLLOW`), else None:
+        the tracker's correlation filters."""
+        if (
+            self.settings.capture_detector != "blazeface"
+            or self.settings.capture_follow != "detector"
+        ):
+            return None
+        network = self.settings.capture_blazeface_network
+
+        def follow(rgb: np.ndarray, box: BoxTuple) -> BoxTuple | None:
+            with MODEL_LOCK:
+                return blazeface.follow_face(rgb, box, network=network)
+
+        return follow
 
     # -- one frame ----------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray) -> list[BoxTuple]:

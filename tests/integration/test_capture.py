@@ -19,6 +19,7 @@ from watchpost.db import cameras
 from watchpost.keys import Keys
 from watchpost.messages import Frame, decode
 from watchpost.settings import CaptureSettings
+from watchpost.vision.tracking import iou
 
 pytestmark = pytest.mark.data
 
@@ -56,6 +57,39 @@ def test_a_face_is_tracked_through_a_video_with_one_track_id(
     )  # tracked in between
     with pool.connection() as conn:
         assert present(cameras.get_camera(conn, "demo"))["status"] == "ended"
+
+
+def test_blazeface_follows_a_face_between_its_detections_where_the_correlation_tracker_does(
+    env_settings, redis_client, pool, prefix
+):
+    """The detector's own step (`capture_follow=detector`, one network pass around the last box)
+    keeps the speaker in one track on every frame, with boxes where the correlation tracker puts
+    them, on the frames between detections."""
+    video = require_data("video/talking_blinks_720p.mp4")
+    boxes = {}
+    for follow in ("correlation", "detector"):
+        redis_client.delete(*Keys(prefix).frames)
+        run_capture(
+            env_settings,
+            redis_client,
+            pool,
+            video,
+            capture_detector="blazeface",
+            capture_follow=follow,
+        )
+        frames = published(redis_client, prefix)
+        assert len(frames) > 280, follow
+        assert len({face.track_id for f in frames for face in f.faces}) == 1, follow
+        boxes[follow] = {f.seq: f.faces[0] for f in frames if len(f.faces) == 1}
+    between = [s for s, face in boxes["detector"].items() if not face.detected]
+    assert len(between) > 200  # 4 frames in 5 are followed, not detected
+    overlaps = [
+        iou(boxes["detector"][s].box.as_tuple(), boxes["correlation"][s].box.as_tuple())
+        for s in between
+        if s in boxes["correlation"]
+    ]
+    assert len(overlaps) > 200
+    assert np.median(overlaps) > 0.8 and min(overlaps) > 0.5
 
 
 def test_several_people_get_separate_tracks(env_settings, redis_client, pool, prefix):

@@ -47,3 +47,27 @@ def test_a_track_follows_its_face_between_detections_and_keeps_its_id_when_detec
     for rgb, box in frames[6:]:  # a detection on every frame: matched to the frame before's box
         (detected,) = tracker.update(rgb, [box])
         assert detected.track_id == first.track_id and detected.detected and detected.box == box
+
+
+def test_with_a_detector_step_a_missed_face_is_left_out_and_taken_back_by_the_next_detection():
+    """`follow` (a detector's own step) replaces the correlation tracker: a face it finds moves
+    the track's box; one it misses is not reported on that frame, but the track keeps its last
+    box, so the next detection frame takes the face back under the same id."""
+    frames = square_frames(8)
+    looks: list = []
+
+    def follow(rgb, box):
+        looks.append(box)
+        index = len(looks)
+        return None if index == 3 else frames[index][1]  # misses the face on the third look
+
+    tracker = FaceTracker(follow=follow)
+    (first,) = tracker.update(frames[0][0], [frames[0][1]])
+    for index in (1, 2):
+        (followed,) = tracker.update(frames[index][0], None)
+        assert followed.track_id == first.track_id and not followed.detected
+        assert followed.box == frames[index][1]
+    assert tracker.update(frames[3][0], None) == []  # missed: left out, not ended
+    assert looks[-1] == frames[2][1]  # looked for where it was last seen
+    (again,) = tracker.update(frames[4][0], [frames[4][1]])
+    assert again.track_id == first.track_id and again.detected

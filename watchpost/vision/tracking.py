@@ -7,12 +7,18 @@ hardly moved; no correlation step is spent on a frame the detector reads anyway)
 re-seeds the tracker, a new face starts a track, and a track that no detection confirms for a
 while ends. A tracker is seeded only on the next frame that needs it (seeding costs about as much
 as a step), so a detector run on every frame costs no tracking at all.
+
+With `follow` (a detector's own step, `blazeface.follow_face`), no correlation tracker runs: each
+track's box is looked for again around where it was. A face it misses is left out of that frame
+but kept at its last box, so the next detection frame takes it back under the same id (or the
+usual `max_unconfirmed` rule ends it).
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dlib
@@ -59,9 +65,12 @@ def match_detections(
     return matched, new, lost
 
 
+Follow = Callable[[np.ndarray, Box], Box | None]  # (frame, last box) -> box now, or None
+
+
 @dataclass
 class _Track:
-    tracker: dlib.correlation_tracker
+    tracker: dlib.correlation_tracker | None
     box: Box
     unconfirmed_detections: int = 0
     seed: np.ndarray | None = None  # the frame to start the tracker on, at `box`, when needed
@@ -82,7 +91,9 @@ class FaceTracker:
         max_unconfirmed: int = 2,
         min_quality: float = 7.0,
         min_size: int = 20,
+        follow: Follow | None = None,
     ) -> None:
+        self.follow = follow
         self.min_iou = min_iou
         self.max_unconfirmed = max_unconfirmed
         self.min_quality = min_quality
@@ -114,14 +125,18 @@ class FaceTracker:
                 result.append(TrackedBox(track_id, track.box, False))
         for index in new:
             track_id = f"{self._token}-{next(self._counter)}"
-            self._tracks[track_id] = _Track(dlib.correlation_tracker(), detections[index], seed=rgb)
+            tracker = None if self.follow else dlib.correlation_tracker()
+            self._tracks[track_id] = _Track(tracker, detections[index], seed=rgb)
             result.append(TrackedBox(track_id, detections[index], True))
         return result
 
     def _follow(self, rgb: np.ndarray) -> list[TrackedBox]:
         """A frame without detection: every tracker steps on; a track it loses ends."""
+        if self.follow is not None:
+            return self._follow_by_detector(rgb, self.follow)
         h, w = rgb.shape[:2]
         for track_id, track in list(self._tracks.items()):
+            assert track.tracker is not None
             if track.seed is not None:
                 track.tracker.start_track(track.seed, dlib_rect(track.box))
                 track.seed = None
@@ -136,6 +151,15 @@ class FaceTracker:
                 continue
             track.box = box
         return [TrackedBox(t, tr.box, False) for t, tr in self._tracks.items()]
+
+    def _follow_by_detector(self, rgb: np.ndarray, follow: Follow) -> list[TrackedBox]:
+        result = []
+        for track_id, track in self._tracks.items():
+            box = follow(rgb, track.box)
+            if box is not None and min(box[2] - box[0], box[3] - box[1]) >= self.min_size:
+                track.box = box
+                result.append(TrackedBox(track_id, box, False))
+        return result
 
     def reset(self) -> None:
         self._tracks.clear()
