@@ -280,12 +280,17 @@ def detector_environment(spec: str) -> dict[str, str]:
     name, _, option = spec.partition(":")
     if name == "hog":
         return {"WATCHPOST_CAPTURE_DETECTOR": "hog", "WATCHPOST_CAPTURE_UPSAMPLE": option or "1"}
-    if name == "blazeface":
+    if name == "blazeface":  # blazeface[:NETWORK][:FOLLOW], e.g. blazeface:short:correlation
         environment = {"WATCHPOST_CAPTURE_DETECTOR": "blazeface"}
-        if option:
-            environment["WATCHPOST_CAPTURE_BLAZEFACE_NETWORK"] = option
+        network, _, follow = option.partition(":")
+        if network:
+            environment["WATCHPOST_CAPTURE_BLAZEFACE_NETWORK"] = network
+        if follow:
+            environment["WATCHPOST_CAPTURE_FOLLOW"] = follow
         return environment
-    raise SystemExit(f"unknown detector {spec!r}: hog[:UPSAMPLE] or blazeface[:short|full]")
+    raise SystemExit(
+        f"unknown detector {spec!r}: hog[:UPSAMPLE] or blazeface[:NETWORK][:detector|correlation]"
+    )
 
 
 def run_watchpost(

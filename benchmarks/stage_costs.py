@@ -22,6 +22,7 @@ from services.liveness.blink import face_ear
 from watchpost.images import cut_square, decode_jpeg, to_grey
 from watchpost.progress import bar
 from watchpost.settings import default_data_dir
+from watchpost.vision import blazeface
 from watchpost.vision.faces import detect_faces, embed_face, landmarks_68
 from watchpost.vision.tracking import FaceTracker
 
@@ -123,17 +124,26 @@ def main() -> None:
     box = next((b[0] for f in sample if (b := detect_faces(f, upsample=1))), None)
     embed_face(frames[0], box or (0, 0, 64, 64))  # load the models outside the timings
     landmarks_68(frames[0], box or (0, 0, 64, 64))
-    tracker_ms = []
+    tracker_ms: list[float] = []
+    follow_ms: list[float] = []
     if box:
         tracker = FaceTracker()
         tracker.update(frames[0], [box])
         tracker_ms = [timed(tracker.update, f, None)[0] for f in frames[1:30]]
+        # BlazeFace's own step around the last box (capture_follow=detector), same frames.
+        blazeface.follow_face(frames[0], box)  # loads the network outside the timing
+        follower = FaceTracker(follow=blazeface.follow_face)
+        follower.update(frames[0], [box])
+        follow_ms = [timed(follower.update, f, None)[0] for f in frames[1:30]]
     figures: dict = {
         "video": Path(args.video).name,
         "frames": len(frames),
         "frame_size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
         "tracker_update_ms": statistics.median(tracker_ms) if tracker_ms else None,
+        "blazeface_follow_ms": statistics.median(follow_ms) if follow_ms else None,
     }
+    if tracker_ms and follow_ms:
+        figures["follow_vs_tracker"] = statistics.median(follow_ms) / statistics.median(tracker_ms)
     stages = {
         "hog_upsample0_ms": lambda: median_ms(detect_faces, sample, upsample=0),
         "hog_upsample1_ms": lambda: median_ms(detect_faces, sample, upsample=1),
