@@ -288,8 +288,8 @@ class CaptureSettings(CommonSettings):
     capture_follow: Literal["detector", "correlation"] = Field(
         "detector",
         description="Between detections, with `blazeface`: look for each face again with the "
-        "detector around its last box (`detector`: about 1.8 ms a face) or step a dlib "
-        "correlation tracker (`correlation`: about 6 ms; always so with `hog`).",
+        "detector around its last box (`detector`: about 2 ms a face) or step a dlib "
+        "correlation tracker (`correlation`: about 4-6 ms; always so with `hog`).",
     )
     capture_upsample: int = Field(
         1, ge=0, le=2, description="HOG detector upsampling steps (with `hog` only)."

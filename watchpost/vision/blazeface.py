@@ -263,7 +263,7 @@ def follow_face(
     """Where the face last seen at `box` (HOG-like) is in `rgb`, by one network pass over a
     square `context` times the face's side around it (padded where it leaves the frame), or
     None when no face there overlaps the last box by `min_iou`: a tracker step for BlazeFace
-    (about 1.8 ms with `short` against a correlation tracker's 6 ms, and the box is the
+    (about 2 ms with `short` against a correlation tracker's 4-6 ms, and the box is the
     detector's own, not a drifting filter's; docs/performance.md)."""
     from watchpost.vision import models
     from watchpost.vision.tracking import iou

@@ -114,7 +114,7 @@ class FaceTracker:
             track = self._tracks[track_id]
             track.box = detections[index]
             track.unconfirmed_detections = 0
-            track.seed = rgb
+            track.seed = rgb if track.tracker is not None else None
             result.append(TrackedBox(track_id, track.box, True))
         for track_id in lost:
             track = self._tracks[track_id]
@@ -125,8 +125,11 @@ class FaceTracker:
                 result.append(TrackedBox(track_id, track.box, False))
         for index in new:
             track_id = f"{self._token}-{next(self._counter)}"
-            tracker = None if self.follow else dlib.correlation_tracker()
-            self._tracks[track_id] = _Track(tracker, detections[index], seed=rgb)
+            if self.follow is None:
+                track = _Track(dlib.correlation_tracker(), detections[index], seed=rgb)
+            else:
+                track = _Track(None, detections[index])
+            self._tracks[track_id] = track
             result.append(TrackedBox(track_id, detections[index], True))
         return result
 
