@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import redis
@@ -29,6 +30,9 @@ from watchpost.service import BackgroundLoop, Resources, UploadRoute, service_ap
 from watchpost.settings import DashboardSettings
 from watchpost.streams import trim_older_than
 from watchpost.worker import StreamWorker
+
+if TYPE_CHECKING:  # paho (the `mqtt` extra) is imported only when a broker is configured
+    from services.dashboard.mqtt import MqttBridge
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -78,14 +82,20 @@ def create_app(settings: DashboardSettings | None = None) -> FastAPI:
                 BackgroundLoop("webhooks", lambda stop: notifier(resources, stop).run(stop))
             )
         if settings.mqtt_url:
-            loops.append(BackgroundLoop("mqtt", lambda stop: mqtt_bridge(resources, stop)))
+            from services.dashboard.mqtt import MqttBridge  # paho is the `mqtt` extra
+
+            # Built here, before the service says it is ready (it connects only in its loop),
+            # so `app.state.mqtt` is there as soon as the app is up, not when a thread gets to it.
+            bridge = MqttBridge(
+                settings, redis_client=resources.redis, pool=resources.require_pool()
+            )
+            app.state.mqtt = bridge
+            loops.append(BackgroundLoop("mqtt", lambda stop: mqtt_bridge(bridge, resources, stop)))
         return loops
 
-    def mqtt_bridge(resources: Resources[DashboardSettings], stop: threading.Event) -> None:
-        from services.dashboard.mqtt import MqttBridge  # paho is the `mqtt` extra
-
-        bridge = MqttBridge(settings, redis_client=resources.redis, pool=resources.require_pool())
-        app.state.mqtt = bridge
+    def mqtt_bridge(
+        bridge: MqttBridge, resources: Resources[DashboardSettings], stop: threading.Event
+    ) -> None:
         worker = stream_worker(
             settings,
             resources.redis,
