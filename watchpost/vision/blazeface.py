@@ -289,6 +289,6 @@ def follow_face(
             min(w, b[2] + x0),
             min(h, b[3] + y0),
         )
-        if moved[2] > moved[0] and moved[3] > moved[1] and iou(moved, box) >= overlap:
-            best, overlap = moved, iou(moved, box)
+        if moved[2] > moved[0] and moved[3] > moved[1] and (o := iou(moved, box)) >= overlap:
+            best, overlap = moved, o
     return best

@@ -226,3 +226,16 @@ def load_samples(
             pickle.dump(cached, handle, protocol=pickle.HIGHEST_PROTOCOL)
     samples = [Sample(item, *cached[item.path]) for item in items]
     return samples, left_out
+
+
+def fold_samples(
+    data: Path, *, progress: Callable[[Iterable], Iterable] | None = None
+) -> tuple[list[Sample], np.ndarray, np.ndarray, np.ndarray]:
+    """The samples of the LOSO folds (`FOLDS`), with their labels, folds and presentations as
+    arrays: what every leave-one-source-out experiment starts from."""
+    samples, _ = load_samples(data, progress=progress)
+    samples = [s for s in samples if s.item.fold in FOLDS]
+    labels = np.array([s.item.label for s in samples])
+    folds = np.array([s.item.fold for s in samples])
+    presentations = np.array([s.item.presentation for s in samples])
+    return samples, labels, folds, presentations

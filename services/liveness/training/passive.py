@@ -182,6 +182,12 @@ def fit(x, y, units, config: Config, augmented=None) -> PassiveModel:
     scale = rows.std(axis=0) + 1e-6
     lr = LogisticRegression(C=config.c, max_iter=5000)
     lr.fit((rows - mean) / scale, labels, sample_weight=weights)
+    return fitted_model(config, mean, scale, lr)
+
+
+def fitted_model(config: Config, mean, scale, lr: LogisticRegression) -> PassiveModel:
+    """The run-time model of a logistic regression fitted on features standardised by `mean`
+    and `scale` (threshold 0.5 until one is chosen; never deciding on its own)."""
     return PassiveModel(
         groups=list(config.groups),
         normalise=config.normalise,

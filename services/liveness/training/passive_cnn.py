@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from services.liveness.training import loso
-from services.liveness.training.pad_data import FOLDS, load_samples
+from services.liveness.training.pad_data import FOLDS, fold_samples
 from services.liveness.training.passive import (
     CONFIGS,
     choose_threshold,
@@ -221,11 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cv2.setNumThreads(1)
     started = time.time()
-    samples, _ = load_samples(args.data)
-    samples = [s for s in samples if s.item.fold in FOLDS]
-    y = np.array([s.item.label for s in samples])
-    units = np.array([s.item.fold for s in samples])
-    presentations = np.array([s.item.presentation for s in samples])
+    samples, y, units, presentations = fold_samples(args.data)
     bases = np.stack([to_input(s.crop, BASE) for s in samples])
 
     lr = lr_scores(samples, y, units, presentations)

@@ -53,11 +53,12 @@ from sklearn.linear_model import LogisticRegression
 from services.liveness import texture
 from services.liveness.passive_model import PassiveModel
 from services.liveness.training import loso
-from services.liveness.training.pad_data import FOLDS, load_samples
+from services.liveness.training.pad_data import FOLDS, fold_samples
 from services.liveness.training.passive import (
     _weights,
     choose_threshold,
     fit,
+    fitted_model,
     inner_key,
 )
 from services.liveness.training.passive_cnn import LR_CONFIG, cached_feature_tables
@@ -170,16 +171,7 @@ def fit_dro(x, y, units, augmented) -> PassiveModel:
         group_loss = np.bincount(index, weights=loss) / np.bincount(index)
         share = share * np.exp(DRO_ETA * group_loss)
         share /= share.sum()
-    return PassiveModel(
-        groups=list(LR_CONFIG.groups),
-        normalise=False,
-        mean=mean,
-        scale=scale,
-        coef=lr.coef_[0],
-        intercept=float(lr.intercept_[0]),
-        threshold=0.5,
-        decides=False,
-    )
+    return fitted_model(LR_CONFIG, mean, scale, lr)
 
 
 def train(name: str, x, y, units, pres, augmented) -> tuple[PassiveModel, np.ndarray]:
@@ -249,11 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=default_data_dir())
     args = parser.parse_args(argv)
     started = time.time()
-    samples, _ = load_samples(args.data)
-    samples = [s for s in samples if s.item.fold in FOLDS]
-    y = np.array([s.item.label for s in samples])
-    units = np.array([s.item.fold for s in samples])
-    pres = np.array([s.item.presentation for s in samples])
+    samples, y, units, pres = fold_samples(args.data)
     tables = cached_feature_tables(samples)
     x, aug = tables["plain"], tables["camera"]
 

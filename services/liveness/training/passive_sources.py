@@ -22,7 +22,7 @@ import numpy as np
 
 from services.liveness import texture
 from services.liveness.training import loso
-from services.liveness.training.pad_data import FOLDS, load_samples
+from services.liveness.training.pad_data import FOLDS, fold_samples
 from services.liveness.training.passive import choose_threshold, fit, inner_key
 from services.liveness.training.passive_cnn import LR_CONFIG, cached_feature_tables
 from watchpost.progress import track
@@ -45,11 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
     args = parser.parse_args(argv)
-    samples, _ = load_samples(args.data)
-    samples = [s for s in samples if s.item.fold in FOLDS]
-    y = np.array([s.item.label for s in samples])
-    units = np.array([s.item.fold for s in samples])
-    pres = np.array([s.item.presentation for s in samples])
+    samples, y, units, pres = fold_samples(args.data)
     tables = cached_feature_tables(samples)
     x, aug = tables["plain"], tables["camera"]
     mask = texture.group_mask(LR_CONFIG.groups)

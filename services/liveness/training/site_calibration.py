@@ -51,7 +51,7 @@ from rich.table import Table
 
 from services.liveness.calibration import fit_threshold, needed_presentations
 from services.liveness.training import loso
-from services.liveness.training.pad_data import FOLDS, load_samples
+from services.liveness.training.pad_data import FOLDS, fold_samples
 from services.liveness.training.passive import (
     CONFIGS,
     _masked,
@@ -229,11 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
 
     config = next(c for c in CONFIGS if c.name.startswith("F:"))
-    samples, _ = load_samples(args.data, progress=lambda it: track(it, "crops"))
-    samples = [s for s in samples if s.item.fold in FOLDS]
-    y = np.array([s.item.label for s in samples])
-    units = np.array([s.item.fold for s in samples])
-    presentations = np.array([s.item.presentation for s in samples])
+    samples, y, units, presentations = fold_samples(
+        args.data, progress=lambda it: track(it, "crops")
+    )
     tables = feature_tables(samples, (config.augment,))
     x, augmented = tables["plain"], tables[config.augment]
 
